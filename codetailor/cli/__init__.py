@@ -1,0 +1,81 @@
+"""The `codetailor` console command.
+
+Each command group is a module here with `register(subparsers)`; a command's
+handler takes the parsed args and returns a dict (printed as JSON with --json)
+or None. Expected failures raise CodetailorError: one line on stderr, exit != 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from typing import Any
+
+from codetailor.errors import CodetailorError
+
+# Command groups, in the order --help lists them. Each module registers its own subcommands.
+COMMAND_MODULES = [
+    "codetailor.cli.model",
+    "codetailor.cli.tenants",
+    "codetailor.cli.index",
+    "codetailor.cli.train",
+    "codetailor.cli.evaluate",
+    "codetailor.cli.generate",
+    "codetailor.cli.serve",
+]
+
+
+def add_json_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print a machine-readable JSON result")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="codetailor",
+        description="Tailor a code-completion model to your organisation's repositories.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:  # a stage that has not landed yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def emit(result: Any, as_json: bool) -> None:
+    if result is None:
+        return
+    if as_json:
+        print(json.dumps(result, indent=2, default=str))
+    elif isinstance(result, str):
+        print(result)
+    elif isinstance(result, dict):
+        for k, v in result.items():
+            print(f"{k}: {json.dumps(v, default=str) if isinstance(v, (dict, list)) else v}")
+    else:
+        print(result)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.handler(args)
+        emit(result, getattr(args, "json", False))
+        return 0
+    except CodetailorError as e:
+        print(f"codetailor: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("codetailor: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""Configuration: frozen pydantic models, read once at the edge and validated.
+
+Sources, highest priority first: keyword overrides, environment variables
+(`CODETAILOR_<FIELD>`, nested with `__`, e.g. `CODETAILOR_ENGINE__MAX_LORAS=8`),
+the YAML file named by `CODETAILOR_CONFIG` (or `<home>/config.yaml`), defaults.
+Each stage owns one section model below; nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from platformdirs import user_data_dir
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from codetailor.errors import ConfigError
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ModelConfig(_Section):
+    # "smollm2-135m-instruct" (the embedded default, made by `codetailor model fetch`)
+    # or a path to any local Hugging Face Llama/Qwen2-style checkpoint directory.
+    base: str = DEFAULT_MODEL
+
+
+class EngineConfig(_Section):
+    dtype: Literal["bfloat16", "float32", "float16", "auto"] = "bfloat16"
+    max_model_len: int = Field(4096, ge=256)
+    enable_lora: bool = True
+    max_loras: int = Field(8, ge=1)          # adapters resident in the batch at once
+    max_lora_rank: int = Field(16, ge=1, le=256)
+    max_cpu_loras: int = Field(64, ge=1)     # adapters cached in host memory
+    kv_cache_gib: float = Field(2.0, gt=0)   # VLLM_CPU_KVCACHE_SPACE
+    max_num_seqs: int = Field(64, ge=1)
+    seed: int = 0
+
+
+class PromptConfig(_Section):
+    budget_tokens: int = Field(2048, ge=64)   # whole prompt, before generation
+    max_suffix_lines: int = Field(8, ge=0)
+    min_prefix_share: float = Field(0.5, gt=0, le=1)
+
+
+class RetrievalConfig(_Section):
+    chunking: Literal["syntax", "lines"] = "syntax"
+    chunk_lines: int = Field(20, ge=1)
+    chunk_overlap: int = Field(5, ge=0)
+    max_file_bytes: int = Field(1_000_000, ge=1)
+    embedding_model: str = "all-MiniLM-L6-v2"  # or a local sentence-transformers path
+    vector_store: Literal["edge", "service"] = "edge"
+    qdrant_url: str | None = None            # for vector_store=service
+    qdrant_collection: str = "codetailor_chunks"
+    top_k: int = Field(3, ge=0)
+    query_lines: int = Field(10, ge=1)       # lines above the cursor used as query
+    bug_fix_pattern: str = r"(?i)\b(fix(e[sd])?|bug|hotfix|patch|regression)\b"
+
+
+class TrainingConfig(_Section):
+    rank: int = 16
+    alpha: int = 32
+    lr: float = 2e-4
+    seq_len: int = Field(512, ge=32)
+    replay_ratio: float = Field(0.2, ge=0, lt=1)
+    heldout_fraction: float = Field(0.1, gt=0, lt=1)
+    split_seed: int = 1234
+
+
+class EvaluationConfig(_Section):
+    cqi_threshold: float = Field(5.5, ge=1, le=10)     # activation needs CQI above this
+    max_public_loss_increase: float = Field(0.10, ge=0)  # relative public-code loss change bound
+
+
+class ServingConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(50051, ge=1, le=65535)
+    replicas: int = Field(1, ge=1)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    max_tokens_limit: int = Field(256, ge=1)
+    max_prompt_chars: int = Field(200_000, ge=1)
+    max_stop_sequences: int = Field(8, ge=0)
+    tenant_concurrency: int = Field(8, ge=1)
+    max_ongoing_requests: int = Field(64, ge=1)
+    max_queued_requests: int = Field(128, ge=0)
+    metrics_port: int = Field(8080, ge=1, le=65535)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CODETAILOR_", env_nested_delimiter="__", frozen=True, extra="forbid"
+    )
+
+    home: Path = Field(default_factory=lambda: Path(user_data_dir("codetailor")))
+    key_pepper: str | None = None  # server-side secret for key hashes; else <home>/secrets/pepper
+    model: ModelConfig = ModelConfig()
+    engine: EngineConfig = EngineConfig()
+    prompt: PromptConfig = PromptConfig()
+    retrieval: RetrievalConfig = RetrievalConfig()
+    training: TrainingConfig = TrainingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    serving: ServingConfig = ServingConfig()
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, v: Path) -> Path:
+        return Path(v).expanduser().resolve()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlSource(settings_cls))
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """The optional YAML file: CODETAILOR_CONFIG, else <home>/config.yaml if present."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("CODETAILOR_CONFIG")
+        if not path:
+            home = os.environ.get("CODETAILOR_HOME") or user_data_dir("codetailor")
+            candidate = Path(home).expanduser() / "config.yaml"
+            if not candidate.is_file():
+                return {}
+            path = str(candidate)
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = yaml.safe_load(f) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        return data
+
+
+def _describe(e: ValidationError) -> str:
+    parts = []
+    for err in e.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or "config"
+        parts.append(f"{loc}: {err['msg']}")
+    return "invalid configuration: " + "; ".join(parts)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate the configuration; a bad value raises ConfigError with one line."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as e:
+        raise ConfigError(_describe(e)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
