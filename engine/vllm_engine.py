@@ -1,0 +1,238 @@
+"""`VllmEngine`: the EngineClient on vLLM's in-process AsyncLLM.
+
+One base model, many tenant LoRA adapters, continuous batching across tenants.
+The engine core runs with `distributed_executor_backend="uni"` and
+VLLM_ENABLE_V1_MULTIPROCESSING=0, so the model worker lives in this process:
+faster start and ~500 MiB less memory than the default multiprocess executor
+(checked in /work/shared/environment-notes.md).
+
+Adapters arrive as `AdapterRef`s; only engine.resolver turns one into a
+LoRARequest. A missing or corrupt adapter raises AdapterLoadError (serving falls
+back to the base model); a dead engine raises EngineDead; a request vLLM
+refuses (prompt longer than max_model_len, bad parameters) raises RequestRejected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, AsyncIterator
+
+from codetailor.config import EngineConfig, Settings
+from codetailor.home import Home
+from engine.protocol import (
+    AdapterLoadError,
+    AdapterRef,
+    EngineDead,
+    EngineError,
+    EngineHealth,
+    GenerationRequest,
+    GenerationResult,
+    RequestRejected,
+)
+from engine.resolver import AdapterResolver
+
+if TYPE_CHECKING:
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+log = logging.getLogger(__name__)
+
+
+def _engine_env(cfg: EngineConfig) -> None:
+    # vLLM reads these lazily from the environment when the engine is built.
+    os.environ["VLLM_CPU_KVCACHE_SPACE"] = f"{cfg.kv_cache_gib:g}"
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+
+
+class VllmEngine:
+    def __init__(self, llm: "AsyncLLM", resolver: AdapterResolver, config: EngineConfig, model_path: Path):
+        self._llm = llm
+        self.resolver = resolver
+        self.config = config
+        self.model_path = model_path
+        self._tokenizer = llm.tokenizer
+        self._registered: set[int] = set()  # lora ids add_lora has accepted
+        self._closed = False
+
+    # -- construction -----------------------------------------------------------
+    @classmethod
+    def start(
+        cls,
+        settings_or_config: Settings | EngineConfig,
+        model_path: Path | str,
+        *,
+        home: Home | Path | None = None,
+    ) -> "VllmEngine":
+        """Build the engine (≈ 20–35 s for SmolLM2 on 2 cores). `home` is where
+        adapters are resolved; it defaults to the settings' home."""
+        if isinstance(settings_or_config, Settings):
+            cfg = settings_or_config.engine
+            home = home if home is not None else Home(settings_or_config.home)
+        else:
+            cfg = settings_or_config
+            if home is None:
+                raise EngineError("VllmEngine.start needs `home` when given an EngineConfig")
+        model_path = Path(model_path)
+        if not (model_path / "config.json").is_file():
+            raise EngineError(f"no model checkpoint at {model_path} (config.json missing)")
+        _engine_env(cfg)
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        args = AsyncEngineArgs(
+            model=str(model_path),
+            dtype=cfg.dtype,
+            max_model_len=cfg.max_model_len,
+            enable_lora=cfg.enable_lora,
+            max_loras=cfg.max_loras,
+            max_lora_rank=cfg.max_lora_rank,
+            max_cpu_loras=max(cfg.max_cpu_loras, cfg.max_loras),
+            max_num_seqs=cfg.max_num_seqs,
+            seed=cfg.seed,
+            distributed_executor_backend="uni",
+            disable_log_stats=False,
+        )
+        try:
+            llm = AsyncLLM.from_engine_args(args)
+        except Exception as e:  # vLLM raises many types; the message is what matters
+            raise EngineError(f"the vLLM engine failed to start for {model_path}: {type(e).__name__}: {e}") from e
+        home = home if isinstance(home, Home) else Home(Path(home))
+        return cls(llm, AdapterResolver(home, cfg.max_lora_rank), cfg, model_path)
+
+    # -- adapters -------------------------------------------------------------------
+    async def _lora(self, ref: AdapterRef | None):
+        if ref is None:
+            return None
+        if not self.config.enable_lora:
+            raise AdapterLoadError("this engine was started with enable_lora=false")
+        req = self.resolver.lora_request(ref)  # raises AdapterLoadError for bad files
+        if req.lora_int_id not in self._registered:
+            try:
+                await self._llm.add_lora(req)
+            except Exception as e:
+                self._raise_if_dead()
+                raise AdapterLoadError(f"adapter {ref.tenant}/{ref.version} failed to load: {e}") from e
+            self._registered.add(req.lora_int_id)
+        return req
+
+    async def add_adapter(self, adapter: AdapterRef) -> None:
+        await self._lora(adapter)
+
+    async def remove_adapter(self, adapter: AdapterRef) -> None:
+        lora_id = self.resolver.int_id(adapter)
+        self._registered.discard(lora_id)
+        try:
+            await self._llm.remove_lora(lora_id)
+        except Exception as e:
+            self._raise_if_dead()
+            raise EngineError(f"could not remove adapter {adapter.tenant}/{adapter.version}: {e}") from e
+
+    async def loaded_adapter_ids(self) -> set[int]:
+        return set(await self._llm.list_loras())
+
+    # -- generation ------------------------------------------------------------------
+    def _params(self, request: GenerationRequest, delta: bool):
+        from vllm.sampling_params import RequestOutputKind, SamplingParams
+
+        try:
+            return SamplingParams(
+                max_tokens=request.max_tokens,
+                temperature=request.temperature,
+                stop=list(request.stop) or None,
+                seed=request.seed,
+                output_kind=RequestOutputKind.DELTA if delta else RequestOutputKind.FINAL_ONLY,
+            )
+        except (ValueError, TypeError) as e:
+            raise RequestRejected(f"invalid generation parameters: {e}") from None
+
+    def _raise_if_dead(self) -> None:
+        if self._closed:
+            raise EngineDead("the engine is shut down")
+        if self._llm.errored:
+            raise EngineDead(f"the vLLM engine died: {self._llm.dead_error}")
+
+    async def _run(self, request: GenerationRequest, delta: bool) -> AsyncIterator[GenerationResult]:
+        self._raise_if_dead()
+        params = self._params(request, delta)
+        lora = await self._lora(request.adapter)
+        request_id = request.request_id or uuid.uuid4().hex
+        t0 = time.perf_counter()
+        prompt_tokens = completion_tokens = 0
+        finished = False
+        try:
+            async for out in self._llm.generate(request.prompt, params, request_id, lora_request=lora):
+                c = out.outputs[0]
+                prompt_tokens = len(out.prompt_token_ids or ())
+                completion_tokens = (completion_tokens + len(c.token_ids)) if delta else len(c.token_ids)
+                finished = out.finished
+                yield GenerationResult(
+                    request_id=request_id,
+                    text=c.text,
+                    finish_reason=c.finish_reason if out.finished else None,
+                    prompt_tokens=prompt_tokens,
+                    completion_tokens=completion_tokens,
+                    adapter=request.adapter,
+                    queue_ms=_queue_ms(out),
+                    generation_ms=(time.perf_counter() - t0) * 1000,
+                )
+        except EngineError:
+            raise
+        except (ValueError, TypeError) as e:  # vLLM's input validation (too long, bad ids, ...)
+            self._raise_if_dead()
+            raise RequestRejected(f"request rejected by the engine: {e}") from None
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self._raise_if_dead()
+            raise EngineError(f"generation failed: {type(e).__name__}: {e}") from e
+        finally:
+            if not finished:  # the caller closed the stream early, or an error: free the KV cache
+                with contextlib.suppress(Exception):
+                    await self._llm.abort(request_id)
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        last = None
+        async for result in self._run(request, delta=False):
+            last = result
+        if last is None:
+            raise EngineError("the engine returned no output")
+        return last
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[GenerationResult]:
+        async for result in self._run(request, delta=True):
+            yield result
+
+    async def abort(self, request_id: str) -> None:
+        await self._llm.abort(request_id)
+
+    # -- status -------------------------------------------------------------------------
+    async def health(self) -> EngineHealth:
+        if self._closed or self._llm.errored:
+            return EngineHealth(ok=False, detail="engine shut down" if self._closed else str(self._llm.dead_error))
+        try:
+            await self._llm.check_health()
+            loaded = len(await self._llm.list_loras()) if self.config.enable_lora else 0
+        except Exception as e:
+            return EngineHealth(ok=False, detail=f"{type(e).__name__}: {e}")
+        unfinished = self._llm.get_num_unfinished_requests()
+        return EngineHealth(ok=True, running_requests=unfinished, loaded_adapters=loaded)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tokenizer.encode(text, add_special_tokens=False))
+
+    async def shutdown(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._llm.shutdown()
+
+
+def _queue_ms(out) -> float:
+    m = getattr(out, "metrics", None)
+    queued, scheduled = getattr(m, "queued_ts", 0.0), getattr(m, "scheduled_ts", 0.0)
+    return max(0.0, (scheduled - queued) * 1000) if queued and scheduled else 0.0
