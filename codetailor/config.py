@@ -93,6 +93,7 @@ class EvaluationConfig(_Section):
     cqi_scale: float = Field(0.125, gt=0)      # docs/cqi.md: mean paired gain that maps to CQI ~8.2
     bootstrap_samples: int = Field(2000, ge=100)
     seed: int = 0                              # task sampling, the fallback split, the bootstrap
+    retrieval_mode: Literal["bm25", "semantic", "hybrid"] = "hybrid"  # the rag systems' search
 
 
 class ServingConfig(_Section):

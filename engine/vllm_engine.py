@@ -6,6 +6,9 @@ VLLM_ENABLE_V1_MULTIPROCESSING=0, so the model worker lives in this process:
 faster start and ~500 MiB less memory than the default multiprocess executor
 (checked in /work/shared/environment-notes.md).
 
+The engine keeps its own event loop on a thread (engine.loop_thread): callers
+may await it from any loop, e.g. several `asyncio.run` calls on one engine.
+
 Adapters arrive as `AdapterRef`s; only engine.resolver turns one into a
 LoRARequest. A missing or corrupt adapter raises AdapterLoadError (serving falls
 back to the base model); a dead engine raises EngineDead; a request vLLM
@@ -35,6 +38,7 @@ from engine.protocol import (
     GenerationResult,
     RequestRejected,
 )
+from engine.loop_thread import LoopThread
 from engine.resolver import AdapterResolver
 
 if TYPE_CHECKING:
@@ -51,8 +55,10 @@ def _engine_env(cfg: EngineConfig) -> None:
 
 
 class VllmEngine:
-    def __init__(self, llm: "AsyncLLM", resolver: AdapterResolver, config: EngineConfig, model_path: Path):
+    def __init__(self, llm: "AsyncLLM", loop: LoopThread, resolver: AdapterResolver, config: EngineConfig,
+                 model_path: Path):
         self._llm = llm
+        self._loop = loop
         self.resolver = resolver
         self.config = config
         self.model_path = model_path
@@ -98,12 +104,17 @@ class VllmEngine:
             distributed_executor_backend="uni",
             disable_log_stats=False,
         )
+        async def build():
+            return AsyncLLM.from_engine_args(args)
+
+        loop = LoopThread()
         try:
-            llm = AsyncLLM.from_engine_args(args)
+            llm = loop.run(build())
         except Exception as e:  # vLLM raises many types; the message is what matters
+            loop.stop()
             raise EngineError(f"the vLLM engine failed to start for {model_path}: {type(e).__name__}: {e}") from e
         home = home if isinstance(home, Home) else Home(Path(home))
-        return cls(llm, AdapterResolver(home, cfg.max_lora_rank), cfg, model_path)
+        return cls(llm, loop, AdapterResolver(home, cfg.max_lora_rank), cfg, model_path)
 
     # -- adapters -------------------------------------------------------------------
     async def _lora(self, ref: AdapterRef | None):
@@ -122,9 +133,12 @@ class VllmEngine:
         return req
 
     async def add_adapter(self, adapter: AdapterRef) -> None:
-        await self._lora(adapter)
+        await self._loop.call(self._lora(adapter))
 
     async def remove_adapter(self, adapter: AdapterRef) -> None:
+        await self._loop.call(self._remove(adapter))
+
+    async def _remove(self, adapter: AdapterRef) -> None:
         lora_id = self.resolver.int_id(adapter)
         self._registered.discard(lora_id)
         try:
@@ -134,7 +148,8 @@ class VllmEngine:
             raise EngineError(f"could not remove adapter {adapter.tenant}/{adapter.version}: {e}") from e
 
     async def loaded_adapter_ids(self) -> set[int]:
-        return set(await self._llm.list_loras())
+        """Ids vLLM holds in its CPU cache (for tests and health)."""
+        return set(await self._loop.call(self._llm.list_loras()))
 
     # -- generation ------------------------------------------------------------------
     def _params(self, request: GenerationRequest, delta: bool):
@@ -196,7 +211,7 @@ class VllmEngine:
                 with contextlib.suppress(Exception):
                     await self._llm.abort(request_id)
 
-    async def generate(self, request: GenerationRequest) -> GenerationResult:
+    async def _generate(self, request: GenerationRequest) -> GenerationResult:
         last = None
         async for result in self._run(request, delta=False):
             last = result
@@ -204,15 +219,29 @@ class VllmEngine:
             raise EngineError("the engine returned no output")
         return last
 
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        return await self._loop.call(self._generate(request))
+
     async def stream(self, request: GenerationRequest) -> AsyncIterator[GenerationResult]:
-        async for result in self._run(request, delta=True):
-            yield result
+        chunks = self._run(request, delta=True)  # iterated on the engine's loop
+        try:
+            while True:
+                try:
+                    item = await self._loop.call(chunks.__anext__())
+                except StopAsyncIteration:
+                    return
+                yield item
+        finally:
+            await self._loop.call(chunks.aclose())
 
     async def abort(self, request_id: str) -> None:
-        await self._llm.abort(request_id)
+        await self._loop.call(self._llm.abort(request_id))
 
     # -- status -------------------------------------------------------------------------
     async def health(self) -> EngineHealth:
+        return await self._loop.call(self._health())
+
+    async def _health(self) -> EngineHealth:
         if self._closed or self._llm.errored:
             return EngineHealth(ok=False, detail="engine shut down" if self._closed else str(self._llm.dead_error))
         try:
@@ -227,9 +256,20 @@ class VllmEngine:
         return len(self._tokenizer.encode(text, add_special_tokens=False))
 
     async def shutdown(self) -> None:
-        if not self._closed:
-            self._closed = True
+        if self._closed:
+            return
+        self._closed = True
+
+        async def stop():
             self._llm.shutdown()
+
+        with contextlib.suppress(Exception):
+            await self._loop.call(stop())
+        self._loop.stop()
+
+    def close(self) -> None:
+        """Synchronous shutdown (fixtures, atexit); not from inside a running loop."""
+        asyncio.run(self.shutdown())
 
 
 def _queue_ms(out) -> float:

@@ -159,8 +159,10 @@ def _units(nodes, lines: list[str], src: bytes, language: str, max_lines: int,
         deprecated = inherited_deprecated or _is_deprecated(node, lines, start)
         inner = _inner(node)
         body = inner.child_by_field_name("body")
-        if e - start + 1 > max_lines and inner.type in _CONTAINERS and body is not None and body.named_children:
-            members = body.named_children
+        members = body.named_children if body is not None and inner.type in _CONTAINERS else []
+        # split a class that is too big, or that holds a deprecated member (so it can be dropped alone)
+        if members and (e - start + 1 > max_lines or (not deprecated and any(
+                m.type in defs and _is_deprecated(m, lines, m.start_point[0]) for m in members))):
             head_end = members[0].start_point[0] - 1
             if head_end >= start:
                 out.append(_Unit(start, head_end, symbol, False, deprecated))

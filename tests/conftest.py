@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 pytest_plugins: list[str] = [
-    # "tests.fixtures.engine",   (engine issue)
-    # "tests.fixtures.serving",  (serving issue)
+    "tests.fixtures.engine",
+    "tests.fixtures.serving",
 ]
 
 # The test command fetches the base model here once (scripts/test.sh).

@@ -1,0 +1,122 @@
+"""`codetailor eval ...` and `codetailor adapters list|activate|rollback|system`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from codetailor.cli import add_json_flag
+from codetailor.config import get_settings
+from codetailor.tenants import registry_from_settings
+
+SYSTEM_CHOICES = ("base", "rag", "ft", "ft+rag")
+
+
+def _paths(tenant: str):
+    return registry_from_settings(get_settings()).tenant(tenant)  # NotFound for an unknown tenant
+
+
+def register(sub) -> None:
+    e = sub.add_parser("eval", help="measure rag / ft / ft+rag against the generic model and compute the CQI")
+    e.add_argument("--tenant", required=True)
+    e.add_argument("--systems", default="base,rag,ft,ft+rag",
+                   help="comma-separated, from base,rag,ft,ft+rag (base always runs; default all)")
+    e.add_argument("--n", type=int, default=None, help="number of tasks (default evaluation.n)")
+    e.add_argument("--adapter", metavar="VERSION", help="adapter version to evaluate (default the latest)")
+    e.add_argument("--report", type=Path, metavar="DIR", help="write report.md and PNG plots into DIR")
+    e.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_json_flag(e)
+    e.set_defaults(handler=_eval)
+
+    a = sub.add_parser("adapters", help="list, activate (guarded by the CQI), roll back adapter versions")
+    acts = a.add_subparsers(dest="adapters_command", metavar="ACTION", required=True)
+    ls = acts.add_parser("list", help="versions with latest / active / previous flags and their CQI")
+    ls.add_argument("--tenant", required=True)
+    add_json_flag(ls)
+    ls.set_defaults(handler=_list)
+    ac = acts.add_parser("activate", help="activate a version if the guardrail allows it")
+    ac.add_argument("--tenant", required=True)
+    ac.add_argument("version")
+    add_json_flag(ac)
+    ac.set_defaults(handler=_activate)
+    rb = acts.add_parser("rollback", help="return to the previously active version")
+    rb.add_argument("--tenant", required=True)
+    add_json_flag(rb)
+    rb.set_defaults(handler=_rollback)
+    sy = acts.add_parser("system", help="show or override which system serving uses for the tenant")
+    sy.add_argument("--tenant", required=True)
+    g = sy.add_mutually_exclusive_group()
+    g.add_argument("--override", choices=SYSTEM_CHOICES, help="use this system whatever evaluation chose")
+    g.add_argument("--clear-override", action="store_true", help="go back to evaluation's choice")
+    add_json_flag(sy)
+    sy.set_defaults(handler=_system)
+
+
+def _eval(args):
+    from evaluation import evaluate, public_summary
+
+    settings = get_settings()
+    result = public_summary(evaluate(settings, _paths(args.tenant), systems=args.systems, n=args.n,
+                                     adapter=args.adapter, report_dir=args.report, progress=not args.quiet))
+    return result if args.json else _table(result)
+
+
+def _fmt(v) -> str:
+    return "   —  " if v is None else f"{v:6.3f}"
+
+
+def _table(r: dict) -> str:
+    cols = ("exact_match", "edit_similarity", "codebleu", "identifier_match", "api_usage")
+    lines = [f"tenant {r['tenant']}  adapter {r.get('adapter') or '-'}  n={r['n']}  {r['seconds']:.0f}s  "
+             f"(held-out: {r['split']['source']})",
+             f"{'system':8} " + " ".join(f"{c[:10]:>10}" for c in cols)]
+    for s, m in r["systems"].items():
+        lines.append(f"{s:8} " + " ".join(f"{_fmt(m.get(c)):>10}" for c in cols))
+    for s, c in r["cqi"].items():
+        lines.append(f"CQI {s:7} {c['value']:.2f}  (95% CI {c['low']:.2f}–{c['high']:.2f})")
+    lines.append(f"serving system: {r.get('chosen_system')}")
+    if r.get("report"):
+        lines.append(f"report: {r['report']}")
+    return "\n".join(lines)
+
+
+def _list(args):
+    from evaluation.guardrail import versions
+
+    rows = versions(get_settings(), _paths(args.tenant))
+    if args.json:
+        return rows
+    if not rows:
+        return "(no adapters)"
+    out = []
+    for r in rows:
+        flags = ",".join(f for f in ("latest", "active", "previous") if r[f]) or "-"
+        cqi = "-" if r["cqi"] is None else f"{r['cqi']:.2f}"
+        plc = "-" if r["public_loss_change"] is None else f"{r['public_loss_change']:+.3f}"
+        out.append(f"{r['version']}\t{flags}\tcqi={cqi}\tpublic_loss_change={plc}\t"
+                   f"{'allowed' if r['allowed'] else 'refused'}")
+    return "\n".join(out)
+
+
+def _activate(args):
+    from evaluation.guardrail import activate
+
+    return activate(get_settings(), _paths(args.tenant), args.version)
+
+
+def _rollback(args):
+    from evaluation.guardrail import rollback
+
+    return rollback(get_settings(), _paths(args.tenant))
+
+
+def _system(args):
+    from codetailor.adapters import AdapterStore
+
+    store = AdapterStore(_paths(args.tenant))
+    if args.override:
+        store.set_system(args.override, override=True)
+    elif args.clear_override:
+        store.set_system(None, override=True)
+    s = store.state()
+    return {"tenant": args.tenant, "serving_system": store.serving_system(), "evaluated": s["system"],
+            "override": s["system_override"], "active": s["active"]}

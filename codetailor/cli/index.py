@@ -1,0 +1,90 @@
+"""`codetailor index` (ingest a repository into a tenant's retrieval index) and `codetailor search`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from codetailor.cli import add_json_flag
+from codetailor.config import get_settings
+from codetailor.errors import CodetailorError, NotFound
+
+
+def add_selection_flags(p) -> None:
+    """The selection knobs; fine-tuning's command adds the same flags."""
+    p.add_argument("--since", metavar="DURATION", help="only files/lines committed within DURATION (e.g. 90d, 12w, 6mo, 1y)")
+    p.add_argument("--max-bug-fixes", type=int, metavar="N", help="only files touched by at most N bug-fix commits")
+    p.add_argument("--exclude-deprecated", action="store_true", help="skip symbols marked deprecated")
+    p.add_argument("--include", action="append", default=[], metavar="GLOB", help="only paths matching GLOB (repeatable)")
+    p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="skip paths matching GLOB (repeatable)")
+
+
+def selection_from_args(args):
+    from retrieval import Selection
+
+    return Selection(since=args.since, max_bug_fixes=args.max_bug_fixes, exclude_deprecated=args.exclude_deprecated,
+                     include=tuple(args.include), exclude=tuple(args.exclude))
+
+
+def register(sub) -> None:
+    p = sub.add_parser("index", help="ingest a repository or folder into a tenant's retrieval index")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--source", default="main", help="name of this source within the tenant (default: main)")
+    p.add_argument("path", help="a git repository or a plain folder")
+    p.add_argument("--chunking", choices=["syntax", "lines"], help="default from config: syntax")
+    p.add_argument("--rebuild", action="store_true", help="drop the tenant's whole index and rebuild this source")
+    add_selection_flags(p)
+    add_json_flag(p)
+    p.set_defaults(handler=_index)
+
+    s = sub.add_parser("search", help="search a tenant's index")
+    s.add_argument("--tenant", required=True)
+    s.add_argument("--mode", choices=["bm25", "semantic", "hybrid"], default="hybrid")
+    s.add_argument("--top-k", type=int, help="number of results (default from config)")
+    q = s.add_mutually_exclusive_group(required=True)
+    q.add_argument("--query", help="query text")
+    q.add_argument("--file", help="a file being edited: the query is the lines above --line")
+    s.add_argument("--line", type=int, help="cursor line (1-based) in --file")
+    add_json_flag(s)
+    s.set_defaults(handler=_search)
+
+
+def _paths(settings, tenant: str):
+    from codetailor.tenants import registry_from_settings
+
+    return registry_from_settings(settings).tenant(tenant)
+
+
+def _index(args) -> dict:
+    from retrieval import index_source
+
+    settings = get_settings()
+    paths = _paths(settings, args.tenant)
+    return index_source(settings, paths, Path(args.path), source=args.source, selection=selection_from_args(args),
+                        chunking=args.chunking, rebuild=args.rebuild, progress=not args.json)
+
+
+def _search(args):
+    from retrieval import query_from_file, search
+
+    settings = get_settings()
+    if args.file is not None:
+        if args.line is None:
+            raise CodetailorError("--file needs --line")
+        f = Path(args.file)
+        if not f.is_file():
+            raise NotFound(f"file {f} does not exist")
+        try:
+            text = f.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise CodetailorError(f"file {f} is not UTF-8 text") from None
+        query = query_from_file(text, args.line, settings.retrieval.query_lines)
+    else:
+        query = args.query
+    hits = search(settings, _paths(settings, args.tenant), query, mode=args.mode, top_k=args.top_k)
+    if args.json:
+        return [h.to_dict() for h in hits]
+    out = []
+    for h in hits:
+        out.append(f"== {h.path}:{h.start_line}-{h.end_line}  score={h.score:.4f}")
+        out.append(h.text.rstrip("\n"))
+    return "\n".join(out) or "(no results)"

@@ -1,0 +1,129 @@
+"""`codetailor serve` (the gRPC service) and `codetailor complete` (its client)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from codetailor.cli import add_json_flag
+from codetailor.config import get_settings
+from codetailor.errors import CodetailorError
+
+
+class CompletionFailed(CodetailorError):
+    exit_code = 8
+
+
+def register(sub) -> None:
+    s = sub.add_parser("serve", help="start the gRPC completion service (Ctrl-C stops it)")
+    s.add_argument("--host", help="bind address (default: serving.host, 127.0.0.1)")
+    s.add_argument("--port", type=int, help="port (default: serving.port, 50051)")
+    s.add_argument("--replicas", type=int, help="model replicas (default: serving.replicas)")
+    s.set_defaults(handler=_serve)
+
+    c = sub.add_parser("complete", help="ask a running service for a completion")
+    c.add_argument("--host", default="127.0.0.1")
+    c.add_argument("--port", type=int, default=50051)
+    c.add_argument("--api-key", help="API key (default: env CODETAILOR_API_KEY)")
+    src = c.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prefix", help="the code before the cursor")
+    src.add_argument("--file", type=Path, help="a file; the cursor is at --line/--column")
+    c.add_argument("--line", type=int, help="cursor line (1-based) with --file")
+    c.add_argument("--column", type=int, help="cursor column (0-based) with --file; default: line start")
+    c.add_argument("--suffix", default="", help="the code after the cursor (with --prefix)")
+    c.add_argument("--path", default="", help="file path sent to the server (default: --file's name)")
+    c.add_argument("--max-tokens", type=int, default=32)
+    c.add_argument("--temperature", type=float, default=0.0)
+    c.add_argument("--timeout", type=float, default=60.0, help="deadline in seconds")
+    c.add_argument("--stream", action="store_true", help="print the completion as it is generated")
+    c.add_argument("--ca-cert", type=Path, help="the server's CA certificate (TLS)")
+    add_json_flag(c)
+    c.set_defaults(handler=_complete)
+
+
+def _serve(args) -> None:
+    import asyncio
+    import signal
+
+    settings = get_settings()
+    over = {k: v for k, v in (("host", args.host), ("port", args.port), ("replicas", args.replicas)) if v is not None}
+    if over:
+        settings = settings.model_copy(update={"serving": settings.serving.model_copy(update=over)})
+    from serving.app import start_stack
+    from serving.front import FrontServer
+
+    print(f"codetailor: starting Ray and the model replicas (home {settings.home}) ...", file=sys.stderr, flush=True)
+    stack = start_stack(settings)
+    try:
+        async def run() -> None:
+            front = FrontServer(settings, stack.ingress, stack.model)
+            port = await front.start()
+            tls = "TLS" if settings.serving.tls_cert else "plaintext"
+            print(f"codetailor: listening on {settings.serving.host}:{port} (gRPC, {tls}); "
+                  f"metrics on 127.0.0.1:{stack.metrics_port}/metrics; Ctrl-C stops", flush=True)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+            print("codetailor: stopping ...", file=sys.stderr, flush=True)
+            await front.stop()
+
+        asyncio.run(run())
+    finally:
+        stack.stop()
+    print("codetailor: stopped", file=sys.stderr)
+
+
+def _complete(args):
+    from codetailor.prompt_format import cursor_parts
+    from serving.client import ClientError, CompletionClient
+
+    key = args.api_key or os.environ.get("CODETAILOR_API_KEY")
+    at_line_start = False
+    if args.file is not None:
+        if args.line is None:
+            raise CodetailorError("--file needs --line")
+        try:
+            source = args.file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise CodetailorError(f"cannot read {args.file}: {e}") from None
+        try:
+            prefix, suffix = cursor_parts(source, args.line, args.column)
+        except ValueError as e:
+            raise CodetailorError(str(e)) from None
+        at_line_start = args.column is None and args.line > 1
+        path = args.path or args.file.name
+    else:
+        prefix, suffix, path = args.prefix, args.suffix, args.path
+    root = args.ca_cert.read_bytes() if args.ca_cert else None
+    fields = dict(prefix=prefix, suffix=suffix, path=path, max_tokens=args.max_tokens, temperature=args.temperature)
+    try:
+        with CompletionClient(args.host, args.port, key, root_cert=root, timeout=args.timeout) as client:
+            if args.stream:
+                text, last = "", {}
+                for item in client.stream(**fields):
+                    text += item["text"]
+                    last = item
+                    if not args.json:
+                        print(item["text"], end="", flush=True)
+                if not args.json:
+                    print()
+                result = dict(last, text=text)
+            else:
+                result = client.complete(**fields)
+    except ClientError as e:
+        raise CompletionFailed(f"{e.code}: {e.message}") from None
+    if at_line_start and result["text"].startswith("\n"):
+        result["text"] = result["text"][1:]  # the cursor sits at a line start (see cursor_parts)
+    out = {"id": result["id"], "text": result["text"], "system": result["system"],
+           "adapter_version": result["adapter_version"], "latency_ms": result["latency_ms"]}
+    if args.json:
+        return out
+    if not args.stream:
+        print(result["text"])
+    lat = " ".join(f"{k}={v:.1f}" for k, v in out["latency_ms"].items())
+    print(f"[{out['system']} {out['adapter_version'] or '-'}] latency ms: {lat}", file=sys.stderr)
+    return None

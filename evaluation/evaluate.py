@@ -1,0 +1,177 @@
+"""One evaluation run: tasks -> completions per system -> metrics -> CQI -> records.
+
+Order matters on CPU: the vLLM engine is started before anything imports the
+retrieval package (bm25s/numba loaded first broke the engine's start, see
+/work/shared/environment-notes.md), so cheap input checks run first, then the
+engine, then file selection, retrieval and generation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Sequence
+
+from codetailor.adapters import AdapterStore
+from codetailor.config import Settings
+from codetailor.errors import CodetailorError
+from codetailor.home import TenantPaths
+from codetailor.model import resolve_base_model
+from codetailor.prompt_format import query_lines, snippets_from
+from engine.protocol import EngineClient
+from evaluation import data as eval_data
+from evaluation import records, scoring
+from evaluation.guardrail import check_base_model
+from evaluation.runner import SYSTEMS, run_systems, uses_adapter, uses_retrieval
+from evaluation.tasks import Task, internal_apis, make_tasks
+
+
+class EvaluationError(CodetailorError):
+    pass
+
+
+def parse_systems(text: str | Sequence[str]) -> tuple[str, ...]:
+    items = [s.strip() for s in (text.split(",") if isinstance(text, str) else text) if s.strip()]
+    bad = [s for s in items if s not in SYSTEMS]
+    if bad or not items:
+        raise EvaluationError(f"unknown system(s) {', '.join(bad) or '(none)'}; choose from {', '.join(SYSTEMS)}")
+    # base always runs: the CQI is relative to it.
+    return tuple(dict.fromkeys(["base", *items]))
+
+
+class Plan:
+    """Everything checked before the engine starts."""
+
+    def __init__(self, settings: Settings, paths: TenantPaths, systems: Sequence[str], n: int | None,
+                 adapter: str | None):
+        self.settings, self.paths = settings, paths
+        self.systems = parse_systems(systems)
+        self.n = settings.evaluation.n if n is None else n
+        if self.n <= 0:
+            raise EvaluationError(f"--n must be a positive number of tasks, got {self.n}")
+        store = AdapterStore(paths)
+        self.version = adapter or store.latest()
+        if adapter is None and any(uses_adapter(s) for s in self.systems) and self.version is None:
+            raise EvaluationError(f"tenant {paths.tenant!r} has no adapter: run `codetailor train` "
+                                  "or evaluate --systems base,rag")
+        self.meta = store.meta(self.version) if self.version else None  # NotFound for a bad --adapter
+        if self.meta is not None and any(uses_adapter(s) for s in self.systems):
+            check_base_model(settings, paths, self.version, self.meta)
+        from retrieval.segments import read_manifest  # cheap: bm25s loads on first search
+
+        if any(uses_retrieval(s) for s in self.systems) and read_manifest(paths) is None:
+            raise EvaluationError(f"tenant {paths.tenant!r} has no index: run `codetailor index` first")
+        resolve_base_model(settings)  # NotFound with the fix when the model is not fetched
+
+
+def _retrieve(settings: Settings, paths: TenantPaths, tasks: Sequence[Task], progress: bool) -> dict:
+    import retrieval  # after the engine is up (module docstring)
+
+    cfg = settings.retrieval
+    out = {}
+    it = tasks
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(tasks, desc="retrieving", unit="task", leave=False)
+    for t in it:
+        hits = retrieval.search(settings, paths, query_lines(t.prefix, cfg.query_lines),
+                                mode=settings.evaluation.retrieval_mode, top_k=cfg.top_k, exclude_paths=[t.path])
+        out[t.id] = snippets_from(hits)
+    return out
+
+
+async def run(plan: Plan, engine: EngineClient, *, progress: bool = True, report_dir: Path | None = None) -> dict:
+    settings, paths = plan.settings, plan.paths
+    cfg = settings.evaluation
+    t0 = time.perf_counter()
+    data = eval_data.load(settings, paths, plan.meta, plan.version)
+    apis = internal_apis(data.files)
+    tasks = make_tasks(data.files, data.heldout, apis, n=plan.n, kinds=tuple(cfg.task_kinds), seed=cfg.seed,
+                       min_target_chars=cfg.min_target_chars)
+    if not tasks:
+        raise EvaluationError(f"the {len(data.heldout)} held-out files of {paths.tenant!r} hold no code lines "
+                              "to complete")
+    snippets = _retrieve(settings, paths, tasks, progress) if any(uses_retrieval(s) for s in plan.systems) else None
+    adapter = None
+    if any(uses_adapter(s) for s in plan.systems):
+        from engine.resolver import AdapterResolver
+
+        adapter = AdapterResolver(settings.home).ref_for(paths.tenant, plan.version)
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(tasks) * len(plan.systems), desc="generating", unit="completion")
+    try:
+        completions = await run_systems(engine, tasks, plan.systems, settings, snippets=snippets, adapter=adapter,
+                                        repo=str(paths.tenant), on_done=bar.update if bar else None)
+    finally:
+        if bar:
+            bar.close()
+    scores = scoring.score_all(tasks, completions, apis)
+    cqi = scoring.cqis(scores, scale=cfg.cqi_scale, samples=cfg.bootstrap_samples, seed=cfg.seed)
+    result = {
+        "eval_id": records.new_eval_id(),
+        "tenant": str(paths.tenant),
+        "adapter": plan.version if adapter else None,
+        "systems": {s: scoring.summarise(ss) for s, ss in scores.items()},
+        "cqi": cqi,
+        "n": len(tasks),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "finished_at": time.time(),
+        "by_kind": scoring.per_kind(tasks, scores),
+        "split": data.split,
+        "internal_apis": len(apis),
+        "chosen_system": records.choose_system(cqi),
+        "tasks": _task_rows(tasks, completions, scores),
+    }
+    records.save(paths, result)
+    store = AdapterStore(paths)
+    if adapter:
+        records.record_in_adapter(store, plan.version, result)
+    store.set_system(result["chosen_system"])
+    if report_dir is not None:
+        from evaluation.report import render
+
+        result["report"] = str(render(result, report_dir))
+    return result
+
+
+def _task_rows(tasks, completions, scores) -> list[dict]:
+    rows = []
+    for i, t in enumerate(tasks):
+        rows.append({
+            "id": t.id, "kind": t.kind, "path": t.path, "line": t.line, "column": t.column, "target": t.target,
+            "predictions": {s: completions[s][i].prediction for s in completions},
+            "snippets": {s: list(completions[s][i].snippets) for s in completions if completions[s][i].snippets},
+            "usefulness": {s: round(float(scoring.usefulness_of([scores[s][i]])[0]), 4) for s in scores},
+        })
+    return rows
+
+
+def public_summary(result: dict) -> dict:
+    """The `--json` shape of the issue, plus the run's provenance."""
+    keep = ("systems", "cqi", "n", "seconds", "tenant", "adapter", "eval_id", "chosen_system", "split", "by_kind",
+            "report")
+    return {k: result[k] for k in keep if k in result}
+
+
+def evaluate(settings: Settings, paths: TenantPaths, *, systems: Sequence[str] | str = SYSTEMS,
+             n: int | None = None, adapter: str | None = None, report_dir: Path | None = None,
+             engine: EngineClient | None = None, progress: bool = True) -> dict:
+    """Synchronous entry (the CLI): checks inputs, starts an engine unless given one, runs."""
+    plan = Plan(settings, paths, systems, n, adapter)
+    if engine is not None:
+        return asyncio.run(run(plan, engine, progress=progress, report_dir=report_dir))
+    from engine.vllm_engine import VllmEngine
+
+    own = VllmEngine.start(settings, resolve_base_model(settings))
+
+    async def main():
+        try:
+            return await run(plan, own, progress=progress, report_dir=report_dir)
+        finally:
+            await own.shutdown()
+
+    return asyncio.run(main())

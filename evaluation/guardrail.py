@@ -1,0 +1,103 @@
+"""The activation guardrail: which adapter version a tenant's traffic may use.
+
+An adapter becomes active only if
+  1. it was trained on the base model that is configured now (checksum in meta),
+  2. its latest evaluation gave a CQI above `evaluation.cqi_threshold` (the best
+     of the systems that use it, ft and ft+rag), and
+  3. its recorded `public_loss_change` (relative change of the loss on public
+     code, the forgetting guard) is at most `evaluation.max_public_loss_increase`.
+Rollback returns to the previous active version without re-checking: it is the
+way back from a bad activation. Both write adapters/state.json atomically;
+serving reads it per request batch, so no restart is needed.
+
+Serving's admin service and the CLI both call `activate` / `rollback` here.
+"""
+
+from __future__ import annotations
+
+from codetailor.adapters import AdapterStore, list_rows
+from codetailor.config import Settings
+from codetailor.errors import CodetailorError
+from codetailor.home import TenantPaths
+from codetailor.model import model_checksum, resolve_base_model
+
+
+class GuardrailRefused(CodetailorError):
+    exit_code = 8
+
+
+class BaseModelMismatch(CodetailorError):
+    exit_code = 9
+
+
+def adapter_base_checksum(meta: dict) -> str | None:
+    """The base-model checksum an adapter's meta.json records (training's key names)."""
+    for key in ("base_model_checksum", "base_checksum", "base_model_sha256"):
+        if meta.get(key):
+            return str(meta[key])
+    base = meta.get("base_model")
+    if isinstance(base, dict):
+        for key in ("checksum", "sha256"):
+            if base.get(key):
+                return str(base[key])
+    return None
+
+
+def check_base_model(settings: Settings, paths: TenantPaths, version: str, meta: dict) -> None:
+    recorded = adapter_base_checksum(meta)
+    current = model_checksum(resolve_base_model(settings))
+    if recorded is None:
+        raise BaseModelMismatch(f"adapter {paths.tenant}/{version} records no base-model checksum; retrain it")
+    if recorded != current:
+        raise BaseModelMismatch(
+            f"adapter {paths.tenant}/{version} was trained on another base model "
+            f"(checksum {recorded[:12]}…, configured base {current[:12]}…); retrain it for this base")
+
+
+def refusal_reasons(settings: Settings, meta: dict) -> list[str]:
+    """Why the guardrail would refuse this adapter (empty: it may be activated)."""
+    cfg = settings.evaluation
+    reasons = []
+    evaluation = meta.get("evaluation") or {}
+    cqi = evaluation.get("cqi")
+    if cqi is None:
+        reasons.append("it has not been evaluated with an adapter system (run `codetailor eval`)")
+    elif not cqi > cfg.cqi_threshold:
+        reasons.append(f"its latest CQI {cqi:.2f} is not above the threshold {cfg.cqi_threshold:.2f}")
+    change = meta.get("public_loss_change")
+    if change is None:
+        reasons.append("it records no public_loss_change (the forgetting check did not run)")
+    elif change > cfg.max_public_loss_increase:
+        reasons.append(f"its public-code loss rose by {change:+.1%}, above the bound "
+                       f"{cfg.max_public_loss_increase:.1%}")
+    return reasons
+
+
+def activate(settings: Settings, paths: TenantPaths, version: str) -> dict:
+    """Make `version` the tenant's active adapter if the guardrail allows; returns the state."""
+    store = AdapterStore(paths)
+    meta = store.meta(version)  # NotFound for an unknown version
+    check_base_model(settings, paths, version, meta)
+    reasons = refusal_reasons(settings, meta)
+    if reasons:
+        raise GuardrailRefused(f"not activating {paths.tenant}/{version}: " + "; ".join(reasons))
+    state = store.set_active(version)
+    return {"tenant": str(paths.tenant), "active": state["active"], "previous": state["previous"][:1],
+            "cqi": meta["evaluation"]["cqi"], "serving_system": store.serving_system()}
+
+
+def rollback(settings: Settings, paths: TenantPaths) -> dict:
+    """Return to the previously active version (NotFound when there is none)."""
+    store = AdapterStore(paths)
+    state = store.rollback()
+    return {"tenant": str(paths.tenant), "active": state["active"], "previous": state["previous"][:1],
+            "serving_system": store.serving_system()}
+
+
+def versions(settings: Settings, paths: TenantPaths) -> list[dict]:
+    """Every version with latest/active/previous flags, CQI and whether the guardrail allows it."""
+    store = AdapterStore(paths)
+    rows = list_rows(store)
+    for row in rows:
+        row["allowed"] = not refusal_reasons(settings, store.meta(row["version"]))
+    return rows

@@ -1,0 +1,101 @@
+"""Generate every system's completions for the same tasks through the engine.
+
+The four systems differ only in what the prompt holds and which weights run:
+
+    base     generic model, the file alone
+    rag      generic model, the tenant's retrieved snippets before the file
+    ft       the tenant's adapter, the file alone
+    ft+rag   the tenant's adapter with the snippets
+
+Prompts come from codetailor.prompt_format exactly as serving builds them
+(same budget, same suffix handling), decoding is greedy, and all requests of
+all systems are submitted at once so the engine batches them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from codetailor.config import Settings
+from codetailor.prompt_format import PromptParts, Snippet, build
+from engine.protocol import AdapterRef, EngineClient, GenerationRequest
+from evaluation.tasks import Task, extract_prediction
+
+SYSTEMS = ("base", "rag", "ft", "ft+rag")
+
+
+@dataclass(frozen=True)
+class Completion:
+    task_id: str
+    system: str
+    prompt_tokens: int
+    raw: str
+    prediction: str
+    snippets: tuple[str, ...]  # "path:start-end" of the snippets the prompt kept
+
+
+def uses_adapter(system: str) -> bool:
+    return system.startswith("ft")
+
+
+def uses_retrieval(system: str) -> bool:
+    return system.endswith("rag")
+
+
+def prompt_budget(settings: Settings) -> int:
+    # The prompt and the completion share the model's context.
+    return min(settings.prompt.budget_tokens, settings.engine.max_model_len - settings.evaluation.max_new_tokens - 8)
+
+
+def build_prompt(task: Task, snippets: Sequence[Snippet], settings: Settings, count, repo: str):
+    parts = PromptParts(path=task.path, prefix=task.prefix, suffix=task.suffix, snippets=tuple(snippets), repo=repo)
+    return build(parts, count, prompt_budget(settings), max_suffix_lines=settings.prompt.max_suffix_lines,
+                 min_prefix_share=settings.prompt.min_prefix_share)
+
+
+def _stop(task: Task) -> tuple[str, ...]:
+    # A next-line completion starts with the newline itself, so it cannot stop at "\n".
+    return () if task.kind == "next_line" else ("\n",)
+
+
+async def run_systems(
+    engine: EngineClient,
+    tasks: Sequence[Task],
+    systems: Sequence[str],
+    settings: Settings,
+    *,
+    snippets: dict[str, tuple[Snippet, ...]] | None = None,
+    adapter: AdapterRef | None = None,
+    repo: str = "repo",
+    on_done: Callable[[], None] | None = None,
+) -> dict[str, list[Completion]]:
+    """Completions per system, in task order."""
+    if any(uses_retrieval(s) for s in systems) and snippets is None:
+        raise ValueError("a retrieval system needs the tasks' snippets")
+    if any(uses_adapter(s) for s in systems) and adapter is None:
+        raise ValueError("an adapter system needs an adapter")
+    max_tokens = settings.evaluation.max_new_tokens
+    run_id = uuid.uuid4().hex[:8]  # request ids stay unique on an engine shared with others
+
+    async def one(system: str, task: Task) -> Completion:
+        snips = snippets.get(task.id, ()) if uses_retrieval(system) else ()
+        built = build_prompt(task, snips, settings, engine.count_tokens, repo)
+        result = await engine.generate(GenerationRequest(
+            prompt=built.text, max_tokens=max_tokens, temperature=0.0, stop=_stop(task),
+            adapter=adapter if uses_adapter(system) else None,
+            request_id=f"eval-{run_id}-{system}-{task.id}", seed=settings.evaluation.seed))
+        if on_done:
+            on_done()
+        kept = tuple(f"{s.path}:{s.start_line}-{s.end_line}" for s in built.parts.snippets)
+        return Completion(task.id, system, result.prompt_tokens, result.text,
+                          extract_prediction(task, result.text), kept)
+
+    jobs = [one(system, task) for system in systems for task in tasks]
+    results = await asyncio.gather(*jobs)
+    out: dict[str, list[Completion]] = {s: [] for s in systems}
+    for c in results:
+        out[c.system].append(c)
+    return out

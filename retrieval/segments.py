@@ -1,0 +1,97 @@
+"""BM25 segments and the per-tenant manifest.
+
+bm25s cannot add documents to a built index, so the BM25 side is a list of
+immutable segments: each re-index writes one new segment holding the chunks of
+changed files, and records the rows of replaced or deleted files as tombstones.
+When segments pile up they are merged into one. The manifest (`manifest.json`,
+written atomically, last) names the live segments, tombstones, files and the
+vector generation; a reader holding the previous manifest keeps working.
+
+A segment directory holds `chunks.jsonl` (one chunk per row: id, source, path,
+lines, symbol, text) and `bm25/` (the bm25s index over code-aware tokens).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from codetailor.atomic import read_json
+from codetailor.home import TenantPaths
+
+from retrieval.tokens import code_tokens
+
+FORMAT = 1
+
+
+def manifest_path(paths: TenantPaths) -> Path:
+    return paths.index_dir / "manifest.json"
+
+
+def segments_dir(paths: TenantPaths) -> Path:
+    return paths.index_dir / "segments"
+
+
+def read_manifest(paths: TenantPaths) -> dict | None:
+    try:
+        return read_json(manifest_path(paths))
+    except FileNotFoundError:
+        return None
+
+
+def empty_manifest() -> dict:
+    return {"format": FORMAT, "generation": 0, "segments": [], "tombstones": {}, "files": {}, "sources": {},
+            "garbage_ids": []}
+
+
+def write_segment(target: Path, rows: list[dict]) -> None:
+    """Write rows (chunk dicts) and their BM25 index into the (staging) directory `target`."""
+    import bm25s  # lazy: numba must not load before a vLLM engine in the same process
+
+    with open(target / "chunks.jsonl", "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    retriever = bm25s.BM25()
+    retriever.index([code_tokens(f"{r['path']} {r.get('symbol') or ''} {r['text']}") for r in rows],
+                    show_progress=False)
+    retriever.save(str(target / "bm25"), show_progress=False)
+
+
+@dataclass
+class Segment:
+    name: str
+    rows: list[dict]
+    bm25: object
+    live: np.ndarray            # 1.0 for live rows, 0.0 for tombstoned ones
+    rows_by_path: dict[str, list[int]]
+
+    def scores(self, tokens: list[str], exclude_paths) -> np.ndarray:
+        vocab = self.bm25.vocab_dict
+        q = [t for t in tokens if t in vocab]
+        if not q:
+            return np.zeros(len(self.rows), dtype=np.float32)
+        mask = self.live
+        if exclude_paths:
+            mask = mask.copy()
+            for p in exclude_paths:
+                for i in self.rows_by_path.get(p, ()):
+                    mask[i] = 0.0
+        return self.bm25.get_scores(q, weight_mask=mask)
+
+
+def load_segment(directory: Path, tombstones: list[int]) -> Segment:
+    import bm25s
+
+    with open(directory / "chunks.jsonl", encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f]
+    bm25 = bm25s.BM25.load(str(directory / "bm25"), show_progress=False)
+    live = np.ones(len(rows), dtype=np.float32)
+    if tombstones:
+        live[np.asarray(tombstones, dtype=np.int64)] = 0.0
+    by_path: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        by_path.setdefault(r["path"], []).append(i)
+    return Segment(directory.name, rows, bm25, live, by_path)

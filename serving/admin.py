@@ -1,0 +1,87 @@
+"""Admin operations on one tenant's serving state (the AdminService's logic).
+
+Activation and rollback go through the evaluation guardrail when it exists
+(`evaluation.guardrail`), else straight to the AdapterStore; `_guardrail_*`
+are the one place to swap.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from codetailor.adapters import AdapterStore, list_rows
+from codetailor.config import Settings
+from codetailor.home import Home, TenantPaths
+from serving.status import ServingError
+
+log = logging.getLogger("codetailor.serving.admin")
+
+
+def _guardrail():
+    try:
+        from evaluation import guardrail
+    except ImportError:
+        return None
+    return guardrail
+
+
+def _guardrail_activate(settings: Settings, paths: TenantPaths, version: str) -> None:
+    g = _guardrail()
+    if g is not None and hasattr(g, "activate"):
+        try:
+            g.activate(settings, paths, version)
+        except Exception as e:
+            if type(e).__name__ in ("GuardrailRefused", "BaseModelMismatch"):
+                raise ServingError("FAILED_PRECONDITION", str(e)) from None
+            raise
+        return
+    AdapterStore(paths).set_active(version)  # until evaluation's guardrail exists
+
+
+def _guardrail_rollback(settings: Settings, paths: TenantPaths) -> None:
+    g = _guardrail()
+    if g is not None and hasattr(g, "rollback"):
+        g.rollback(settings, paths)
+        return
+    AdapterStore(paths).rollback()
+
+
+def status(paths: TenantPaths) -> dict:
+    store = AdapterStore(paths)
+    s = store.state()
+    return {"tenant": str(paths.tenant), "system": store.serving_system(), "active_version": s["active"] or "",
+            "previous_versions": list(s["previous"])}
+
+
+def adapters(paths: TenantPaths) -> list[dict]:
+    return [{"version": r["version"], "active": r["active"], "created_at": r["created_at"] or 0.0,
+             "cqi": r["cqi"] or 0.0} for r in list_rows(AdapterStore(paths))]
+
+
+def activate(settings: Settings, paths: TenantPaths, version: str) -> dict:
+    _guardrail_activate(settings, paths, version)
+    return status(paths)
+
+
+def rollback(settings: Settings, paths: TenantPaths) -> dict:
+    _guardrail_rollback(settings, paths)
+    return status(paths)
+
+
+def refresh_tenant_gauges(home: Home, m) -> None:
+    """Per-tenant gauges: active version number, system in use (one-hot), CQI."""
+    from codetailor.adapters import SYSTEMS
+
+    for t in home.tenant_ids():
+        paths = home.tenant(t)
+        store = AdapterStore(paths)
+        try:
+            active, system = store.active(), store.serving_system()
+            cqi = ((store.meta(active).get("evaluation") or {}).get("cqi") or 0.0) if active else 0.0
+        except Exception as e:  # one broken tenant must not stop the others' gauges
+            log.warning("tenant %s: cannot read adapter state: %s", t, e)
+            continue
+        m.active_version.set(int(active[1:]) if active else 0, tags={"tenant": str(t)})
+        for s in SYSTEMS:
+            m.system.set(1 if s == system else 0, tags={"tenant": str(t), "system": s})
+        m.cqi.set(float(cqi), tags={"tenant": str(t)})

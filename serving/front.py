@@ -1,0 +1,392 @@
+"""The gRPC front server: the only thing clients talk to.
+
+A thin grpc.aio server in the `codetailor serve` process (Ray Serve's own gRPC
+proxy binds [::] without TLS or reflection): TLS when a certificate is
+configured, the configured bind address (127.0.0.1 by default), standard health
+checking and server reflection, auth from `authorization: Bearer <key>`,
+validation, a per-tenant concurrency limit, deadlines, and the status-code
+contract (serving.status). It calls the Ingress deployment through a Serve handle.
+
+Requests are deserialised by our own function so that a string field holding
+invalid UTF-8 becomes INVALID_ARGUMENT rather than grpc's generic error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from codetailor.config import Settings
+from codetailor.errors import AuthError, PermissionDenied
+from codetailor.home import Home
+from codetailor.tenants import Principal, Registry, Role
+from serving import admin as admin_ops
+from serving.outcomes import OutcomeStore
+from serving.status import ServingError, classify, from_dict
+from serving.stubs import load as load_stubs
+from serving.validation import new_request_id, validate_completion
+
+log = logging.getLogger("codetailor.serving.front")
+pb, pb_grpc, apb, apb_grpc = load_stubs()
+SERVICE = "codetailor.v1.CompletionService"
+ADMIN_SERVICE = "codetailor.v1.AdminService"
+_REMEMBERED = 100_000
+_OUTCOME_NAMES = {pb.OUTCOME_ACCEPTED: "accepted", pb.OUTCOME_REJECTED: "rejected", pb.OUTCOME_EDITED: "edited"}
+
+
+class _Unparsable:
+    """Stands for a request whose bytes did not parse (e.g. invalid UTF-8)."""
+
+
+def _deserializer(cls):
+    def parse(data: bytes):
+        try:
+            return cls.FromString(data)
+        except Exception:
+            return _Unparsable()
+    return parse
+
+
+@dataclass
+class _Issued:
+    tenant: str
+    length: int
+    system: str
+    adapter_version: str
+    reported: bool = False
+
+
+class FrontServer:
+    def __init__(self, settings: Settings, ingress_handle, model_handle=None):
+        self.settings = settings
+        self.cfg = settings.serving
+        self.home = Home(settings.home)
+        self.registry = Registry(self.home, settings.key_pepper)
+        self.ingress = ingress_handle
+        self.model = model_handle
+        self._inflight: dict[str, int] = collections.defaultdict(int)
+        self._issued: collections.OrderedDict[str, _Issued] = collections.OrderedDict()
+        self._server: grpc.aio.Server | None = None
+        self._health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
+        self._tasks: list[asyncio.Task] = []
+        self.port: int | None = None
+        from serving.metrics import metrics
+
+        self.metrics = metrics()
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def start(self, host: str | None = None, port: int | None = None) -> int:
+        host = host or self.cfg.host
+        port = self.cfg.port if port is None else port
+        server = grpc.aio.server(options=[("grpc.max_receive_message_length", 4 * self.cfg.max_prompt_chars + 65536)])
+        server.add_generic_rpc_handlers((self._completion_handlers(), self._admin_handlers()))
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        names = (SERVICE, ADMIN_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                 reflection.SERVICE_NAME)
+        reflection.enable_server_reflection(names, server)
+        addr = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+        if self.cfg.tls_cert and self.cfg.tls_key:
+            creds = grpc.ssl_server_credentials([(self.cfg.tls_key.read_bytes(), self.cfg.tls_cert.read_bytes())])
+            self.port = server.add_secure_port(addr, creds)
+        else:
+            self.port = server.add_insecure_port(addr)
+        await server.start()
+        self._server = server
+        await self._set_health(True)
+        self._tasks.append(asyncio.get_running_loop().create_task(self._background()))
+        return self.port
+
+    async def stop(self, grace: float = 2.0) -> None:
+        await self._set_health(False)
+        for t in self._tasks:
+            t.cancel()
+        if self._server is not None:
+            await self._server.stop(grace)
+
+    async def _set_health(self, ok: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if ok else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", SERVICE, ADMIN_SERVICE):
+            r = self._health.set(name, status)
+            if asyncio.iscoroutine(r):
+                await r
+
+    async def _background(self) -> None:
+        """Tenant gauges, and health from the model deployment, every few seconds."""
+        while True:
+            try:
+                await asyncio.to_thread(admin_ops.refresh_tenant_gauges, self.home, self.metrics)
+                if self.model is not None:
+                    h = await asyncio.wait_for(self.model.health.remote(), 10)
+                    await self._set_health(bool(h["ok"]))
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning("background refresh: %s: %s", type(e).__name__, e)
+                if self.model is not None:
+                    await self._set_health(False)
+            await asyncio.sleep(5)
+
+    # -- handlers ------------------------------------------------------------------------
+    def _completion_handlers(self):
+        unary = lambda fn, req, resp: grpc.unary_unary_rpc_method_handler(  # noqa: E731
+            fn, request_deserializer=_deserializer(req), response_serializer=resp.SerializeToString)
+        return grpc.method_handlers_generic_handler(SERVICE, {
+            "Complete": unary(self.Complete, pb.CompleteRequest, pb.CompleteResponse),
+            "CompleteStream": grpc.unary_stream_rpc_method_handler(
+                self.CompleteStream, request_deserializer=_deserializer(pb.CompleteRequest),
+                response_serializer=pb.CompleteChunk.SerializeToString),
+            "ReportOutcome": unary(self.ReportOutcome, pb.ReportOutcomeRequest, pb.ReportOutcomeResponse),
+        })
+
+    def _admin_handlers(self):
+        def h(fn, req, resp):
+            return grpc.unary_unary_rpc_method_handler(
+                fn, request_deserializer=_deserializer(req), response_serializer=resp.SerializeToString)
+        return grpc.method_handlers_generic_handler(ADMIN_SERVICE, {
+            "ReloadTenant": h(self.ReloadTenant, apb.TenantRequest, apb.TenantStatus),
+            "ListAdapters": h(self.ListAdapters, apb.TenantRequest, apb.ListAdaptersResponse),
+            "ActivateAdapter": h(self.ActivateAdapter, apb.ActivateAdapterRequest, apb.TenantStatus),
+            "RollbackAdapter": h(self.RollbackAdapter, apb.TenantRequest, apb.TenantStatus),
+            "GetUsage": h(self.GetUsage, apb.TenantRequest, apb.UsageResponse),
+        })
+
+    # -- common pieces ---------------------------------------------------------------------
+    def _auth(self, context) -> Principal:
+        md = dict(context.invocation_metadata() or ())
+        value = md.get("authorization", "")
+        if not value.startswith("Bearer "):
+            raise AuthError("missing API key: send `authorization: Bearer <key>` metadata")
+        return self.registry.authenticate(value[len("Bearer "):].strip())
+
+    @contextmanager
+    def _tenant_slot(self, tenant: str):
+        if self._inflight[tenant] >= self.cfg.tenant_concurrency:
+            raise ServingError("RESOURCE_EXHAUSTED",
+                               f"this tenant already has {self.cfg.tenant_concurrency} requests in flight; retry later")
+        self._inflight[tenant] += 1
+        try:
+            yield
+        finally:
+            self._inflight[tenant] -= 1
+
+    async def _fail(self, context, method: str, tenant: str, rid: str, exc: BaseException):
+        code, message = classify(exc)
+        if message is None:
+            log.error("request %s (%s, tenant %s) failed", rid, method, tenant or "-", exc_info=exc)
+            message = f"internal error (request id {rid})"
+        else:
+            log.info("request %s (%s, tenant %s): %s %s", rid, method, tenant or "-", code, message)
+        self.metrics.requests.inc(tags={"tenant": tenant or "-", "method": method, "code": code})
+        await context.abort(getattr(grpc.StatusCode, code), message)
+
+    def _deadline(self, context) -> float | None:
+        left = context.time_remaining()
+        if left is None:
+            return None
+        if left <= 0.001:
+            raise ServingError("DEADLINE_EXCEEDED", "the deadline passed before the request started")
+        return time.time() + left
+
+    def _completion_input(self, request, principal: Principal, rid: str, deadline: float | None) -> dict:
+        if isinstance(request, _Unparsable):
+            raise ServingError("INVALID_ARGUMENT", "the request is not a valid CompleteRequest (bad UTF-8 in a string field?)")
+        if not request.request_id:
+            request.request_id = rid
+        inp = validate_completion(request, self.cfg)
+        return dict(inp.as_dict(), tenant=str(principal.tenant), deadline=deadline)
+
+    def _info(self, s: dict, auth_ms: float, total_ms: float):
+        return pb.CompletionInfo(
+            finish_reason=s["finish_reason"] or "", prompt_tokens=s["prompt_tokens"],
+            completion_tokens=s["completion_tokens"], system=s["system"], adapter_version=s["adapter_version"],
+            snippets=[pb.SnippetLocation(**x) for x in s["snippets"]],
+            latency=pb.Latency(auth_ms=auth_ms, retrieval_ms=s["retrieval_ms"], queue_ms=s["queue_ms"],
+                               generation_ms=s["generation_ms"], total_ms=total_ms))
+
+    def _remember(self, cid: str, tenant: str, text_len: int, s: dict) -> None:
+        self._issued[cid] = _Issued(tenant, text_len, s["system"], s["adapter_version"])
+        while len(self._issued) > _REMEMBERED:
+            self._issued.popitem(last=False)
+
+    def _observe(self, tenant: str, method: str, s: dict, auth_ms: float, total_ms: float) -> None:
+        m = self.metrics
+        m.requests.inc(tags={"tenant": tenant, "method": method, "code": "OK"})
+        for stage, ms in (("auth", auth_ms), ("retrieval", s["retrieval_ms"]), ("queue", s["queue_ms"]),
+                          ("generation", s["generation_ms"]), ("total", total_ms)):
+            m.observe_latency(stage, ms)
+        m.tokens.inc(s["prompt_tokens"], tags={"direction": "in"})
+        m.tokens.inc(s["completion_tokens"], tags={"direction": "out"})
+
+    # -- CompletionService ---------------------------------------------------------------------
+    async def Complete(self, request, context):
+        t0 = time.perf_counter()
+        rid = getattr(request, "request_id", "") or new_request_id()
+        tenant = ""
+        try:
+            principal = self._auth(context)
+            tenant = str(principal.tenant)
+            auth_ms = (time.perf_counter() - t0) * 1000
+            req = self._completion_input(request, principal, rid, self._deadline(context))
+            rid = req["request_id"]
+            with self._tenant_slot(tenant):
+                response = self.ingress.complete.remote(req)
+                left = None if req["deadline"] is None else req["deadline"] - time.time()
+                try:
+                    s = await asyncio.wait_for(_as_future(response), left)
+                except (asyncio.TimeoutError, asyncio.CancelledError):
+                    response.cancel()
+                    raise
+            if "error" in s:
+                raise from_dict(s)
+            total_ms = (time.perf_counter() - t0) * 1000
+            cid = "cmp-" + uuid.uuid4().hex
+            self._remember(cid, tenant, len(s["text"]), s)
+            self._observe(tenant, "Complete", s, auth_ms, total_ms)
+            return pb.CompleteResponse(id=cid, text=s["text"], info=self._info(s, auth_ms, total_ms), request_id=rid)
+        except asyncio.CancelledError:
+            log.info("request %s cancelled by the client", rid)
+            raise
+        except Exception as e:
+            await self._fail(context, "Complete", tenant, rid, e)
+
+    async def CompleteStream(self, request, context):
+        t0 = time.perf_counter()
+        rid = getattr(request, "request_id", "") or new_request_id()
+        tenant = ""
+        gen = None
+        try:
+            principal = self._auth(context)
+            tenant = str(principal.tenant)
+            auth_ms = (time.perf_counter() - t0) * 1000
+            req = self._completion_input(request, principal, rid, self._deadline(context))
+            rid = req["request_id"]
+            cid = "cmp-" + uuid.uuid4().hex
+            length = 0
+            with self._tenant_slot(tenant):
+                gen = self.ingress.options(stream=True).complete_stream.remote(req)
+                async for item in gen:
+                    if "error" in item:
+                        raise from_dict(item)
+                    if "final" in item:
+                        s = item["final"]
+                        total_ms = (time.perf_counter() - t0) * 1000
+                        self._remember(cid, tenant, length, s)
+                        self._observe(tenant, "CompleteStream", s, auth_ms, total_ms)
+                        yield pb.CompleteChunk(id=cid, info=self._info(s, auth_ms, total_ms), request_id=rid)
+                        return
+                    length += len(item["text"])
+                    yield pb.CompleteChunk(id=cid, text=item["text"], request_id=rid)
+            raise ServingError("UNAVAILABLE", "the completion stream ended early")
+        except asyncio.CancelledError:  # client went away or deadline: stop the generation
+            log.info("stream %s cancelled", rid)
+            if gen is not None:
+                gen.cancel()
+            raise
+        except Exception as e:
+            if gen is not None:
+                gen.cancel()
+            await self._fail(context, "CompleteStream", tenant, rid, e)
+
+    async def ReportOutcome(self, request, context):
+        rid, tenant = new_request_id(), ""
+        try:
+            principal = self._auth(context)
+            tenant = str(principal.tenant)
+            if isinstance(request, _Unparsable):
+                raise ServingError("INVALID_ARGUMENT", "the request is not a valid ReportOutcomeRequest")
+            issued = self._issued.get(request.completion_id)
+            if issued is None or issued.tenant != tenant:  # another tenant's id looks unknown
+                raise ServingError("NOT_FOUND", "unknown or expired completion id")
+            outcome = _OUTCOME_NAMES.get(request.outcome)
+            if outcome is None:
+                raise ServingError("INVALID_ARGUMENT", "outcome must be ACCEPTED, REJECTED or EDITED")
+            kept = {"accepted": issued.length, "rejected": 0}.get(outcome, request.kept_chars)
+            if not 0 <= kept <= issued.length:
+                raise ServingError("INVALID_ARGUMENT", f"kept_chars must be 0..{issued.length}")
+            if issued.reported:
+                self.metrics.requests.inc(tags={"tenant": tenant, "method": "ReportOutcome", "code": "OK"})
+                return pb.ReportOutcomeResponse(duplicate=True)
+            issued.reported = True
+            paths = self.home.tenant(principal.tenant)
+            await asyncio.to_thread(OutcomeStore(paths).record, request.completion_id, outcome, kept,
+                                    system=issued.system, adapter_version=issued.adapter_version)
+            self.metrics.outcomes.inc(tags={"tenant": tenant, "outcome": outcome})
+            if kept:
+                self.metrics.accepted_chars.inc(kept, tags={"tenant": tenant})
+            self.metrics.requests.inc(tags={"tenant": tenant, "method": "ReportOutcome", "code": "OK"})
+            return pb.ReportOutcomeResponse(duplicate=False)
+        except Exception as e:
+            await self._fail(context, "ReportOutcome", tenant, rid, e)
+
+    # -- AdminService ----------------------------------------------------------------------------
+    async def _admin(self, context, method: str, request, action):
+        rid, tenant = new_request_id(), ""
+        try:
+            principal = self._auth(context)
+            tenant = str(principal.tenant)
+            if principal.role != Role.admin:
+                raise PermissionDenied("this operation needs an admin key")
+            if isinstance(request, _Unparsable):
+                raise ServingError("INVALID_ARGUMENT", "the request is not a valid message")
+            if request.tenant and request.tenant != tenant:
+                raise PermissionDenied("an admin key acts on its own tenant only")
+            result = await action(self.home.tenant(principal.tenant), request)
+            self.metrics.requests.inc(tags={"tenant": tenant, "method": method, "code": "OK"})
+            return result
+        except Exception as e:
+            await self._fail(context, method, tenant, rid, e)
+
+    def _status_msg(self, s: dict):
+        return apb.TenantStatus(**s)
+
+    async def ReloadTenant(self, request, context):
+        async def act(paths, _):
+            await asyncio.to_thread(admin_ops.refresh_tenant_gauges, self.home, self.metrics)
+            if self.model is not None:
+                await self.model.drop_stale.remote()
+            return self._status_msg(admin_ops.status(paths))
+        return await self._admin(context, "ReloadTenant", request, act)
+
+    async def ListAdapters(self, request, context):
+        async def act(paths, _):
+            rows = await asyncio.to_thread(admin_ops.adapters, paths)
+            return apb.ListAdaptersResponse(status=self._status_msg(admin_ops.status(paths)),
+                                            adapters=[apb.AdapterInfo(**r) for r in rows])
+        return await self._admin(context, "ListAdapters", request, act)
+
+    async def ActivateAdapter(self, request, context):
+        async def act(paths, req):
+            if not req.version:
+                raise ServingError("INVALID_ARGUMENT", "version is required")
+            s = await asyncio.to_thread(admin_ops.activate, self.settings, paths, req.version)
+            await asyncio.to_thread(admin_ops.refresh_tenant_gauges, self.home, self.metrics)
+            return self._status_msg(s)
+        return await self._admin(context, "ActivateAdapter", request, act)
+
+    async def RollbackAdapter(self, request, context):
+        async def act(paths, _):
+            s = await asyncio.to_thread(admin_ops.rollback, self.settings, paths)
+            await asyncio.to_thread(admin_ops.refresh_tenant_gauges, self.home, self.metrics)
+            return self._status_msg(s)
+        return await self._admin(context, "RollbackAdapter", request, act)
+
+    async def GetUsage(self, request, context):
+        async def act(paths, _):
+            return apb.UsageResponse(**await asyncio.to_thread(OutcomeStore(paths).summary))
+        return await self._admin(context, "GetUsage", request, act)
+
+
+def _as_future(response):
+    """A Serve DeploymentResponse as an awaitable future on this loop."""
+    async def wait():
+        return await response
+    return asyncio.ensure_future(wait())

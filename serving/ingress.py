@@ -1,0 +1,221 @@
+"""The ingress deployment: per request, the tenant's system and adapter, its
+retrieval (query = the lines above the cursor), the shared prompt format, then
+the model deployment with the multiplexed id of the tenant's adapter.
+
+Requests come from the front server already authenticated and validated (a
+dict of `CompletionInput` fields plus `tenant` and `deadline`). The adapter
+state is read per request (two small files), so an activation takes effect on
+the next request without restarting anything. Retrieval (bm25s/numba) is
+imported here only, in the ingress process, never in a model replica.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import AsyncIterator
+
+from codetailor import prompt_format as pf
+from codetailor.adapters import AdapterStore
+from codetailor.config import Settings
+from codetailor.errors import NotFound, PromptTooLong
+from codetailor.home import Home, TenantPaths
+from engine.protocol import AdapterLoadError, AdapterRef
+from serving.model import adapter_model_id
+from serving.status import ServingError, invalid
+
+log = logging.getLogger("codetailor.serving.ingress")
+
+
+@dataclass
+class _Prepared:
+    model_req: dict
+    system: str
+    snippets: list[dict]
+    retrieval_ms: float
+    suffix: str
+
+
+def _system(ft: bool, rag: bool) -> str:
+    return {(False, False): "base", (False, True): "rag", (True, False): "ft", (True, True): "ft+rag"}[(ft, rag)]
+
+
+class Ingress:
+    def __init__(self, settings: Settings, model_handle, model_path: str):
+        from tokenizers import Tokenizer
+
+        from engine.resolver import AdapterResolver
+        from serving.metrics import metrics
+
+        self.settings = settings
+        self.home = Home(settings.home)
+        self.model = model_handle
+        self.resolver = AdapterResolver(self.home)
+        # The engine's own tokenizer file: counts match the engine's count_tokens.
+        self._tok = Tokenizer.from_file(f"{model_path}/tokenizer.json")
+        self.metrics = metrics()
+        self._retrieval = None
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tok.encode(text, add_special_tokens=False).ids)
+
+    # -- per request ---------------------------------------------------------------------
+    def _adapter(self, paths: TenantPaths) -> AdapterRef | None:
+        try:
+            return self.resolver.ref_for(paths.tenant)
+        except (AdapterLoadError, NotFound, OSError, ValueError) as e:
+            log.warning("tenant %s: active adapter unusable, serving without it: %s", paths.tenant, e)
+            self.metrics.adapter_load_failures.inc(tags={"tenant": str(paths.tenant)})
+            return None
+
+    def _search(self, paths: TenantPaths, query: str) -> list:
+        if self._retrieval is None:
+            import retrieval  # here only: see the module docstring
+
+            self._retrieval = retrieval
+        return list(self._retrieval.search(self.settings, paths, query, top_k=self.settings.retrieval.top_k))
+
+    def _retrieve(self, paths: TenantPaths, prefix: str) -> tuple[list, bool]:
+        """(hits, whether retrieval was used). A tenant without an index gets none."""
+        if self.settings.retrieval.top_k == 0 or not paths.index_dir.is_dir():
+            return [], False
+        query = pf.query_lines(prefix, self.settings.retrieval.query_lines)
+        try:
+            hits = self._search(paths, query)
+        except NotFound:
+            return [], False
+        except Exception as e:  # a broken index must not fail the completion
+            log.warning("tenant %s: retrieval failed, completing without it: %s: %s", paths.tenant, type(e).__name__, e)
+            self.metrics.retrieval_degraded.inc(tags={"reason": "error"})
+            self.metrics.retrieval_up.set(0)
+            return [], False
+        self.metrics.retrieval_up.set(1)
+        self.metrics.retrieval_hits.inc(len(hits), tags={"mode": str(getattr(hits[0], "mode", "search")) if hits else "search"})
+        return hits, True
+
+    def _prepare(self, req: dict) -> _Prepared:
+        paths = self.home.tenant(req["tenant"])
+        wanted = AdapterStore(paths).serving_system()
+        ref = self._adapter(paths) if wanted in ("ft", "ft+rag") else None
+        t0 = time.perf_counter()
+        hits, used_rag = self._retrieve(paths, req["prefix"]) if wanted in ("rag", "ft+rag") else ([], False)
+        retrieval_ms = (time.perf_counter() - t0) * 1000
+        budget = min(self.settings.prompt.budget_tokens, self.settings.engine.max_model_len - req["max_tokens"])
+        parts = pf.PromptParts(path=req["path"], prefix=req["prefix"], suffix=req["suffix"],
+                               snippets=pf.snippets_from(hits))
+        try:
+            built = pf.build(parts, self.count_tokens, budget, max_suffix_lines=self.settings.prompt.max_suffix_lines,
+                             min_prefix_share=self.settings.prompt.min_prefix_share)
+        except PromptTooLong as e:
+            raise invalid(f"the prompt does not fit the context after trimming: {e}") from None
+        kept = {(s.path, s.start_line, s.end_line) for s in built.parts.snippets}
+        snippets = [{"path": h.path, "start_line": h.start_line, "end_line": h.end_line,
+                     "score": float(getattr(h, "score", 0.0))}
+                    for h in hits if (h.path, h.start_line, h.end_line) in kept]
+        model_req = {"request_id": req["request_id"], "prompt": built.text, "max_tokens": req["max_tokens"],
+                     "temperature": req["temperature"], "stop": req["stop"], "adapter_id": adapter_model_id(ref),
+                     "deadline": req.get("deadline")}
+        return _Prepared(model_req, _system(ref is not None, used_rag and bool(snippets)), snippets,
+                         retrieval_ms, built.parts.suffix)
+
+    def _handle(self, prep: _Prepared, stream: bool):
+        opts = {"multiplexed_model_id": prep.model_req["adapter_id"]} if prep.model_req["adapter_id"] else {}
+        if stream:
+            opts["stream"] = True
+        return self.model.options(**opts) if opts else self.model
+
+    def _summary(self, prep: _Prepared, r: dict, model_ms: float, text: str) -> dict:
+        system = prep.system
+        if r["adapter_fallback"]:  # the adapter failed to load: the base model answered
+            system = "rag" if system == "ft+rag" else "base"
+        return {"text": text, "finish_reason": r["finish_reason"], "prompt_tokens": r["prompt_tokens"],
+                "completion_tokens": r["completion_tokens"], "system": system,
+                "adapter_version": r["adapter_version"], "snippets": prep.snippets,
+                "retrieval_ms": prep.retrieval_ms, "generation_ms": r["generation_ms"],
+                "queue_ms": max(0.0, model_ms - r["generation_ms"])}
+
+    async def complete(self, req: dict) -> dict:
+        try:
+            prep = self._prepare(req)
+        except ServingError as e:
+            return e.as_dict()
+        t0 = time.perf_counter()
+        r = await self._handle(prep, stream=False).generate.remote(prep.model_req)
+        if "error" in r:
+            return r
+        text = pf.cut_at_suffix(r["text"], prep.suffix)
+        if text != r["text"]:
+            r["finish_reason"] = "stop"
+        return self._summary(prep, r, (time.perf_counter() - t0) * 1000, text)
+
+    async def complete_stream(self, req: dict) -> AsyncIterator[dict]:
+        """Yields {"text"} items and a last {"final": summary}, or one error item."""
+        try:
+            prep = self._prepare(req)
+        except ServingError as e:
+            yield e.as_dict()
+            return
+        cutter = SuffixCutter(prep.suffix)
+        t0 = time.perf_counter()
+        gen = self._handle(prep, stream=True).stream.remote(prep.model_req)
+        async for item in gen:
+            if "error" in item:
+                yield item
+                return
+            if "final" in item:
+                tail, _ = cutter.finish()
+                if tail:
+                    yield {"text": tail}
+                yield {"final": self._summary(prep, item["final"], (time.perf_counter() - t0) * 1000, "")}
+                return
+            out, cut = cutter.feed(item["text"])
+            if out:
+                yield {"text": out}
+            if cut:  # the model started repeating the code after the cursor
+                gen.cancel()  # stops the generation; the engine frees its KV cache
+                adapter_id = prep.model_req["adapter_id"]
+                yield {"final": {"text": "", "finish_reason": "stop", "prompt_tokens": 0, "completion_tokens": 0,
+                                 "system": prep.system, "adapter_version": adapter_id.split("/")[1] if adapter_id else "",
+                                 "snippets": prep.snippets, "retrieval_ms": prep.retrieval_ms,
+                                 "generation_ms": (time.perf_counter() - t0) * 1000, "queue_ms": 0.0}}
+                return
+
+
+class SuffixCutter:
+    """`prompt_format.cut_at_suffix` for a stream: the cursor's line streams as it
+    comes; later lines are sent when complete (with their leading newline), and a
+    line that repeats the suffix's first line ends the completion. The streamed
+    text equals the unary cut except for trailing whitespace before a cut."""
+
+    def __init__(self, suffix: str):
+        first = next((l.strip() for l in suffix.split("\n") if l.strip()), "")
+        self.cut_on = first if len(first) >= 4 else None
+        self.pending = ""
+        self.line_no = 0
+
+    def feed(self, delta: str) -> tuple[str, bool]:
+        self.pending += delta
+        out = []
+        while "\n" in self.pending:
+            line, self.pending = self.pending.split("\n", 1)
+            if self.line_no > 0:
+                if self.cut_on is not None and line.strip() == self.cut_on:
+                    return "".join(out), True
+                out.append("\n" + line)
+            else:
+                out.append(line)
+            self.line_no += 1
+        if self.line_no == 0:
+            out.append(self.pending)
+            self.pending = ""
+        return "".join(out), False
+
+    def finish(self) -> tuple[str, bool]:
+        """The last, unterminated line."""
+        if self.line_no == 0 or not self.pending and self.line_no == 0:
+            return "", False
+        line, self.pending = self.pending, ""
+        if self.cut_on is not None and line.strip() == self.cut_on:
+            return "", True
+        return "\n" + line, False

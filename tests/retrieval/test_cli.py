@@ -1,0 +1,45 @@
+"""`codetailor index` / `codetailor search` through the real CLI entry point."""
+
+import json
+
+from codetailor.cli import main
+from retrieval.vectors import close_edge_shards
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_index_and_search_cli(tmp_home, sample_repo, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("CODETAILOR_RETRIEVAL__EXACT_VECTORS", "true")
+    assert run(capsys, "tenant", "create", "acme")[0] == 0
+    code, out, err = run(capsys, "index", "--tenant", "acme", str(sample_repo.root), "--exclude", "*.java", "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["files_indexed"] == 2 and summary["skipped"] == {"excluded": 1} and summary["chunks"] > 0
+    code, out, _ = run(capsys, "search", "--tenant", "acme", "--query", "InvoiceLedger total", "--top-k", "1",
+                       "--mode", "bm25", "--json")
+    hits = json.loads(out)
+    assert code == 0 and set(hits[0]) == {"path", "start_line", "end_line", "score", "text"}
+    assert hits[0]["path"] == "app/main.py"
+    editing = tmp_path / "editing.py"
+    editing.write_text("from app.main import InvoiceLedger\nledger = InvoiceLedger()\nledger.total_amount()\n")
+    code, out, _ = run(capsys, "search", "--tenant", "acme", "--file", str(editing), "--line", "3", "--json")
+    assert code == 0 and json.loads(out)[0]["path"] == "app/main.py"
+    close_edge_shards()
+
+
+def test_cli_errors_are_one_line(tmp_home, capsys, tmp_path):
+    code, _, err = run(capsys, "index", "--tenant", "nobody", str(tmp_path))
+    assert code != 0 and err.strip().count("\n") == 0 and "unknown tenant" in err
+    run(capsys, "tenant", "create", "acme")
+    code, _, err = run(capsys, "search", "--tenant", "acme", "--query", "x")
+    assert code != 0 and "no index yet" in err
+    code, _, err = run(capsys, "index", "--tenant", "acme", str(tmp_path / "nope"))
+    assert code != 0 and "does not exist" in err
+    code, _, err = run(capsys, "index", "--tenant", "acme", str(tmp_path), "--since", "yesterday")
+    assert code != 0 and "invalid duration" in err
+    code, _, err = run(capsys, "search", "--tenant", "acme", "--file", str(tmp_path / "f.py"), "--line", "1")
+    assert code != 0 and "does not exist" in err
