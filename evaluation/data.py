@@ -9,7 +9,6 @@ comparable.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 from codetailor.config import Settings
@@ -29,18 +28,13 @@ class EvalData:
     split: dict               # how the held-out set was chosen (recorded with the result)
 
 
-def seeded_split(paths: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """(train, heldout) by file, stable under adding or removing other files: a file's
-    side depends only on a hash of (seed, path)."""
-    def draw(p: str) -> float:
-        h = hashlib.sha256(f"{seed}:{p}".encode()).digest()
-        return int.from_bytes(h[:8], "big") / 2**64
+def seeded_split(keys: list[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """(train, heldout) by file key `source:path` — training's own split function, so a
+    tenant evaluated before training is measured on the files training will hold out."""
+    from training.corpus import split_files
 
-    heldout = sorted(p for p in paths if draw(p) < fraction)
-    if not heldout and len(paths) > 1:  # tiny repos: still hold one file out
-        heldout = [min(paths, key=draw)]
-    train = sorted(p for p in paths if p not in set(heldout))
-    return train, heldout
+    split = split_files(keys, seed, fraction)
+    return list(split.train), list(split.heldout)
 
 
 def split_of_meta(meta: dict) -> list[str] | None:
@@ -67,8 +61,9 @@ def _selection(sel: dict | None):
     return Selection(**known)
 
 
-def tenant_files(settings: Settings, paths: TenantPaths, meta: dict | None) -> dict[str, str]:
-    """path -> text of every file the tenant's sources select (secrets, vendored and
+def tenant_files(settings: Settings, paths: TenantPaths, meta: dict | None
+                 ) -> tuple[dict[str, str], dict[str, str]]:
+    """(path -> text, "source:path" -> path) of every file the tenant's sources select (secrets, vendored and
     generated files already skipped by retrieval's selection). The selection is the
     adapter's (its split was drawn from those files), else the one each source was
     indexed with."""
@@ -83,6 +78,7 @@ def tenant_files(settings: Settings, paths: TenantPaths, meta: dict | None) -> d
     if not sources:
         raise NoHeldOutFiles(f"tenant {paths.tenant!r} has no sources: run `codetailor index` first")
     files: dict[str, str] = {}
+    keys: dict[str, str] = {}  # training's file key "source:path" -> path
     for name, (location, indexed_selection) in sorted(sources.items()):
         selection = _selection((meta or {}).get("selection") or indexed_selection)
         try:
@@ -90,20 +86,26 @@ def tenant_files(settings: Settings, paths: TenantPaths, meta: dict | None) -> d
         except NotFound:
             raise NoHeldOutFiles(f"source {name!r} of tenant {paths.tenant!r} is gone: {location}") from None
         for sf in result.files:
-            files.setdefault(sf.path, sf.text)
-    return files
+            if sf.path not in files:
+                files[sf.path] = sf.text
+                keys[f"{name}:{sf.path}"] = sf.path
+    return files, keys
 
 
 def load(settings: Settings, paths: TenantPaths, meta: dict | None, version: str | None) -> EvalData:
-    files = tenant_files(settings, paths, meta)
+    files, keys = tenant_files(settings, paths, meta)
     recorded = split_of_meta(meta) if meta else None
     if recorded is not None:
-        heldout = [p for p in recorded if p in files]
-        split = {"source": f"adapter {version}", "heldout_files": len(heldout), "missing": len(recorded) - len(heldout)}
+        # training records "source:path" keys; accept plain paths too
+        heldout = sorted({keys.get(k, k) for k in recorded} & set(files))
+        split = {"source": f"adapter {version}", "heldout_files": len(heldout),
+                 "missing": len(recorded) - len(heldout)}
     else:
-        _, heldout = seeded_split(sorted(files), settings.training.heldout_fraction, settings.training.split_seed)
-        split = {"source": "seeded", "seed": settings.training.split_seed,
-                 "fraction": settings.training.heldout_fraction, "heldout_files": len(heldout)}
+        cfg = settings.training
+        _, held_keys = seeded_split(sorted(keys), cfg.heldout_fraction, cfg.split_seed)
+        heldout = sorted(keys[k] for k in held_keys)
+        split = {"source": "seeded", "seed": cfg.split_seed, "fraction": cfg.heldout_fraction,
+                 "heldout_files": len(heldout)}
     if not heldout:
         raise NoHeldOutFiles(f"tenant {paths.tenant!r} has no held-out files to evaluate on "
                              f"({len(files)} selected files)")

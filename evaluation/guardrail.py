@@ -31,15 +31,11 @@ class BaseModelMismatch(CodetailorError):
 
 
 def adapter_base_checksum(meta: dict) -> str | None:
-    """The base-model checksum an adapter's meta.json records (training's key names)."""
-    for key in ("base_model_checksum", "base_checksum", "base_model_sha256"):
-        if meta.get(key):
-            return str(meta[key])
+    """The base-model checksum an adapter's meta.json records (training writes
+    `base_model: {path, checksum}`)."""
     base = meta.get("base_model")
-    if isinstance(base, dict):
-        for key in ("checksum", "sha256"):
-            if base.get(key):
-                return str(base[key])
+    if isinstance(base, dict) and base.get("checksum"):
+        return str(base["checksum"])
     return None
 
 

@@ -91,7 +91,10 @@ def index_source(settings, paths: TenantPaths, root: Path | str, *, source: str 
     registry = registry_from_settings(settings)
     registry.tenant(paths.tenant)  # unknown tenant -> NotFound
     params = chunk_params(cfg) | ({"mode": chunking} if chunking else {})
-    result = select_files(root, selection, cfg, progress=progress)
+    previous = read_manifest(paths) or empty_manifest()
+    clean = frozenset(f["content_sha"] for f in previous["files"].get(SourceName(source), {}).values()
+                      if "content_sha" in f)
+    result = select_files(root, selection, cfg, progress=progress, known_clean=clean)
     if not result.files:
         raise NothingToIndex(f"nothing to index in {root}: {result.files_seen} files seen, "
                              f"skipped {dict(result.skipped) or 'none'}")
@@ -123,6 +126,11 @@ def index_source(settings, paths: TenantPaths, root: Path | str, *, source: str 
                 kept[sf.path] = prev
             else:
                 changed.append((sf, key))
+        source_info = {"location": str(Path(root).resolve()), "selection": selection.to_dict(),
+                       "chunking": params["mode"]}
+        if not changed and len(kept) == len(old_source_files) and old["sources"].get(source) == source_info:
+            # nothing changed: keep the published generation, write nothing
+            return _summary(paths, source, published, result, 0, 0, len(live_before), 0, 0.0, t0)
         for path, prev in old_source_files.items():  # replaced or deleted files of this source
             if path not in kept:
                 tombstones.setdefault(prev["segment"], set()).update(prev["rows"])
@@ -130,7 +138,7 @@ def index_source(settings, paths: TenantPaths, root: Path | str, *, source: str 
         rows, files_entry = [], dict(kept)
         for sf, key in changed:
             seen: Counter = Counter()
-            entry = {"sha": key, "segment": None, "rows": [], "ids": []}
+            entry = {"sha": key, "content_sha": sf.sha, "segment": None, "rows": [], "ids": []}
             for c in file_chunks(sf, selection, cfg, params["mode"]):
                 seen[c.text] += 1
                 cid = chunk_id(source, c.path, c.text, seen[c.text])
@@ -169,18 +177,22 @@ def index_source(settings, paths: TenantPaths, root: Path | str, *, source: str 
         garbage = sorted(live_before - live_after)
         new.update(generation=gen, embedding_model=cfg.embedding_model, dim=dim, garbage_ids=garbage,
                    updated_at=time.time())
-        new["sources"][source] = {"location": str(Path(root).resolve()), "selection": selection.to_dict(),
-                                  "chunking": params["mode"]}
+        new["sources"][source] = source_info
         atomic_write_json(manifest_path(paths), new)   # <- the publish point
 
         store.delete(garbage)
         _remove_unreferenced_segments(seg_root, new)
     registry.add_source(paths.tenant, source, str(Path(root).resolve()))
+    return _summary(paths, source, gen, result, len(changed), len(set(old_source_files) - set(files_entry)),
+                    len(live_after), len(to_embed), embed_seconds, t0)
+
+
+def _summary(paths, source, gen, result, changed, removed, chunks, embedded, embed_seconds, t0) -> dict:
     return {"tenant": str(paths.tenant), "source": source, "generation": gen,
             "files_seen": result.files_seen, "files_indexed": len(result.files),
-            "files_changed": len(changed), "files_removed": len(set(old_source_files) - set(files_entry)),
-            "skipped": dict(sorted(result.skipped.items())), "chunks": len(live_after),
-            "chunks_embedded": len(to_embed), "embed_seconds": round(embed_seconds, 3),
+            "files_changed": changed, "files_removed": removed,
+            "skipped": dict(sorted(result.skipped.items())), "chunks": chunks,
+            "chunks_embedded": embedded, "embed_seconds": round(embed_seconds, 3),
             "seconds": round(time.perf_counter() - t0, 3)}
 
 

@@ -175,8 +175,13 @@ def _spec(globs: tuple[str, ...]):
     return pathspec.PathSpec.from_lines("gitwildmatch", globs) if globs else None
 
 
-def select_files(root: Path | str, selection: Selection, config, progress: bool = False) -> SelectionResult:
-    """List `root`, apply the selection and the safety skips. `config` is a RetrievalConfig."""
+def select_files(root: Path | str, selection: Selection, config, progress: bool = False,
+                 known_clean: frozenset[str] = frozenset()) -> SelectionResult:
+    """List `root`, apply the selection and the safety skips. `config` is a RetrievalConfig.
+
+    `known_clean`: sha256 hex digests of file contents already scanned without finding a
+    secret (a re-index passes those of its manifest, so unchanged files are not rescanned).
+    """
     root = Path(root)
     if not root.exists():
         raise NotFound(f"path {root} does not exist")
@@ -198,7 +203,7 @@ def select_files(root: Path | str, selection: Selection, config, progress: bool 
         from tqdm import tqdm
         iterator = tqdm(names, desc="selecting files", unit="file", leave=False)
     for rel in iterator:
-        reason, sf = _check(root, rel, selection, config, inc, exc, newest, fixes, cutoff)
+        reason, sf = _check(root, rel, selection, config, inc, exc, newest, fixes, cutoff, known_clean)
         if reason:
             skipped[reason] += 1
         else:
@@ -206,7 +211,7 @@ def select_files(root: Path | str, selection: Selection, config, progress: bool 
     return SelectionResult(files, len(names), skipped)
 
 
-def _check(root, rel, selection, config, inc, exc, newest, fixes, cutoff):
+def _check(root, rel, selection, config, inc, exc, newest, fixes, cutoff, known_clean=frozenset()):
     parts = rel.split("/")
     if (inc is not None and not inc.match_file(rel)) or (exc is not None and exc.match_file(rel)):
         return "excluded", None
@@ -246,7 +251,7 @@ def _check(root, rel, selection, config, inc, exc, newest, fixes, cutoff):
     lines = text.splitlines()
     if rel.endswith((".min.js", ".min.css")) or (lines and max(map(len, lines)) > 1000 and len(text) / len(lines) > 200):
         return "minified", None
-    if has_secret(path):
+    if hashlib.sha256(data).hexdigest() not in known_clean and has_secret(path):
         return "secret", None
     recent = _recent_lines(root, rel, cutoff) if cutoff is not None and rel in newest else None
     return None, SourceFile(rel, path, language, text, recent)

@@ -192,6 +192,7 @@ class SuffixCutter:
         first = next((l.strip() for l in suffix.split("\n") if l.strip()), "")
         self.cut_on = first if len(first) >= 4 else None
         self.pending = ""
+        self.held = ""  # blank lines not sent yet
         self.line_no = 0
 
     def feed(self, delta: str) -> tuple[str, bool]:
@@ -201,8 +202,13 @@ class SuffixCutter:
             line, self.pending = self.pending.split("\n", 1)
             if self.line_no > 0:
                 if self.cut_on is not None and line.strip() == self.cut_on:
+                    self.held = ""  # blank lines before a cut go too (as cut_at_suffix's rstrip)
                     return "".join(out), True
-                out.append("\n" + line)
+                if line.strip():
+                    out.append(self.held + "\n" + line)
+                    self.held = ""
+                else:
+                    self.held += "\n" + line
             else:
                 out.append(line)
             self.line_no += 1
@@ -212,10 +218,10 @@ class SuffixCutter:
         return "".join(out), False
 
     def finish(self) -> tuple[str, bool]:
-        """The last, unterminated line."""
-        if self.line_no == 0 or not self.pending and self.line_no == 0:
+        """The held blank lines and the last, unterminated line."""
+        if self.line_no == 0:
             return "", False
         line, self.pending = self.pending, ""
         if self.cut_on is not None and line.strip() == self.cut_on:
             return "", True
-        return "\n" + line, False
+        return self.held + "\n" + line, False

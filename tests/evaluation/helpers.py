@@ -33,7 +33,7 @@ def add_adapter(paths, *, base_sha: str = "a" * 64, cqi: float | None = None,
                 public_loss_change: float | None = 0.01, extra: dict | None = None) -> str:
     store = AdapterStore(paths)
     with store.new_version() as (version, tmp):
-        meta = {"base_model_checksum": base_sha, "public_loss_change": public_loss_change, **(extra or {})}
+        meta = {"base_model": {"checksum": base_sha}, "public_loss_change": public_loss_change, **(extra or {})}
         if cqi is not None:
             meta["evaluation"] = {"cqi": cqi, "eval_id": "test"}
         (tmp / "meta.json").write_text(json.dumps(meta))

@@ -70,7 +70,7 @@ def e2e(tmp_path_factory, base_model_path, engine, engine_home):
     with store.new_version() as (version, tmp):
         _random_adapter(base_model_path, tmp)
         (tmp / "meta.json").write_text(json.dumps({
-            "base_model_checksum": model_checksum(base_model_path), "public_loss_change": 0.0,
+            "base_model": {"checksum": model_checksum(base_model_path)}, "public_loss_change": 0.0,
             "split": {"heldout_files": ["pkg/report.py", "pkg/mod3.py"]}}))
     import retrieval  # after the engine is up (bm25s/numba before vLLM broke its start)
 

@@ -12,7 +12,7 @@ from codetailor.home import Home
 from codetailor.tenants import Registry
 from engine.protocol import EngineClient
 from evaluation import evaluate, guardrail, records
-from evaluation.data import NoHeldOutFiles, seeded_split
+from evaluation.data import NoHeldOutFiles
 from evaluation.evaluate import EvaluationError
 from tests.evaluation.fake_engine import OracleEngine
 from tests.evaluation.helpers import add_adapter, fake_model_dir, settings_with, tenant
@@ -130,14 +130,23 @@ def test_worse_adapter_below_five(env):
     assert result["cqi"]["ft"]["high"] < 5
 
 
-def test_seeded_split_without_adapter_is_stable_and_disjoint():
-    files = [f"f{i}.py" for i in range(50)]
-    train, held = seeded_split(files, 0.2, 7)
-    assert (train, held) == seeded_split(list(reversed(files)), 0.2, 7)
-    assert set(train).isdisjoint(held) and set(train) | set(held) == set(files) and held
-    # adding files does not move the others
-    _, held2 = seeded_split(files + ["new.py"], 0.2, 7)
-    assert set(held) <= set(held2)
+def test_without_adapter_the_split_is_trainings(env):
+    """base/rag measured before training use the files training will hold out."""
+    from training.corpus import split_files
+
+    settings, paths, files = env
+    result = evaluate(settings, paths, systems="base", engine=OracleEngine(files), progress=False)
+    split = split_files([f"main:{p}" for p in files], settings.training.split_seed,
+                        settings.training.heldout_fraction)
+    assert result["split"]["source"] == "seeded"
+    assert {t["path"] for t in result["tasks"]} <= {k.split(":", 1)[1] for k in split.heldout}
+
+
+def test_recorded_split_with_source_keys(env):
+    settings, paths, files = env
+    add_adapter(paths, extra={"split": {"heldout": ["main:pkg/mod2.py"]}})
+    result = evaluate(settings, paths, systems="ft", engine=OracleEngine(files), progress=False)
+    assert {t["path"] for t in result["tasks"]} == {"pkg/mod2.py"}
 
 
 @pytest.mark.parametrize("kwargs, error, match", [

@@ -1,0 +1,83 @@
+"""The CPU LoRA plugin's ops against a plain per-row reference (no engine)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+vllm_punica = pytest.importorskip("vllm.lora.punica_wrapper.punica_cpu")
+
+from engine import cpu_lora_plugin  # noqa: E402
+
+
+def _reference(y, x, a_stacked, b_stacked, slots, scale, widths):
+    out = y.clone()
+    for row, slot in enumerate(slots):
+        if slot < 0:
+            continue
+        off = 0
+        for a, b, w in zip(a_stacked, b_stacked, widths):
+            out[row, off:off + w] += (x[row] @ a[slot, 0].T * scale) @ b[slot, 0].T
+            off += w
+    return out
+
+
+def _wrapper(slots):
+    cpu_lora_plugin.register()
+    w = vllm_punica.PunicaWrapperCPU(64, 8, "cpu")
+    idx = torch.tensor(slots, dtype=torch.long)
+    w._token_lora_indices[: len(slots)] = idx
+    w._sampler_indices[: len(slots)] = idx
+    w.indices_len = [len(slots)] * 4
+    w._ct_token_segments = cpu_lora_plugin._segments(w.token_lora_indices)
+    w._ct_sampler_segments = cpu_lora_plugin._segments(w.sampler_indices)
+    return w
+
+
+@pytest.mark.parametrize("slots", [
+    [0, 0, 1, 1, -1, -1, 2, 2],          # contiguous groups, base rows between
+    [2, -1, 0, 2, 1, -1, 0, 2],          # interleaved (index tensors, not slices)
+    [-1, -1, -1],                        # base only: nothing touched
+    [3, 3, 3, 3],                        # the LAST slot: what -1 used to wrap to
+])
+def test_segment_lora_linear_matches_per_row_math_and_leaves_base_rows(slots):
+    torch.manual_seed(0)
+    max_loras, rank, d_in, widths = 4, 4, 16, (8, 6)
+    a = tuple(torch.randn(max_loras, 1, rank, d_in) for _ in widths)
+    b = tuple(torch.randn(max_loras, 1, w, rank) for w in widths)
+    x = torch.randn(len(slots), d_in)
+    y = torch.randn(len(slots), sum(widths))
+    want = _reference(y, x, a, b, slots, 0.5, widths)
+    w = _wrapper(slots)
+    got = y.clone()
+    w.add_lora_linear(got, x, a, b, 0.5, widths)
+    torch.testing.assert_close(got, want)
+    base_rows = [i for i, s in enumerate(slots) if s < 0]
+    assert torch.equal(got[base_rows], y[base_rows])
+
+
+def test_masked_bgmv_ops_leave_rows_without_adapter_untouched():
+    cpu_lora_plugin.register()
+    from vllm.lora.ops.torch_ops import lora_ops
+
+    torch.manual_seed(1)
+    weights = torch.randn(2, 1, 5, 7)           # both slots occupied
+    x = torch.randn(4, 7)
+    idx = torch.tensor([0, -1, 1, -1])
+    out = torch.full((4, 5), 3.0)
+    lora_ops.bgmv_shrink(x, weights, out, idx, 1.0)
+    assert torch.equal(out[[1, 3]], torch.full((2, 5), 3.0))
+    torch.testing.assert_close(out[0], x[0] @ weights[0, 0].T)
+    torch.testing.assert_close(out[2], x[2] @ weights[1, 0].T)
+    exp_w = torch.randn(2, 1, 6, 5)
+    y = torch.zeros(4, 6)
+    lora_ops.bgmv_expand(out, exp_w, y, idx, True)
+    assert torch.equal(y[[1, 3]], torch.zeros(2, 6))
+    assert getattr(lora_ops.bgmv_expand_slice, cpu_lora_plugin._MARK, False)
+
+
+def test_segments_group_rows_by_slot():
+    segs = dict(cpu_lora_plugin._segments(torch.tensor([1, 1, -1, 0, 1])))
+    assert segs[0] == slice(3, 4)
+    assert segs[1].tolist() == [0, 1, 4]
+    assert -1 not in segs

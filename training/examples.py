@@ -1,0 +1,184 @@
+"""Training examples laid out exactly as serving lays out a request.
+
+Each example is (prompt, completion): the prompt is `prompt_format.build(...)`
+of a cursor in a training file, the completion is the code that follows the
+cursor. The two are tokenized separately and concatenated, because at serving
+time the prompt is tokenized alone and the model generates from there; the loss
+covers only the completion tokens.
+
+An epoch tiles every training file into consecutive completion spans, so each
+line is a target once. A span's cursor is one of:
+- "line":    at the start of the span's first line (prefix ends at the previous line, no newline)
+- "midline": inside the first line (the rest of the line, then the span's other lines)
+- "fim":     either cursor, with the code after the span as the suffix (the FIM substitute)
+Spans outside the code the selection prefers (deprecated symbols, old lines) are
+kept with probability `other_code_weight`.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Callable, Sequence
+
+from codetailor.errors import PromptTooLong
+from codetailor.prompt_format import PromptParts, Snippet, build, cursor_parts, query_lines
+
+from training.corpus import CorpusFile
+
+# query text, the example's own path -> snippets best first (never from that path)
+Neighbours = Callable[[str, str], Sequence[Snippet]]
+KINDS = ("line", "midline", "fim")
+KIND_WEIGHTS = (0.4, 0.3, 0.3)
+
+
+@dataclass(frozen=True)
+class Example:
+    ids: tuple[int, ...]     # prompt tokens then completion tokens
+    n_prompt: int
+    origin: str              # "tenant" or "public"
+    kind: str
+    path: str
+    rag: bool = False
+
+    @property
+    def n_target(self) -> int:
+        return len(self.ids) - self.n_prompt
+
+
+@dataclass(frozen=True)
+class Cursor:
+    path: str
+    prefix: str
+    suffix: str
+    completion: str
+    kind: str
+    start_line: int
+    end_line: int
+
+
+class ExampleBuilder:
+    def __init__(self, tokenizer, prompt_cfg, seq_len: int, target_tokens: int,
+                 neighbours: Neighbours | None = None, query_window: int = 10):
+        self.tok = tokenizer
+        self.prompt_cfg = prompt_cfg
+        self.seq_len = seq_len
+        self.target_tokens = min(target_tokens, seq_len // 2)
+        self.neighbours = neighbours
+        self.query_window = query_window
+        self.count = lru_cache(maxsize=200_000)(lambda s: len(self.encode(s)))
+
+    def encode(self, text: str) -> list[int]:
+        return self.tok(text, add_special_tokens=False)["input_ids"]
+
+    # -- where the cursors go ------------------------------------------------------------
+    def spans(self, f: CorpusFile, rng: random.Random) -> list[tuple[int, int]]:
+        """Consecutive (start, end) line spans covering the file, each with a completion of
+        a random size up to `target_tokens` (a line longer than that is one span)."""
+        lines = f.text.split("\n")
+        out, start = [], 1
+        while start <= len(lines):
+            cap = rng.randint(max(1, self.target_tokens // 8), self.target_tokens)
+            end, used = start, self.count(lines[start - 1] + "\n")
+            while end < len(lines) and used + self.count(lines[end] + "\n") <= cap:
+                used += self.count(lines[end] + "\n")
+                end += 1
+            out.append((start, end))
+            start = end + 1
+        # Trailing blank spans teach nothing.
+        return [(a, b) for a, b in out if any(l.strip() for l in lines[a - 1:b])]
+
+    def cursor(self, f: CorpusFile, start: int, end: int, kind: str, rng: random.Random) -> Cursor:
+        lines = f.text.split("\n")
+        first = lines[start - 1]
+        indent = len(first) - len(first.lstrip())
+        column = None
+        if kind == "midline" or (kind == "fim" and rng.random() < 0.5):
+            if len(first) - indent >= 2:
+                column = rng.randint(indent + 1, len(first) - 1)
+            elif kind == "midline":
+                kind = "line"
+        if kind == "fim" and end >= len(lines) and column is None:
+            kind = "line"   # nothing after the span: no suffix to show
+        prefix, _ = cursor_parts(f.text, start, column)
+        rest = "\n".join(lines[start:end])
+        head = first if column is None else first[column:]
+        completion = head + ("\n" + rest if end > start else "")
+        if column is None and start > 1:
+            completion = "\n" + completion   # the model emits the newline (see cursor_parts)
+        suffix = ""
+        if kind == "fim":
+            suffix = "\n".join(lines[end:])
+            if column is not None and end == start and len(head) > 1 and rng.random() < 0.5:
+                # The middle of a line: the rest of that line belongs to the suffix.
+                cut = rng.randint(1, len(head) - 1)
+                completion, suffix = completion[:cut], head[cut:] + ("\n" + suffix if end < len(lines) else "")
+            if not suffix.strip():
+                kind, suffix = ("midline" if column is not None else "line"), ""
+        return Cursor(f.path, prefix, suffix, completion, kind, start, end)
+
+    # -- one example -------------------------------------------------------------------
+    def example(self, c: Cursor, origin: str, rag: bool = False) -> Example | None:
+        target = self.encode(c.completion)[: self.target_tokens]
+        if not target:
+            return None
+        snippets: tuple[Snippet, ...] = ()
+        if rag and self.neighbours is not None:
+            query = query_lines(c.prefix, self.query_window)
+            if query.strip():
+                snippets = tuple(s for s in self.neighbours(query, c.path) if s.path != c.path)
+        parts = PromptParts(path=c.path, prefix=c.prefix, suffix=c.suffix, snippets=snippets)
+        try:
+            built = build(_trim_prefix(parts, self.seq_len - len(target)), self.count, self.seq_len - len(target),
+                          max_suffix_lines=self.prompt_cfg.max_suffix_lines,
+                          min_prefix_share=self.prompt_cfg.min_prefix_share)
+        except PromptTooLong:
+            return None
+        prompt = self.encode(built.text)
+        ids = (prompt + target)[: self.seq_len]
+        if len(ids) <= len(prompt):
+            return None
+        return Example(tuple(ids), len(prompt), origin, c.kind, c.path, bool(built.parts.snippets))
+
+    def file_examples(self, f: CorpusFile, origin: str, rng: random.Random, *, rag_fraction: float = 0.0,
+                      other_weight: float = 1.0, max_examples: int | None = None) -> list[Example]:
+        out = []
+        for start, end in self.spans(f, rng):
+            if max_examples is not None and len(out) >= max_examples:
+                break
+            if not f.prefers(start, end) and rng.random() >= other_weight:
+                continue
+            kind = rng.choices(KINDS, KIND_WEIGHTS)[0]
+            rag = self.neighbours is not None and rng.random() < rag_fraction
+            ex = self.example(self.cursor(f, start, end, kind, rng), origin, rag)
+            if ex is not None:
+                out.append(ex)
+        return out
+
+
+def _trim_prefix(parts: PromptParts, budget: int) -> PromptParts:
+    """Drop prefix lines far beyond what the budget could hold before `build` measures
+    each line (a token is at most a few dozen characters, so this never changes the result
+    for code; it keeps example building linear in the file size)."""
+    keep_chars = budget * 32
+    if len(parts.prefix) <= keep_chars:
+        return parts
+    cut = parts.prefix.find("\n", len(parts.prefix) - keep_chars)
+    if cut < 0:
+        return parts
+    return PromptParts(parts.path, parts.prefix[cut + 1:], parts.suffix, parts.snippets, parts.repo)
+
+
+def mix_replay(tenant: list[Example], public: list[Example], ratio: float, rng: random.Random) -> list[Example]:
+    """Add public examples so that they make up `ratio` of the result (as close as whole
+    examples allow), drawn without replacement while they last."""
+    if ratio <= 0 or not tenant:
+        return list(tenant)
+    want = round(len(tenant) * ratio / (1 - ratio))
+    if not public:
+        return list(tenant)
+    pool = list(public)
+    rng.shuffle(pool)
+    chosen = [pool[i % len(pool)] for i in range(want)]
+    return list(tenant) + chosen

@@ -1,0 +1,227 @@
+"""The optimisation loop: one sequence per micro-batch (no padding), gradient
+accumulation, a warmup + cosine schedule, bf16 autocast on CPU, checkpoints so a
+killed run resumes where it stopped.
+
+Loss is computed only where it is needed: the decoder runs over the whole
+sequence, the LM head (49k-way, a fifth of the model's FLOPs) only over the
+completion positions.
+
+The schedule's progress is the larger of steps done / steps planned and time
+used / time budget, so a budgeted run still anneals to zero before it stops.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from codetailor.atomic import atomic_write_bytes
+
+from training.corpus import TrainingError
+from training.examples import Example
+from training.lora import load_lora_state, lora_state, trainable
+
+
+class BudgetTooSmall(TrainingError):
+    pass
+
+
+@dataclass
+class LoopState:
+    micro: int = 0              # sequences consumed (position in the planned order)
+    step: int = 0               # optimizer steps taken
+    tokens: int = 0             # tokens processed (prompt + completion)
+    target_tokens: int = 0      # completion tokens (the loss's tokens)
+    seconds: float = 0.0        # time spent in the loop, over all resumed runs
+    loss_sum: float = 0.0       # summed completion-token loss of all sequences seen
+    recent: list[float] = field(default_factory=list)  # mean loss of the last optimizer steps
+    resumed_from: int = 0
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    lr: float
+    grad_accum: int
+    epochs: float
+    warmup_fraction: float
+    seed: int
+    time_budget: float | None = None
+    checkpoint_seconds: float = 60.0
+
+
+def sequence_loss(pm, ex: Example) -> tuple[torch.Tensor, int]:
+    """Summed cross-entropy over the completion tokens of one example."""
+    inner = pm.get_base_model()
+    ids = torch.tensor([ex.ids], dtype=torch.long)
+    hidden = inner.model(input_ids=ids).last_hidden_state
+    h = hidden[0, ex.n_prompt - 1: len(ex.ids) - 1]     # position t predicts token t+1
+    logits = inner.lm_head(h).float()
+    target = ids[0, ex.n_prompt:]
+    return F.cross_entropy(logits, target, reduction="sum"), int(target.numel())
+
+
+@torch.no_grad()
+def mean_loss(pm, examples: Sequence[Example], adapter: bool = True) -> float | None:
+    """Mean completion-token loss, with the adapter or with the base model alone."""
+    if not examples:
+        return None
+    total, n = 0.0, 0
+    pm.eval()
+    ctx = pm.disable_adapter() if not adapter else _Null()
+    with ctx, torch.autocast("cpu", dtype=torch.bfloat16):
+        for ex in examples:
+            loss, k = sequence_loss(pm, ex)
+            total += float(loss)
+            n += k
+    return total / max(n, 1)
+
+
+class _Null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+def order(n: int, epochs: float, seed: int) -> list[int]:
+    """The planned sequence of example indices: a fresh seeded shuffle per epoch."""
+    total = max(1, round(n * epochs))
+    out: list[int] = []
+    e = 0
+    while len(out) < total:
+        perm = list(range(n))
+        random.Random(seed * 1000 + e).shuffle(perm)
+        out.extend(perm)
+        e += 1
+    return out[:total]
+
+
+def lr_at(cfg: LoopConfig, step: int, total_steps: int, elapsed: float) -> float:
+    progress = step / total_steps
+    if cfg.time_budget:
+        progress = max(progress, elapsed / cfg.time_budget)
+    w = cfg.warmup_fraction
+    if w > 0 and progress < w:
+        return cfg.lr * max(progress / w, 1.0 / max(1, total_steps))
+    rest = min(1.0, (progress - w) / (1 - w)) if w < 1 else 1.0
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * rest))
+
+
+class Checkpoint:
+    """One resumable state file under the tenant's work dir, written atomically."""
+
+    def __init__(self, path: Path, key: str):
+        self.path, self.key = path, key
+
+    def load(self, pm, opt) -> LoopState | None:
+        if not self.path.is_file():
+            return None
+        try:
+            data = torch.load(self.path, map_location="cpu", weights_only=False)
+        except Exception:   # a torn or foreign file: start over rather than fail
+            return None
+        if data.get("key") != self.key:
+            return None
+        load_lora_state(pm, data["lora"])
+        opt.load_state_dict(data["optimizer"])
+        state = LoopState(**data["state"])
+        state.resumed_from = state.micro
+        return state
+
+    def save(self, pm, opt, state: LoopState) -> None:
+        buf = io.BytesIO()
+        torch.save({"key": self.key, "lora": lora_state(pm), "optimizer": opt.state_dict(),
+                    "state": asdict(state)}, buf)
+        atomic_write_bytes(self.path, buf.getvalue())
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def run_loop(pm, examples: Sequence[Example], cfg: LoopConfig, checkpoint: Checkpoint | None,
+             progress: bool = True, on_step: Callable[[LoopState], None] | None = None) -> LoopState:
+    if not examples:
+        raise TrainingError("no training examples")
+    plan = order(len(examples), cfg.epochs, cfg.seed)
+    total_steps = math.ceil(len(plan) / cfg.grad_accum)
+    opt = torch.optim.AdamW(trainable(pm), lr=cfg.lr, weight_decay=0.0)
+    state = (checkpoint.load(pm, opt) if checkpoint else None) or LoopState()
+    pm.train()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(plan), initial=state.micro, unit="seq", desc="training", dynamic_ncols=True)
+    started = time.monotonic()
+    base_seconds = state.seconds
+    last_save = started
+    step_loss, step_tokens = 0.0, 0
+    try:
+        while state.micro < len(plan):
+            elapsed_run = time.monotonic() - started
+            if cfg.time_budget is not None and elapsed_run >= cfg.time_budget and state.micro % cfg.grad_accum == 0:
+                if state.step == 0:
+                    raise BudgetTooSmall(f"the time budget of {cfg.time_budget:g}s is too small to take one "
+                                         f"training step")
+                break
+            ex = examples[plan[state.micro]]
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss_sum, n = sequence_loss(pm, ex)
+            (loss_sum / max(n, 1) / cfg.grad_accum).backward()
+            step_loss += float(loss_sum)
+            step_tokens += n
+            state.loss_sum += float(loss_sum)
+            state.tokens += len(ex.ids)
+            state.target_tokens += n
+            state.micro += 1
+            if state.micro % cfg.grad_accum == 0 or state.micro == len(plan):
+                lr = lr_at(cfg, state.step, total_steps, time.monotonic() - started)
+                for g in opt.param_groups:
+                    g["lr"] = lr
+                torch.nn.utils.clip_grad_norm_(trainable(pm), 1.0)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                state.step += 1
+                state.recent = (state.recent + [step_loss / max(step_tokens, 1)])[-20:]
+                step_loss, step_tokens = 0.0, 0
+                now = time.monotonic()
+                state.seconds = base_seconds + (now - started)
+                if on_step:
+                    on_step(state)
+                if checkpoint and now - last_save >= cfg.checkpoint_seconds and state.micro < len(plan):
+                    checkpoint.save(pm, opt, state)
+                    last_save = time.monotonic()
+            if bar is not None:
+                bar.update(1)
+                secs = base_seconds + (time.monotonic() - started)
+                bar.set_postfix(loss=f"{(state.recent or [float('nan')])[-1]:.3f}",
+                                tok_s=f"{state.tokens / max(secs, 1e-9):.0f}", refresh=False)
+    finally:
+        if bar is not None:
+            bar.close()
+    state.seconds = base_seconds + (time.monotonic() - started)
+    pm.eval()
+    return state
+
+
+def planned_sequences(n_examples: int, epochs: float) -> int:
+    return max(1, round(n_examples * epochs))
+
+
+def torch_threads() -> int:
+    """Every core this process may use (the brief: both cores of the box)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:
+        n = os.cpu_count() or 1
+    torch.set_num_threads(n)
+    return n

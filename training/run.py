@@ -1,0 +1,224 @@
+"""`codetailor train`: from a tenant's sources to a new (inactive) adapter version.
+
+1. The tenant's selected files (retrieval's selection), split by file into train
+   and held-out (seeded, recorded); the public corpus split the same way.
+2. Examples from the train files (optionally with retrieved neighbours), plus
+   public replay examples at `replay_ratio`.
+3. The loop (resumable from the tenant's work dir), then the losses: held-out
+   tenant code, and held-out public code with and without the adapter.
+4. The adapter and meta.json are written into AdapterStore.new_version()'s staging
+   dir, which becomes vNNNN only when everything is in place. It is not activated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from codetailor.adapters import AdapterStore
+from codetailor.home import TenantPaths
+from codetailor.model import model_checksum, resolve_base_model
+from codetailor.prompt_format import Snippet, snippets_from
+
+from training.corpus import CorpusFile, TrainingError, public_files, split_files, tenant_files, tenant_sources
+from training.examples import Example, ExampleBuilder, Neighbours
+from training.loop import Checkpoint, LoopConfig, mean_loss, run_loop, torch_threads
+from training.lora import attach_lora, load_base, save_adapter
+
+PUBLIC_HELDOUT_FRACTION = 0.1
+PUBLIC_SEED = 20240601   # fixed: every tenant's public loss is measured on the same code
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    rank: int
+    alpha: int
+    epochs: float
+    time_budget: float | None = None     # seconds of training loop
+    rag_augmented: bool = False
+    replay_ratio: float = 0.2
+    selection: object | None = None      # retrieval.Selection; None = each source's indexed selection
+    progress: bool = True
+
+
+def retrieval_neighbours(settings, paths: TenantPaths, exclude: Sequence[str]) -> Neighbours:
+    """Neighbours from the tenant's index, never from the example's file nor a held-out file."""
+    from retrieval import search
+
+    excluded = tuple(exclude)
+    k = max(1, settings.retrieval.top_k)
+
+    def neighbours(query: str, path: str) -> Sequence[Snippet]:
+        return snippets_from(search(settings, paths, query, mode="bm25", top_k=k, exclude_paths=(path, *excluded)))
+    return neighbours
+
+
+def build_examples(builder: ExampleBuilder, files: Sequence[CorpusFile], origin: str, seed: int, *,
+                   rag_fraction: float = 0.0, other_weight: float = 1.0, limit: int | None = None,
+                   per_file: int | None = None, progress: bool = False) -> list[Example]:
+    """Examples of `files` in a seeded order; with `limit`, files are visited in a seeded
+    shuffle and at most `per_file` examples are taken from each until `limit` are made."""
+    rng = random.Random(seed)
+    files = list(files)
+    if limit is not None:
+        rng.shuffle(files)
+    out: list[Example] = []
+    it = files
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(files, desc=f"{origin} examples", unit="file", leave=False)
+    for f in it:
+        if limit is not None and len(out) >= limit:
+            break
+        out.extend(builder.file_examples(f, origin, random.Random(f"{seed}:{f.path}"), rag_fraction=rag_fraction,
+                                         other_weight=other_weight, max_examples=per_file))
+    return out[:limit] if limit is not None else out
+
+
+def replay_count(n_tenant: int, ratio: float) -> int:
+    """Public examples to add so they are `ratio` of the mixed set."""
+    return 0 if ratio <= 0 else round(n_tenant * ratio / (1 - ratio))
+
+
+def _fingerprint(*parts) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        if isinstance(p, (list, tuple)) and p and isinstance(p[0], Example):
+            for ex in p:
+                h.update(repr((ex.ids, ex.n_prompt)).encode())
+        else:
+            h.update(json.dumps(p, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
+                 neighbours_factory: Callable[[Sequence[str]], Neighbours] | None = None,
+                 files: Sequence[CorpusFile] | None = None) -> dict:
+    t0 = time.monotonic()
+    cfg = settings.training
+    threads = torch_threads()
+    base_path = resolve_base_model(settings)
+
+    # 1. files and the split
+    selection_dict = opts.selection.to_dict() if opts.selection is not None else None
+    if files is None:
+        sources = tenant_sources(settings, paths)
+        files = tenant_files(settings, sources, opts.selection)
+    if not files:
+        raise TrainingError(f"tenant {paths.tenant!r} has no indexable code in its sources "
+                            f"(after the selection and safety skips)")
+    if len(files) < 2:
+        raise TrainingError(f"tenant {paths.tenant!r} has only one selected file; training needs at least two "
+                            f"(one is held out for evaluation)")
+    split = split_files([f.path for f in files], cfg.split_seed, cfg.heldout_fraction)
+    heldout = set(split.heldout)
+    train_files = [f for f in files if f.path not in heldout]
+    heldout_files = [f for f in files if f.path in heldout]
+
+    # 2. examples
+    model, tokenizer = load_base(base_path, cfg.base_weights)
+    neighbours = None
+    if opts.rag_augmented:
+        neighbours = (neighbours_factory or (lambda ex: retrieval_neighbours(settings, paths, ex)))(split.heldout)
+    builder = ExampleBuilder(tokenizer, settings.prompt, cfg.seq_len, cfg.target_tokens, neighbours,
+                             settings.retrieval.query_lines)
+    tenant_ex = build_examples(builder, train_files, "tenant", cfg.seed, rag_fraction=cfg.rag_fraction,
+                               other_weight=cfg.other_code_weight, progress=opts.progress)
+    if not tenant_ex:
+        raise TrainingError(f"tenant {paths.tenant!r}: the selected train files yield no training examples")
+    # Held-out and public examples carry no neighbours: their losses compare like with like.
+    plain = ExampleBuilder(tokenizer, settings.prompt, cfg.seq_len, cfg.target_tokens, None)
+    heldout_ex = build_examples(plain, heldout_files, "tenant", cfg.seed + 1, limit=cfg.eval_examples,
+                                per_file=max(1, -(-cfg.eval_examples // max(1, len(heldout_files)))))
+    n_replay = replay_count(len(tenant_ex), opts.replay_ratio)
+    public_ex, public_eval = [], []
+    if n_replay or opts.replay_ratio > 0:
+        pub = public_files()
+        psplit = split_files([f.path for f in pub], PUBLIC_SEED, PUBLIC_HELDOUT_FRACTION)
+        pheld = set(psplit.heldout)
+        public_ex = build_examples(plain, [f for f in pub if f.path not in pheld], "public", cfg.seed + 2,
+                                   limit=n_replay, per_file=8)
+        public_eval = build_examples(plain, [f for f in pub if f.path in pheld], "public", PUBLIC_SEED,
+                                     limit=cfg.eval_examples, per_file=2)
+    examples = tenant_ex + public_ex
+
+    # 3. train (resumable)
+    pm = attach_lora(model, opts.rank, opts.alpha, cfg.seed)
+    loop_cfg = LoopConfig(lr=cfg.lr, grad_accum=cfg.grad_accum, epochs=opts.epochs,
+                          warmup_fraction=cfg.warmup_fraction, seed=cfg.seed, time_budget=opts.time_budget,
+                          checkpoint_seconds=cfg.checkpoint_seconds)
+    checksum = model_checksum(base_path)
+    hyper = {"rank": opts.rank, "alpha": opts.alpha, "lr": cfg.lr, "seq_len": cfg.seq_len,
+             "target_tokens": cfg.target_tokens, "grad_accum": cfg.grad_accum, "micro_batch": 1,
+             "epochs": opts.epochs, "warmup_fraction": cfg.warmup_fraction, "schedule": "cosine",
+             "replay_ratio": opts.replay_ratio, "rag_augmented": opts.rag_augmented,
+             "rag_fraction": cfg.rag_fraction if opts.rag_augmented else 0.0, "seed": cfg.seed,
+             "base_weights": cfg.base_weights, "autocast": "bfloat16", "target_modules": "q,k,v,o,gate,up,down",
+             "time_budget_s": opts.time_budget}
+    key = _fingerprint(checksum, hyper, split.to_dict(), examples)
+    work = paths.work_dir / "train"
+    for stale in work.glob("*.pt") if work.is_dir() else []:
+        if stale.stem != key[:16]:
+            stale.unlink(missing_ok=True)   # another run's state can never be resumed by this one
+    ckpt = Checkpoint(work / f"{key[:16]}.pt", key)
+    state = run_loop(pm, examples, loop_cfg, ckpt, progress=opts.progress)
+    epochs_seen = state.micro / len(examples)
+    train_loss = state.loss_sum / max(state.target_tokens, 1)
+    recent_loss = sum(state.recent[-5:]) / max(1, len(state.recent[-5:])) if state.recent else None
+
+    # 4. losses after training
+    heldout_loss = mean_loss(pm, heldout_ex, adapter=True)
+    heldout_loss_base = mean_loss(pm, heldout_ex, adapter=False)
+    public_base = mean_loss(pm, public_eval, adapter=False)
+    public_adapter = mean_loss(pm, public_eval, adapter=True)
+    public_change = (public_adapter - public_base) / public_base if public_base else None
+
+    store = AdapterStore(paths)
+    meta = {
+        "base_model": {"path": str(base_path), "checksum": checksum},
+        "selection": selection_dict,
+        "split": split.to_dict(),
+        "hyper_parameters": hyper,
+        "data": {"train_files": len(train_files), "heldout_files": len(heldout_files),
+                 "train_bytes": sum(len(f.text.encode()) for f in train_files),
+                 "tenant_examples": len(tenant_ex), "public_examples": len(public_ex),
+                 "rag_examples": sum(e.rag for e in tenant_ex),
+                 "kinds": {k: sum(e.kind == k for e in tenant_ex) for k in ("line", "midline", "fim")},
+                 "tokens_per_epoch": sum(len(e.ids) for e in examples),
+                 "heldout_examples": len(heldout_ex), "public_eval_examples": len(public_eval),
+                 "public_corpus": "python stdlib"},
+        "epochs_seen": round(epochs_seen, 4),
+        "stopped_by_budget": state.micro < round(len(examples) * opts.epochs),
+        "steps": state.step,
+        "train_tokens": state.tokens,
+        "seconds": round(state.seconds, 2),
+        "tokens_per_second": round(state.tokens / max(state.seconds, 1e-9), 1),
+        "torch_threads": threads,
+        "resumed_from_sequence": state.resumed_from,
+        "losses": {"train": train_loss, "train_recent": recent_loss, "heldout": heldout_loss,
+                   "heldout_base": heldout_loss_base, "public_base": public_base, "public_adapter": public_adapter},
+        "public_loss_change": public_change,
+    }
+    with store.new_version() as (version, tmp):
+        size = save_adapter(pm, tmp, base_path)
+        meta["adapter_bytes"] = size
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+    ckpt.remove()
+    return {
+        "adapter_version": version,
+        "path": str(store.path(version)),
+        "train_tokens": state.tokens,
+        "epochs": round(epochs_seen, 4),
+        "seconds": round(state.seconds, 2),
+        "tokens_per_second": meta["tokens_per_second"],
+        "train_loss": round(train_loss, 4),
+        "heldout_loss": round(heldout_loss, 4) if heldout_loss is not None else None,
+        "public_loss_change": round(public_change, 4) if public_change is not None else None,
+        "adapter_bytes": size,
+        "wall_seconds": round(time.monotonic() - t0, 1),
+    }
