@@ -163,7 +163,8 @@ def latency(settings, registry, n: int, queries: int) -> dict:
     times = []
     for r in qrows[:50]:
         t = time.perf_counter()
-        embed(settings.retrieval.embedding_model, ["\n".join(r["text"].splitlines()[:10])])
+        embed(settings.retrieval.embedding_model, ["\n".join(r["text"].splitlines()[:10])],
+              threads=settings.retrieval.embed_threads)
         times.append(time.perf_counter() - t)
     out["query_embedding"] = {"p50_ms": pct(times, 50), "p95_ms": pct(times, 95)}
     return out

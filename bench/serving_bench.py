@@ -1,12 +1,22 @@
-"""Serving benchmark: p50/p95 end-to-end latency and tokens/s through gRPC
-(front server -> Serve ingress -> model replica) with 0, 1, 8 and 64 tenants'
-adapters, beside the same requests sent to the engine in process.
+"""Serving benchmark: what the gRPC + Ray Serve stack adds to the engine.
 
-    .venv/bin/python bench/serving_bench.py [--adapters 0,1,8,64] [--requests 32] [--concurrency 4]
+    .venv/bin/python bench/serving_bench.py [--adapters 0,1,8,64] [--requests 24] [--concurrency 4] \
+        [--max-tokens 16] [--out bench/out/serving.json]
 
-The difference of the p50s is what the gRPC + Serve stack adds. Also measured:
-the front server alone (an INVALID_ARGUMENT round trip: auth + validation, no
-Ray) and a gRPC health check. Results go to bench/out/serving.json and stdout.
+For 0, 1, 8 and 64 tenants' adapters, one fixed list of requests (round-robin over the tenants, four
+short Python prompts, greedy) is sent at fixed concurrency
+  - through gRPC: client -> front server -> Serve Ingress -> Serve Model replica -> engine, and
+  - to the engine in process (a fresh subprocess builds the engine and nothing else, with the prompts
+    the ingress would build and the same adapters),
+reporting p50/p95 end-to-end latency and completion tokens/s for each. Because the shared machine's
+load drifts between runs, the stack's cost is also measured inside each request: end-to-end minus
+the engine's own generation time (`generation_ms`, timed in the engine around vLLM's generate), p50,
+for both paths; their difference is what the stack adds. Its parts are measured alone too:
+  - the front server alone: a Complete through a FrontServer whose ingress handle answers at once
+    (auth, validation, metrics, response), an INVALID_ARGUMENT round trip, a gRPC health check;
+  - one Serve handle hop: driver -> Ingress.count_tokens and driver -> Model.count_tokens.
+Tenant/adapter creation (torch + peft) runs in its own subprocess too, so neither the bench process
+(which hosts the front server) nor the in-process engine shares a process with it.
 """
 
 from __future__ import annotations
@@ -14,11 +24,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures as cf
+import dataclasses
 import json
 import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -27,7 +39,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
+BASE = ROOT / ".home" / "test" / "models" / "smollm2-135m-instruct"
+PEPPER = "bench-pepper"
+ENGINE = {"dtype": "bfloat16", "max_model_len": 1024, "kv_cache_gib": 1, "max_num_seqs": 16,
+          "max_loras": 8, "max_lora_rank": 8, "max_cpu_loras": 72}
 PROMPTS = ["def fibonacci(n):\n    if n < 2:\n        return n\n    return",
            "class Stack:\n    def __init__(self):\n        self.items = []\n\n    def push(self, x):\n",
            "import json\n\ndef load(path):\n    with open(path) as f:\n        return",
@@ -36,194 +51,326 @@ PROMPTS = ["def fibonacci(n):\n    if n < 2:\n        return n\n    return",
 
 def pct(xs, p):
     xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] if xs else None
 
 
-def make_tenants(home: Path, base: Path, n: int) -> list[str]:
-    """n tenants with distinct adapter versions (one random LoRA, copied; distinct uids)."""
+def summarise(rows: list[dict], wall_s: float) -> dict:
+    """rows: {"e2e_ms", "gen_ms", "tokens"} per request."""
+    e2e = [r["e2e_ms"] for r in rows]
+    over = [r["e2e_ms"] - r["gen_ms"] for r in rows]
+    return {"p50_ms": pct(e2e, 50), "p95_ms": pct(e2e, 95), "tok_s": sum(r["tokens"] for r in rows) / wall_s,
+            "outside_engine_p50_ms": pct(over, 50), "outside_engine_p95_ms": pct(over, 95),
+            "completion_tokens": sum(r["tokens"] for r in rows), "n": len(rows)}
+
+
+def settings_for(home: Path):
+    from codetailor.config import load_settings
+
+    return load_settings(home=home, key_pepper=PEPPER, model={"base": str(BASE)}, engine=ENGINE,
+                         serving={"tenant_concurrency": 64, "metrics_port": 18089, "max_queued_requests": 512})
+
+
+def plan(tenants: list[str], n_req: int, max_tokens: int) -> list[dict]:
+    return [{"tenant": tenants[i % len(tenants)], "prefix": PROMPTS[i % len(PROMPTS)], "path": "m.py",
+             "max_tokens": max_tokens} for i in range(n_req)]
+
+
+# -- subprocess 1: tenants and adapters (torch + peft) ------------------------------------------------
+
+def make_home(home: Path, counts: list[int]) -> dict:
+    """Tenants n<N>-t<i> (N = adapters of that run; one base-only tenant for N = 0), each with its own
+    adapter version (one random rank-8 LoRA, copied: distinct versions and uids). Returns keys."""
     from codetailor.adapters import AdapterStore
     from codetailor.atomic import atomic_write_json
     from codetailor.home import Home
     from codetailor.model import model_checksum
     from codetailor.tenants import Registry
-    sys.path.insert(0, str(ROOT / "tests"))
     from tests.fixtures.serving import make_adapter
 
-    reg = Registry(Home(home), "bench-pepper")
-    names = []
-    first = None
-    for i in range(max(n, 1)):
-        name = f"t{i:02d}"
-        paths, _ = reg.create_tenant(name)
-        names.append(name)
-        if n == 0:
-            break
-        store = AdapterStore(paths)
-        if first is None:
-            v = make_adapter(paths, base, seed=1)
-            first = store.path(v)
-        else:
-            with store.new_version() as (v, tmp):
-                for f in ("adapter_config.json", "adapter_model.safetensors"):
-                    shutil.copy(first / f, tmp / f)
-                atomic_write_json(tmp / "meta.json", {"base_model_checksum": model_checksum(base)})
-        store.set_active(v)
-    return names
+    reg = Registry(Home(home), PEPPER)
+    keys, tenants, first = {}, {}, None
+    checksum = model_checksum(BASE)
+    for n in counts:
+        tenants[n] = []
+        for i in range(max(n, 1)):
+            name = f"n{n}-t{i:02d}"
+            paths, _ = reg.create_tenant(name)
+            keys[name] = reg.create_key(name, "developer")
+            tenants[n].append(name)
+            if n == 0:
+                continue
+            store = AdapterStore(paths)
+            if first is None:
+                v = make_adapter(paths, BASE, seed=1)
+                first = store.path(v)
+            else:
+                with store.new_version() as (v, tmp):
+                    for f in ("adapter_config.json", "adapter_model.safetensors"):
+                        shutil.copy(first / f, tmp / f)
+                    atomic_write_json(tmp / "meta.json", {"base_model_checksum": checksum})
+            store.set_active(v)
+    return {"keys": keys, "tenants": {str(n): t for n, t in tenants.items()}}
 
 
-def grpc_run(port, keys, tenants, n_req, conc, max_tokens):
-    from serving.client import CompletionClient
+# -- subprocess 2: the same requests to the engine in process -----------------------------------------
 
-    def one(i):
-        t = tenants[i % len(tenants)]
-        with CompletionClient("127.0.0.1", port, keys[t]) as c:
-            t0 = time.perf_counter()
-            r = c.complete(prefix=PROMPTS[i % len(PROMPTS)], path="m.py", max_tokens=max_tokens)
-            return (time.perf_counter() - t0) * 1000, r["completion_tokens"]
-
-    t0 = time.perf_counter()
-    with cf.ThreadPoolExecutor(conc) as pool:
-        out = list(pool.map(one, range(n_req)))
-    wall = time.perf_counter() - t0
-    lat = [x for x, _ in out]
-    return {"p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95), "tok_s": sum(t for _, t in out) / wall}
-
-
-async def inproc_run(engine, settings, home, tenants, n_req, conc, max_tokens, with_adapters):
+async def _inproc(home: Path, runs: dict, concurrency: int) -> dict:
     from tokenizers import Tokenizer
 
     from codetailor import prompt_format as pf
+    from codetailor.adapters import AdapterStore
     from codetailor.home import Home
     from engine.protocol import GenerationRequest
     from engine.resolver import AdapterResolver
+    from engine.vllm_engine import VllmEngine
 
-    res = AdapterResolver(Home(home))
-    tok = Tokenizer.from_file(str(engine.model_path / "tokenizer.json"))
-    count = lambda t: len(tok.encode(t, add_special_tokens=False).ids)  # noqa: E731
-    sem = asyncio.Semaphore(conc)
-
-    async def one(i):
-        t = tenants[i % len(tenants)]
-        prompt = pf.build(pf.PromptParts(path="m.py", prefix=PROMPTS[i % len(PROMPTS)]), count,
-                          settings.prompt.budget_tokens).text
-        ref = res.ref_for(t) if with_adapters else None
-        async with sem:
-            t0 = time.perf_counter()
-            r = await engine.generate(GenerationRequest(prompt=prompt, max_tokens=max_tokens, adapter=ref,
-                                                        request_id=f"b{i}-{time.time_ns()}"))
-            return (time.perf_counter() - t0) * 1000, r.completion_tokens
-
+    settings = settings_for(home)
     t0 = time.perf_counter()
-    out = await asyncio.gather(*(one(i) for i in range(n_req)))
-    wall = time.perf_counter() - t0
-    lat = [x for x, _ in out]
-    return {"p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95), "tok_s": sum(t for _, t in out) / wall}
+    engine = VllmEngine.start(settings, BASE)
+    out = {"engine_start_s": time.perf_counter() - t0, "runs": {}}
+    h = Home(home)
+    resolver = AdapterResolver(h)
+    tok = Tokenizer.from_file(str(BASE / "tokenizer.json"))
+    count = lambda t: len(tok.encode(t, add_special_tokens=False).ids)  # noqa: E731
+
+    def prepared(r: dict) -> GenerationRequest:  # what serving.ingress._prepare builds (no index: no snippets)
+        paths = h.tenant(r["tenant"])
+        ref = resolver.ref_for(paths.tenant) if AdapterStore(paths).serving_system() in ("ft", "ft+rag") else None
+        budget = min(settings.prompt.budget_tokens, settings.engine.max_model_len - r["max_tokens"])
+        built = pf.build(pf.PromptParts(path=r["path"], prefix=r["prefix"], suffix=""), count, budget,
+                         max_suffix_lines=settings.prompt.max_suffix_lines,
+                         min_prefix_share=settings.prompt.min_prefix_share)
+        return GenerationRequest(prompt=built.text, max_tokens=r["max_tokens"], adapter=ref)
+
+    async def run(reqs: list[dict]) -> dict:
+        sem = asyncio.Semaphore(concurrency)
+
+        async def one(i, r):
+            async with sem:
+                t = time.perf_counter()
+                g = prepared(r)
+                res = await engine.generate(dataclasses.replace(g, request_id=f"b{i}-{time.time_ns()}"))
+                return {"e2e_ms": (time.perf_counter() - t) * 1000, "gen_ms": res.generation_ms,
+                        "tokens": res.completion_tokens}
+
+        t = time.perf_counter()
+        rows = await asyncio.gather(*(one(i, r) for i, r in enumerate(reqs)))
+        return summarise(list(rows), time.perf_counter() - t)
+
+    try:
+        for n, spec in runs.items():
+            await run(spec["warmup"])  # loads this run's adapters, as the gRPC side's warm-up does
+            out["runs"][n] = run_res = await run(spec["measured"])
+            out["runs"][n]["load_avg"] = os.getloadavg()
+            print(f"in process, {n} adapters: {json.dumps(run_res)}", file=sys.stderr, flush=True)
+    finally:
+        await engine.shutdown()
+    return out
 
 
-def front_only(port, key, n=200):
+# -- the bench process: the stack, the front server, gRPC clients ------------------------------------------
+
+class _Instant:
+    """A Serve-handle stand-in whose `complete` answers at once: times the front server alone."""
+
+    SUMMARY = {"text": " n", "finish_reason": "length", "prompt_tokens": 20, "completion_tokens": 1,
+               "system": "base", "adapter_version": "", "snippets": [], "retrieval_ms": 0.0,
+               "generation_ms": 0.0, "queue_ms": 0.0}
+
+    class _Response:
+        def __await__(self):
+            if False:
+                yield
+            return dict(_Instant.SUMMARY)
+
+        def cancel(self):
+            pass
+
+    class _Method:
+        def remote(self, req):
+            return _Instant._Response()
+
+    complete = _Method()
+
+
+def grpc_run(port: int, keys: dict, reqs: list[dict], concurrency: int) -> dict:
+    """One channel per client thread (as an editor gateway keeps one), the tenant's key per request."""
+    import grpc
+
+    from serving.client import CompletionClient
+
+    local = threading.local()
+
+    def one(r):
+        if not hasattr(local, "c"):
+            local.c = CompletionClient("127.0.0.1", port, None, timeout=300)
+        md = (("authorization", f"Bearer {keys[r['tenant']]}"),)
+        t = time.perf_counter()
+        try:
+            resp = local.c.stub.Complete(CompletionClient.request(prefix=r["prefix"], path=r["path"],
+                                                                  max_tokens=r["max_tokens"]), metadata=md, timeout=300)
+        except grpc.RpcError as e:
+            raise SystemExit(f"request failed: {e.code().name}: {e.details()}") from None
+        lat = resp.info.latency
+        return {"e2e_ms": (time.perf_counter() - t) * 1000, "gen_ms": lat.generation_ms,
+                "tokens": resp.info.completion_tokens, "front_total_ms": lat.total_ms, "queue_ms": lat.queue_ms,
+                "auth_ms": lat.auth_ms}
+
+    t = time.perf_counter()
+    with cf.ThreadPoolExecutor(concurrency) as pool:
+        rows = list(pool.map(one, reqs))
+    res = summarise(rows, time.perf_counter() - t)
+    # Where the time outside the engine goes, per request (p50s): client<->front server (channel,
+    # HTTP/2, proto), inside the front server before/after the Serve call, and the ingress->model
+    # leg beyond the engine's generation (the ingress' `queue_ms`: hop, multiplex routing, queueing).
+    res["client_to_front_p50_ms"] = pct([r["e2e_ms"] - r["front_total_ms"] for r in rows], 50)
+    res["ingress_to_model_beyond_engine_p50_ms"] = pct([r["queue_ms"] for r in rows], 50)
+    res["front_and_ingress_p50_ms"] = pct([r["front_total_ms"] - r["gen_ms"] - r["queue_ms"] for r in rows], 50)
+    return res
+
+
+def timed(n: int, fn) -> float:
+    lat = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        lat.append((time.perf_counter() - t) * 1000)
+    return statistics.median(lat)
+
+
+def front_alone(settings, loop, key: str, n: int) -> dict:
+    """A second FrontServer (real auth, validation, metrics) with an ingress that answers at once."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     from serving.client import ClientError, CompletionClient
+    from serving.front import FrontServer
 
-    lat, hl = [], []
-    with CompletionClient("127.0.0.1", port, key) as c:
-        for _ in range(n):
-            t0 = time.perf_counter()
-            try:
-                c.complete(prefix=" ", max_tokens=1)
-            except ClientError:
-                pass
-            lat.append((time.perf_counter() - t0) * 1000)
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
-        stub = health_pb2_grpc.HealthStub(ch)
-        for _ in range(n):
-            t0 = time.perf_counter()
-            stub.Check(health_pb2.HealthCheckRequest())
-            hl.append((time.perf_counter() - t0) * 1000)
-    return {"front_auth_validate_p50_ms": statistics.median(lat), "grpc_health_p50_ms": statistics.median(hl)}
+    front = FrontServer(settings, _Instant(), None)
+    port = asyncio.run_coroutine_threadsafe(front.start(port=0), loop).result(30)
+    out = {}
+    try:
+        with CompletionClient("127.0.0.1", port, key) as c:
+            for _ in range(20):
+                c.complete(prefix="def f():\n    return", path="m.py", max_tokens=1)
+            out["front_complete_instant_ingress_p50_ms"] = timed(
+                n, lambda: c.complete(prefix="def f():\n    return", path="m.py", max_tokens=1))
+
+            def invalid():
+                try:
+                    c.complete(prefix=" ", max_tokens=1)
+                except ClientError:
+                    pass
+            out["front_invalid_argument_p50_ms"] = timed(n, invalid)
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            stub = health_pb2_grpc.HealthStub(ch)
+            out["grpc_health_p50_ms"] = timed(n, lambda: stub.Check(health_pb2.HealthCheckRequest()))
+    finally:
+        asyncio.run_coroutine_threadsafe(front.stop(0.1), loop).result(30)
+    return out
+
+
+def handle_hops(stack, loop, n: int) -> dict:
+    """One Serve handle call from this driver to a cheap method of each deployment."""
+    def hop(handle):
+        async def call():
+            return await handle.count_tokens.remote("def f(): pass")
+        return lambda: asyncio.run_coroutine_threadsafe(call(), loop).result(30)
+
+    out = {}
+    for name, h in (("ingress", stack.ingress), ("model", stack.model)):
+        f = hop(h)
+        for _ in range(10):
+            f()
+        out[f"serve_handle_hop_{name}_p50_ms"] = timed(n, f)
+    return out
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--adapters", default="0,1,8,64")
-    ap.add_argument("--requests", type=int, default=32)
+    ap.add_argument("--requests", type=int, default=24, help="measured requests per run")
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--max-tokens", type=int, default=16)
+    ap.add_argument("--overhead-calls", type=int, default=200, help="calls per front/handle overhead p50")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "serving.json")
+    ap.add_argument("--phase", choices=["make-home", "in-process"], help=argparse.SUPPRESS)
+    ap.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args()
     counts = [int(x) for x in a.adapters.split(",")]
 
-    from codetailor.config import load_settings
-    from codetailor.home import Home
-    from codetailor.tenants import Registry
-    base = ROOT / ".home" / "test" / "models" / "smollm2-135m-instruct"
+    if a.phase == "make-home":
+        (a.dir / "tenants.json").write_text(json.dumps(make_home(a.dir / "home", counts)))
+        return
+    if a.phase == "in-process":
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # as serving.model.ModelServer runs it
+        spec = json.loads((a.dir / "plan.json").read_text())
+        res = asyncio.run(_inproc(a.dir / "home", spec["runs"], spec["concurrency"]))
+        (a.dir / "inproc.json").write_text(json.dumps(res))
+        return
+
+    me = [sys.executable, str(Path(__file__).resolve())]
+    results = {"machine": f"{platform.node()}, {os.cpu_count()} cores, {platform.machine()}",
+               "date": time.strftime("%Y-%m-%d %H:%M"), "command": " ".join(["python"] + sys.argv),
+               "engine": ENGINE, "requests": a.requests, "concurrency": a.concurrency, "max_tokens": a.max_tokens,
+               "load_avg_start": os.getloadavg(), "runs": {}}
     work = Path(tempfile.mkdtemp(prefix="ct-bench-"))
-    homes, keys = {}, {}
-    for n in counts:
-        h = work / f"h{n}"
-        names = make_tenants(h, base, n)
-        homes[n] = (h, names)
-        for t in names:
-            keys[(n, t)] = Registry(Home(h), "bench-pepper").create_key(t, "developer")
-    # One home with all tenants of every run, so one stack serves them all.
-    home = work / "all"
-    (home / "tenants").mkdir(parents=True)
-    for n, (h, names) in homes.items():
-        for t in names:
-            shutil.copytree(h / "tenants" / t, home / "tenants" / f"n{n}-{t}")
-            (home / "tenants" / f"n{n}-{t}" / "tenant.json").write_text(json.dumps({"name": f"n{n}-{t}", "created_at": 0, "sources": {}}))
-    reg = Registry(Home(home), "bench-pepper")
-    tenants = {n: [f"n{n}-{t}" for t in names] for n, (h, names) in homes.items()}
-    keys = {t: reg.create_key(t, "developer") for ts in tenants.values() for t in ts}
-    engine_cfg = {"dtype": "bfloat16", "max_model_len": 1024, "kv_cache_gib": 1, "max_num_seqs": 16,
-                  "max_loras": 8, "max_lora_rank": 8, "max_cpu_loras": 72}
-    settings = load_settings(home=home, key_pepper="bench-pepper", model={"base": str(base)}, engine=engine_cfg,
-                             serving={"tenant_concurrency": 64, "metrics_port": 18089})
-    results = {"machine": f"{platform.node()} {os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d"),
-               "requests": a.requests, "concurrency": a.concurrency, "max_tokens": a.max_tokens, "runs": {}}
-
-    from serving.app import start_stack
-    from serving.front import FrontServer
-    stack = start_stack(settings, num_cpus=os.cpu_count())
-    loop = asyncio.new_event_loop()
-    th = threading.Thread(target=loop.run_forever, daemon=True)
-    th.start()
-    front = FrontServer(settings, stack.ingress, stack.model)
-    port = asyncio.run_coroutine_threadsafe(front.start(port=0), loop).result(60)
     try:
-        grpc_run(port, keys, tenants[counts[0]], 4, 2, a.max_tokens)  # warm-up
-        results["front"] = front_only(port, keys[tenants[counts[0]][0]])
-        for n in counts:
-            grpc_run(port, keys, tenants[n], min(len(tenants[n]), 64), a.concurrency, 2)  # load the adapters
-            results["runs"][n] = {"grpc": grpc_run(port, keys, tenants[n], a.requests, a.concurrency, a.max_tokens)}
-            print(n, results["runs"][n], flush=True)
-    finally:
-        asyncio.run_coroutine_threadsafe(front.stop(0.5), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        stack.stop()
+        print("making tenants and adapters (subprocess) ...", file=sys.stderr, flush=True)
+        subprocess.run(me + ["--phase", "make-home", "--dir", str(work), "--adapters", a.adapters], check=True)
+        made = json.loads((work / "tenants.json").read_text())
+        keys, tenants = made["keys"], {int(n): t for n, t in made["tenants"].items()}
+        runs = {n: {"warmup": plan(tenants[n], max(len(tenants[n]), 4), 2),
+                    "measured": plan(tenants[n], a.requests, a.max_tokens)} for n in counts}
+        settings = settings_for(work / "home")
 
-    from engine.vllm_engine import VllmEngine
+        from serving.app import start_stack
+        from serving.front import FrontServer
 
-    async def inproc():
-        engine = VllmEngine.start(settings, base)
+        print("starting the serving stack ...", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        stack = start_stack(settings)
+        results["stack_start_s"] = time.perf_counter() - t0
+        loop = asyncio.new_event_loop()
+        th = threading.Thread(target=loop.run_forever, daemon=True)
+        th.start()
+        front = FrontServer(settings, stack.ingress, stack.model)
+        port = asyncio.run_coroutine_threadsafe(front.start(port=0), loop).result(60)
         try:
-            await inproc_run(engine, settings, home, tenants[counts[0]], 4, 2, a.max_tokens, False)
+            first = tenants[counts[0]][0]
+            grpc_run(port, keys, plan([first], 4, 2), 2)  # warm-up
+            results["overhead"] = {**front_alone(settings, loop, keys[first], a.overhead_calls),
+                                   **handle_hops(stack, loop, a.overhead_calls // 2),
+                                   "load_avg": os.getloadavg()}
+            print(f"overhead: {json.dumps(results['overhead'])}", file=sys.stderr, flush=True)
             for n in counts:
-                await inproc_run(engine, settings, home, tenants[n], min(len(tenants[n]), 64), a.concurrency, 2, n > 0)
-                results["runs"][n]["in_process"] = await inproc_run(engine, settings, home, tenants[n], a.requests,
-                                                                    a.concurrency, a.max_tokens, n > 0)
-                g, p = results["runs"][n]["grpc"], results["runs"][n]["in_process"]
-                results["runs"][n]["stack_adds_p50_ms"] = g["p50_ms"] - p["p50_ms"]
-                print(n, results["runs"][n], flush=True)
+                grpc_run(port, keys, runs[n]["warmup"], a.concurrency)  # loads this run's adapters
+                results["runs"][n] = {"grpc": grpc_run(port, keys, runs[n]["measured"], a.concurrency)}
+                results["runs"][n]["grpc"]["load_avg"] = os.getloadavg()
+                print(f"gRPC, {n} adapters: {json.dumps(results['runs'][n]['grpc'])}", file=sys.stderr, flush=True)
         finally:
-            await engine.shutdown()
+            asyncio.run_coroutine_threadsafe(front.stop(0.5), loop).result(30)
+            loop.call_soon_threadsafe(loop.stop)
+            stack.stop()
 
-    asyncio.run(inproc())
-    out = ROOT / "bench" / "out"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "serving.json").write_text(json.dumps(results, indent=2))
+        print("the same requests to the engine in process (fresh subprocess) ...", file=sys.stderr, flush=True)
+        (work / "plan.json").write_text(json.dumps({"runs": {str(n): r for n, r in runs.items()},
+                                                    "concurrency": a.concurrency}))
+        subprocess.run(me + ["--phase", "in-process", "--dir", str(work)], check=True)
+        inproc = json.loads((work / "inproc.json").read_text())
+        results["inproc_engine_start_s"] = inproc["engine_start_s"]
+        for n in counts:
+            r = results["runs"][n]
+            r["in_process"] = p = inproc["runs"][str(n)]
+            g = r["grpc"]
+            r["stack_adds_p50_ms"] = g["p50_ms"] - p["p50_ms"]
+            r["stack_adds_outside_engine_p50_ms"] = g["outside_engine_p50_ms"] - p["outside_engine_p50_ms"]
+        results["load_avg_end"] = os.getloadavg()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
-    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -70,6 +70,7 @@ class RetrievalConfig(_Section):
     hnsw_ef: int = Field(64, ge=1)           # edge/service vector search beam width
     exact_vectors: bool = False              # brute-force vector search (tests, small tenants)
     embed_batch_size: int = Field(32, ge=1)
+    embed_threads: int = Field(1, ge=0)      # torch threads while embedding; 0 = torch's default (see docs/retrieval.md)
 
 
 class TrainingConfig(_Section):
@@ -90,6 +91,7 @@ class TrainingConfig(_Section):
     base_weights: Literal["bfloat16", "float32"] = "bfloat16"  # frozen base weights; LoRA stays float32
     eval_examples: int = Field(24, ge=1)        # held-out and public-code examples for the losses
     checkpoint_seconds: float = Field(60.0, gt=0)
+    threads: int = Field(0, ge=0)                # torch threads; 0 = every core this process may use
 
     @field_validator("rank")
     @classmethod

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import time
@@ -275,11 +276,14 @@ class VllmEngine:
 
         async def stop():
             llm.shutdown()
+            for _ in range(3):  # let the cancelled output handler finish on this loop
+                await asyncio.sleep(0)
 
         with contextlib.suppress(Exception):
             await self._loop.call(stop())
         self._loop.stop()
-        del llm  # collected now, while the interpreter is whole (AsyncLLM.__del__ shuts down again)
+        del llm, stop  # collected now, while the interpreter is whole (AsyncLLM.__del__ shuts down again)
+        gc.collect()
 
     def close(self) -> None:
         """Synchronous shutdown (fixtures, atexit); not from inside a running loop."""

@@ -35,13 +35,25 @@ def embedding_text(path: str, symbol: str | None, text: str) -> str:
     return f"{path} {symbol or ''}\n{text}"
 
 
-def embed(model_name: str, texts: list[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
+def embed(model_name: str, texts: list[str], batch_size: int = 32, progress: bool = False,
+          threads: int = 1) -> np.ndarray:
+    """Unit-normalised embeddings. `threads`: torch intra-op threads for this call (0: leave as is).
+    One thread by default: on a busy 2-core machine two OpenMP threads made a one-query embedding
+    30x slower (spin-waiting on a core another process holds) and batches no faster."""
+    import torch
+
     model = load_model(model_name)
     if not texts:
         return np.zeros((0, dimension(model_name)), dtype=np.float32)
-    with _lock:  # one forward pass at a time; torch uses both cores already
-        vecs = model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
-                            show_progress_bar=progress, convert_to_numpy=True)
+    with _lock:  # one forward pass at a time
+        before = torch.get_num_threads()
+        if threads:
+            torch.set_num_threads(threads)
+        try:
+            vecs = model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
+                                show_progress_bar=progress, convert_to_numpy=True)
+        finally:
+            torch.set_num_threads(before)
     return np.asarray(vecs, dtype=np.float32)
 
 

@@ -109,6 +109,9 @@ def index_source(settings, paths: TenantPaths, root: Path | str, *, source: str 
         # the manifest remembers the dimension, so a re-index with nothing to embed never loads the model
         dim = old.get("dim") if not rebuild and old.get("dim") else dimension(cfg.embedding_model)
         store = open_store(settings, paths, dim)
+        if rebuild:  # new model or an explicit rebuild: no vector is reusable (dimensions may differ)
+            store.drop()
+            store = open_store(settings, paths, dim)
         published = old["generation"]
         store.delete_newer_than(published)         # points of a run killed before it published
         store.delete(old.get("garbage_ids", []))   # dead points of a run killed before its GC
@@ -149,10 +152,12 @@ def index_source(settings, paths: TenantPaths, root: Path | str, *, source: str 
                              "deprecated": c.deprecated, "text": c.text})
             files_entry[sf.path] = entry
 
-        to_embed = [r for r in rows if r["id"] not in live_before]
+        reusable = set() if rebuild else live_before
+        to_embed = [r for r in rows if r["id"] not in reusable]
         t_embed = time.perf_counter()
-        vectors = [] if not to_embed else embed(cfg.embedding_model, [embedding_text(r["path"], r["symbol"], r["text"]) for r in to_embed],
-                        cfg.embed_batch_size, progress=progress)
+        texts = [embedding_text(r["path"], r["symbol"], r["text"]) for r in to_embed]
+        vectors = embed(cfg.embedding_model, texts, cfg.embed_batch_size, progress=progress,
+                        threads=cfg.embed_threads) if texts else []
         embed_seconds = time.perf_counter() - t_embed
         store.upsert([VecPoint(r["id"], v, source, r["path"], gen) for r, v in zip(to_embed, vectors)])
 

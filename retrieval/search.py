@@ -120,7 +120,7 @@ def _semantic(settings, paths: TenantPaths, state: _State, query: str, n: int,
 
     cfg = settings.retrieval
     if vec is None:
-        vec = embed(cfg.embedding_model, [query])[0]
+        vec = embed(cfg.embedding_model, [query], threads=cfg.embed_threads)[0]
     store = open_store(settings, paths, state.manifest.get("dim") or dimension(cfg.embedding_model))
     hits = store.search(vec, n + 8, state.manifest["generation"], exclude)
     return [(cid, s) for cid, s in hits if cid in state.by_id][:n]

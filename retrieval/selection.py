@@ -220,6 +220,8 @@ def _check(root, rel, selection, config, inc, exc, newest, fixes, cutoff, known_
     path = root / rel
     if path.is_symlink():
         return "symlink", None
+    if not path.exists():
+        return "deleted", None   # tracked by git, deleted in the working tree
     if not path.is_file():
         return "unreadable", None
     language = language_of(rel)

@@ -1,10 +1,21 @@
-"""Start and stop the whole stack: a private local Ray cluster, the Serve app
-(Ingress -> Model), and the gRPC front server.
+"""Build and run the Serve application (Ingress -> Model), three ways:
+
+- `start_stack` (`codetailor serve`, tests, bench): a private local Ray cluster
+  and the app, for one machine; the gRPC front server runs in the caller.
+- `app_builder` (a Ray Serve application builder; the Helm chart's serveConfigV2
+  `import_path: serving.app:app_builder`): the same app on a cluster someone
+  else started (KubeRay's RayService). Settings come from CODETAILOR_CONFIG /
+  the environment, deployment options from the config's `args` (see
+  `BuilderArgs`); options in the config's `deployments:` section still win.
+- `attach_stack` (`codetailor serve --attach`): join a running cluster whose
+  Serve app is deployed, for a front server alone (the chart's gateway sidecar).
 
 Ray's exposure, decided here for the local default:
-- Ray binds to 127.0.0.1 (`_node_ip_address`), runs no dashboard and no Serve
-  HTTP/gRPC proxy (clients reach only the front server), and keeps its session
-  files in a private (0700) temp directory removed on stop.
+- Ray runs no dashboard and no Serve HTTP/gRPC proxy (clients reach only the
+  front server) and keeps its session files in a private (0700) temp directory
+  removed on stop. `_node_ip_address="127.0.0.1"` is passed, but Ray 2.60 still
+  registers the machine's address and its GCS and raylet listen on all
+  interfaces (checked with `ss -ltnp`), so the token below is what keeps others out.
 - Token authentication is ON with a fresh random token per run, passed to Ray's
   processes through the environment (RAY_AUTH_MODE=token, RAY_AUTH_TOKEN), so
   nothing is written under $HOME/.ray and another local user cannot submit work
@@ -19,10 +30,15 @@ import os
 import secrets
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
-from codetailor.config import Settings
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from codetailor.config import Settings, load_settings
+from codetailor.errors import CodetailorError, ConfigError
 from codetailor.model import resolve_base_model
 
 log = logging.getLogger("codetailor.serving.app")
@@ -30,29 +46,118 @@ APP_NAME = "codetailor"
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def build_app(settings: Settings, model_path: Path):
-    """The Serve application graph (not started)."""
+class ServingUnavailable(CodetailorError):
+    exit_code = 8
+
+
+# -- the application graph -------------------------------------------------------------------------
+
+class DeploymentArgs(BaseModel):
+    """Options of one deployment; unset ones take the local defaults (see `build_app`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    replicas: int | None = Field(None, ge=1)                 # a fixed replica count, or ...
+    min_replicas: int | None = Field(None, ge=0)             # ... Serve autoscaling between these
+    max_replicas: int | None = Field(None, ge=1)
+    target_ongoing_requests: float | None = Field(None, gt=0)  # the autoscaler's per-replica target
+    max_ongoing_requests: int | None = Field(None, ge=1)     # per replica, before requests queue
+    max_queued_requests: int | None = Field(None, ge=-1)     # -1: unbounded (Serve's meaning)
+    num_cpus: float = Field(0, ge=0)                          # 0 locally: replicas share the few cores
+    num_gpus: float = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_way_to_scale(self):
+        auto = (self.min_replicas, self.max_replicas, self.target_ongoing_requests)
+        if self.replicas is not None and any(x is not None for x in auto):
+            raise ValueError("give either replicas (fixed) or min/max_replicas (autoscaling), not both")
+        if self.max_replicas is None and any(x is not None for x in auto):
+            raise ValueError("autoscaling needs max_replicas")
+        if self.max_replicas is not None and (self.min_replicas or 0) > self.max_replicas:
+            raise ValueError("min_replicas is above max_replicas")
+        return self
+
+
+class BuilderArgs(BaseModel):
+    """The Serve config's `args` for `app_builder`: `{model: {...}, ingress: {...}}`, or flat
+    `model_<option>` / `ingress_<option>` keys (what `serve run ... model_replicas=2` passes)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    model: DeploymentArgs = DeploymentArgs()
+    ingress: DeploymentArgs = DeploymentArgs()
+
+
+def parse_builder_args(args: dict[str, Any] | None) -> BuilderArgs:
+    nested: dict[str, dict] = {"model": {}, "ingress": {}}
+    for key, value in (args or {}).items():
+        if key in nested and isinstance(value, dict):
+            nested[key].update(value)
+            continue
+        group, _, option = key.partition("_")
+        if group not in nested or not option:
+            raise ConfigError(f"unknown app builder argument {key!r}: use model_<option> or ingress_<option> "
+                              f"(options: {', '.join(DeploymentArgs.model_fields)})")
+        nested[group][option] = value
+    try:
+        return BuilderArgs(**nested)
+    except ValidationError as e:
+        where = "; ".join(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors())
+        raise ConfigError(f"invalid app builder arguments: {where}") from None
+
+
+def _options(d: DeploymentArgs, *, replicas: int, max_ongoing: int, max_queued: int) -> dict:
+    actor: dict[str, float] = {"num_cpus": d.num_cpus}
+    if d.num_gpus:
+        actor["num_gpus"] = d.num_gpus
+    opts: dict[str, Any] = {
+        "max_ongoing_requests": d.max_ongoing_requests or max_ongoing,
+        "max_queued_requests": max_queued if d.max_queued_requests is None else d.max_queued_requests,
+        "ray_actor_options": actor,
+    }
+    if d.max_replicas is not None:
+        auto = {"min_replicas": 1 if d.min_replicas is None else d.min_replicas, "max_replicas": d.max_replicas}
+        if d.target_ongoing_requests is not None:
+            auto["target_ongoing_requests"] = d.target_ongoing_requests
+        opts["autoscaling_config"] = auto
+    else:
+        opts["num_replicas"] = d.replicas or replicas
+    return opts
+
+
+def build_app(settings: Settings, model_path: Path, args: BuilderArgs | None = None):
+    """The Serve application graph (not started). Without args: the local defaults."""
     from ray import serve
 
     from serving.ingress import Ingress
     from serving.model import ModelServer
 
+    args = args or BuilderArgs()
     cfg = settings.serving
     model = serve.deployment(ModelServer, name="Model").options(
-        num_replicas=cfg.replicas,
-        max_ongoing_requests=settings.engine.max_num_seqs,
-        max_queued_requests=cfg.max_queued_requests,
-        ray_actor_options={"num_cpus": 0},
+        **_options(args.model, replicas=cfg.replicas, max_ongoing=settings.engine.max_num_seqs,
+                   max_queued=cfg.max_queued_requests),
         health_check_period_s=10, health_check_timeout_s=30, graceful_shutdown_timeout_s=5,
     )
     ingress = serve.deployment(Ingress, name="Ingress").options(
-        num_replicas=1,
-        max_ongoing_requests=cfg.max_ongoing_requests,
-        max_queued_requests=cfg.max_queued_requests,
-        ray_actor_options={"num_cpus": 0},
+        **_options(args.ingress, replicas=1, max_ongoing=cfg.max_ongoing_requests,
+                   max_queued=cfg.max_queued_requests),
     )
     return ingress.bind(settings, model.bind(settings, str(model_path)), str(model_path))
 
+
+def app_builder(args: dict[str, Any]):
+    """Ray Serve application builder (serveConfigV2 `import_path: serving.app:app_builder`).
+
+    Runs inside a cluster someone else started (KubeRay), so it starts nothing: it
+    reads the settings (CODETAILOR_CONFIG, CODETAILOR_* variables; the home must be
+    mounted at the same path on every node), resolves the base model and returns
+    the same Ingress -> Model graph as `codetailor serve`.
+    """
+    builder_args = parse_builder_args(args)
+    settings = load_settings()
+    return build_app(settings, resolve_base_model(settings), builder_args)
+
+
+# -- a private local cluster (`codetailor serve`) ----------------------------------------------------
 
 @dataclass
 class Stack:
@@ -126,3 +231,64 @@ def _log_deploy_failure(temp_dir: Path) -> None:
                 log.error("deployment %s: %s", name, d.message)
     except Exception as e:
         log.error("no deployment status: %s", e)
+
+
+# -- joining a running cluster (`codetailor serve --attach`) --------------------------------------------
+
+@dataclass
+class Attached:
+    """Handles into an app on a cluster this process joined; `stop` only disconnects."""
+
+    settings: Settings
+    address: str
+    ingress: object
+    model: object
+
+    def stop(self) -> None:
+        import ray
+
+        ray.shutdown()  # this driver only: the cluster and the app keep running
+
+
+def attach_stack(settings: Settings, address: str | None = None, *, app_name: str = APP_NAME,
+                 wait_s: float = 600.0, progress: Callable[[str], None] = log.info) -> Attached:
+    """Join the Ray cluster at `address` (default: $RAY_ADDRESS, else the cluster of this
+    node, as `ray start` recorded it) and wait until the Serve app `app_name` is running.
+    Never starts a cluster: with nothing to join it fails with ServingUnavailable."""
+    address = address or os.environ.get("RAY_ADDRESS") or "auto"
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    try:
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise ServingUnavailable(f"cannot join a Ray cluster at {address!r}: {e}") from None
+    try:
+        ingress, model = _wait_for_app(app_name, wait_s, progress)
+    except BaseException:
+        ray.shutdown()
+        raise
+    return Attached(settings, address, ingress, model)
+
+
+def _wait_for_app(app_name: str, wait_s: float, progress: Callable[[str], None]):
+    """Poll Serve until the app runs (KubeRay deploys it after the cluster is up)."""
+    from ray import serve
+
+    deadline = time.monotonic() + wait_s
+    last = None
+    while True:
+        try:
+            app = serve.status().applications.get(app_name)
+            state = ("not deployed", "") if app is None else (str(app.status), app.message or "")
+        except Exception as e:  # no Serve controller yet
+            state = ("Serve not started", type(e).__name__)
+        if state[0].endswith("RUNNING"):
+            return (serve.get_deployment_handle("Ingress", app_name=app_name),
+                    serve.get_deployment_handle("Model", app_name=app_name))
+        if state != last:
+            progress(f"waiting for the Serve app {app_name!r}: {state[0]}" + (f" ({state[1]})" if state[1] else ""))
+            last = state
+        if time.monotonic() > deadline:
+            raise ServingUnavailable(f"the Serve app {app_name!r} is not running after {wait_s:.0f} s: {state[0]}")
+        time.sleep(2)

@@ -12,6 +12,7 @@ imported here only, in the ingress process, never in a model replica.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from dataclasses import dataclass
 from typing import AsyncIterator
@@ -35,6 +36,7 @@ class _Prepared:
     snippets: list[dict]
     retrieval_ms: float
     suffix: str
+    tenant: str
 
 
 def _system(ft: bool, rag: bool) -> str:
@@ -76,11 +78,17 @@ class Ingress:
             self._retrieval = retrieval
         return list(self._retrieval.search(self.settings, paths, query, top_k=self.settings.retrieval.top_k))
 
+    def _degraded_count(self) -> int:
+        """Retrieval's count of hybrid searches answered by BM25 alone (0 before first use)."""
+        module = sys.modules.get("retrieval.search")  # `retrieval.search` the attribute is the function
+        return getattr(module, "degraded_searches", 0)
+
     def _retrieve(self, paths: TenantPaths, prefix: str) -> tuple[list, bool]:
         """(hits, whether retrieval was used). A tenant without an index gets none."""
         if self.settings.retrieval.top_k == 0 or not paths.index_dir.is_dir():
             return [], False
         query = pf.query_lines(prefix, self.settings.retrieval.query_lines)
+        degraded_before = self._degraded_count()
         try:
             hits = self._search(paths, query)
         except NotFound:
@@ -90,7 +98,11 @@ class Ingress:
             self.metrics.retrieval_degraded.inc(tags={"reason": "error"})
             self.metrics.retrieval_up.set(0)
             return [], False
-        self.metrics.retrieval_up.set(1)
+        if self._degraded_count() > degraded_before:  # hybrid answered by BM25 alone: vector store down
+            self.metrics.retrieval_degraded.inc(tags={"reason": "vector_store_down"})
+            self.metrics.retrieval_up.set(0)
+        else:
+            self.metrics.retrieval_up.set(1)
         self.metrics.retrieval_hits.inc(len(hits), tags={"mode": str(getattr(hits[0], "mode", "search")) if hits else "search"})
         return hits, True
 
@@ -117,7 +129,7 @@ class Ingress:
                      "temperature": req["temperature"], "stop": req["stop"], "adapter_id": adapter_model_id(ref),
                      "deadline": req.get("deadline")}
         return _Prepared(model_req, _system(ref is not None, used_rag and bool(snippets)), snippets,
-                         retrieval_ms, built.parts.suffix)
+                         retrieval_ms, built.parts.suffix, str(paths.tenant))
 
     def _handle(self, prep: _Prepared, stream: bool):
         opts = {"multiplexed_model_id": prep.model_req["adapter_id"]} if prep.model_req["adapter_id"] else {}
@@ -126,6 +138,11 @@ class Ingress:
         return self.model.options(**opts) if opts else self.model
 
     def _summary(self, prep: _Prepared, r: dict, model_ms: float, text: str) -> dict:
+        if r.get("adapter_tenant", prep.tenant) not in ("", prep.tenant):
+            # Never expected: fail closed rather than return text made with another tenant's adapter.
+            log.error("request %s of tenant %s was generated with an adapter of tenant %s",
+                      prep.model_req["request_id"], prep.tenant, r["adapter_tenant"])
+            raise ServingError("INTERNAL", f"internal error (request id {prep.model_req['request_id']})")
         system = prep.system
         if r["adapter_fallback"]:  # the adapter failed to load: the base model answered
             system = "rag" if system == "ft+rag" else "base"
@@ -147,7 +164,10 @@ class Ingress:
         text = pf.cut_at_suffix(r["text"], prep.suffix)
         if text != r["text"]:
             r["finish_reason"] = "stop"
-        return self._summary(prep, r, (time.perf_counter() - t0) * 1000, text)
+        try:
+            return self._summary(prep, r, (time.perf_counter() - t0) * 1000, text)
+        except ServingError as e:
+            return e.as_dict()
 
     async def complete_stream(self, req: dict) -> AsyncIterator[dict]:
         """Yields {"text"} items and a last {"final": summary}, or one error item."""
@@ -167,7 +187,10 @@ class Ingress:
                 tail, _ = cutter.finish()
                 if tail:
                     yield {"text": tail}
-                yield {"final": self._summary(prep, item["final"], (time.perf_counter() - t0) * 1000, "")}
+                try:
+                    yield {"final": self._summary(prep, item["final"], (time.perf_counter() - t0) * 1000, "")}
+                except ServingError as e:
+                    yield e.as_dict()
                 return
             out, cut = cutter.feed(item["text"])
             if out:

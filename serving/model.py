@@ -158,7 +158,7 @@ class ModelServer:
         return {"text": text, "finish_reason": r.finish_reason, "prompt_tokens": r.prompt_tokens,
                 "completion_tokens": r.completion_tokens, "queue_ms": r.queue_ms,
                 "generation_ms": r.generation_ms, "adapter_version": r.adapter.version if r.adapter else "",
-                "adapter_fallback": fallback}
+                "adapter_tenant": str(r.adapter.tenant) if r.adapter else "", "adapter_fallback": fallback}
 
     def _engine_error(self, req: dict, e: Exception) -> dict:
         name = type(e).__name__

@@ -177,9 +177,10 @@ def run_loop(pm, examples: Sequence[Example], cfg: LoopConfig, checkpoint: Check
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 loss_sum, n = sequence_loss(pm, ex)
             (loss_sum / max(n, 1) / cfg.grad_accum).backward()
-            step_loss += float(loss_sum)
+            value = loss_sum.detach().item()
+            step_loss += value
             step_tokens += n
-            state.loss_sum += float(loss_sum)
+            state.loss_sum += value
             state.tokens += len(ex.ids)
             state.target_tokens += n
             state.micro += 1
@@ -217,11 +218,14 @@ def planned_sequences(n_examples: int, epochs: float) -> int:
     return max(1, round(n_examples * epochs))
 
 
-def torch_threads() -> int:
-    """Every core this process may use (the brief: both cores of the box)."""
+def torch_threads(wanted: int = 0) -> int:
+    """`wanted` threads, or (0) every core this process may use. On a box shared with
+    other busy processes fewer threads can be much faster: OpenMP workers wait for
+    each other at every op, and a preempted one stalls the rest (docs/training.md)."""
     try:
         n = len(os.sched_getaffinity(0))
     except AttributeError:
         n = os.cpu_count() or 1
+    n = wanted or n
     torch.set_num_threads(n)
     return n

@@ -101,7 +101,7 @@ def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
                  files: Sequence[CorpusFile] | None = None) -> dict:
     t0 = time.monotonic()
     cfg = settings.training
-    threads = torch_threads()
+    threads = torch_threads(cfg.threads)
     base_path = resolve_base_model(settings)
 
     # 1. files and the split

@@ -21,6 +21,12 @@ def register(sub) -> None:
     s.add_argument("--host", help="bind address (default: serving.host, 127.0.0.1)")
     s.add_argument("--port", type=int, help="port (default: serving.port, 50051)")
     s.add_argument("--replicas", type=int, help="model replicas (default: serving.replicas)")
+    s.add_argument("--attach", action="store_true",
+                   help="run only the gRPC front server, joining a Ray cluster whose Serve app already runs "
+                        "(e.g. the Helm chart's gateway sidecar); Ctrl-C leaves the cluster running")
+    s.add_argument("--ray-address", help="with --attach: the cluster (default: env RAY_ADDRESS, else this node's)")
+    s.add_argument("--wait", type=float, default=600.0,
+                   help="with --attach: seconds to wait for the Serve app to be running (default 600)")
     s.set_defaults(handler=_serve)
 
     c = sub.add_parser("complete", help="ask a running service for a completion")
@@ -44,37 +50,57 @@ def register(sub) -> None:
 
 
 def _serve(args) -> None:
-    import asyncio
-    import signal
-
+    if not args.attach and (args.ray_address is not None):
+        raise CodetailorError("--ray-address needs --attach")
+    if args.attach and args.replicas is not None:
+        raise CodetailorError("--replicas does not apply with --attach (the cluster's Serve config sets replicas)")
     settings = get_settings()
     over = {k: v for k, v in (("host", args.host), ("port", args.port), ("replicas", args.replicas)) if v is not None}
     if over:
         settings = settings.model_copy(update={"serving": settings.serving.model_copy(update=over)})
-    from serving.app import start_stack
-    from serving.front import FrontServer
+    say = lambda msg: print(f"codetailor: {msg}", file=sys.stderr, flush=True)  # noqa: E731
 
-    print(f"codetailor: starting Ray and the model replicas (home {settings.home}) ...", file=sys.stderr, flush=True)
-    stack = start_stack(settings)
+    if args.attach:
+        from serving.app import attach_stack
+
+        say(f"joining the Ray cluster ({args.ray_address or os.environ.get('RAY_ADDRESS') or 'this node'}) ...")
+        stack = attach_stack(settings, args.ray_address, wait_s=args.wait, progress=say)
+        where = "metrics on the Ray node's metrics-export port"
+    else:
+        from serving.app import start_stack
+
+        say(f"starting Ray and the model replicas (home {settings.home}) ...")
+        stack = start_stack(settings)
+        where = f"metrics on 127.0.0.1:{stack.metrics_port}/metrics"
     try:
-        async def run() -> None:
-            front = FrontServer(settings, stack.ingress, stack.model)
-            port = await front.start()
-            tls = "TLS" if settings.serving.tls_cert else "plaintext"
-            print(f"codetailor: listening on {settings.serving.host}:{port} (gRPC, {tls}); "
-                  f"metrics on 127.0.0.1:{stack.metrics_port}/metrics; Ctrl-C stops", flush=True)
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
-            await stop.wait()
-            print("codetailor: stopping ...", file=sys.stderr, flush=True)
-            await front.stop()
-
-        asyncio.run(run())
+        _run_front(settings, stack, where)
     finally:
         stack.stop()
-    print("codetailor: stopped", file=sys.stderr)
+    say("stopped")
+
+
+def _run_front(settings, stack, where: str) -> None:
+    """The front server until SIGINT/SIGTERM."""
+    import asyncio
+    import signal
+
+    from serving.front import FrontServer
+
+    async def run() -> None:
+        front = FrontServer(settings, stack.ingress, stack.model)
+        port = await front.start()
+        tls = "TLS" if settings.serving.tls_cert else "plaintext"
+        print(f"codetailor: listening on {settings.serving.host}:{port} (gRPC, {tls}); {where}; Ctrl-C stops",
+              flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        print("codetailor: stopping ...", file=sys.stderr, flush=True)
+        await front.stop()
+
+    asyncio.run(run())
 
 
 def _complete(args):

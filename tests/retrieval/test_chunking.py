@@ -72,3 +72,26 @@ def test_code_tokens_split_identifiers():
     assert split_identifier("parseHTTPResponse_v2") == ["parse", "http", "response", "v2"]
     toks = code_tokens("total_amount = InvoiceLedger.getTotal()")
     assert {"total_amount", "total", "amount", "invoiceledger", "invoice", "ledger", "gettotal", "get"} <= set(toks)
+
+
+def test_segment_scores_match_bm25s(tmp_path):
+    import random
+
+    import numpy as np
+
+    from retrieval.segments import load_segment, write_segment
+
+    rng = random.Random(3)
+    words = [f"w{i}" for i in range(40)]
+    rows = [{"id": i, "source": "main", "path": f"p{i % 7}.py", "symbol": None,
+             "text": " ".join(rng.choice(words) for _ in range(rng.randint(1, 30)))} for i in range(300)]
+    write_segment(tmp_path, rows)
+    seg = load_segment(tmp_path, tombstones=[3, 5])
+    for _ in range(20):
+        q = [rng.choice(words) for _ in range(rng.randint(1, 8))] + ["unknown_token"]
+        ours = seg.scores(q, exclude_paths=["p1.py"])
+        mask = seg.live.copy()
+        mask[seg.rows_by_path["p1.py"]] = 0
+        ref = seg.bm25.get_scores([t for t in q if t in seg.bm25.vocab_dict], weight_mask=mask)
+        assert np.allclose(ours, ref, atol=1e-5)
+        assert ours[3] == ours[5] == 0

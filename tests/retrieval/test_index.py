@@ -185,3 +185,12 @@ def test_kill_9_mid_index_keeps_previous_manifest(settings, registry, sample_rep
     assert search(settings, paths, "brand_new_feature", mode="bm25", top_k=1)[0].path == "app/new_module.py"
     assert EdgeStore(paths, 384).count() == s["chunks"]
     assert not [p for p in (paths.index_dir / "segments").iterdir() if p.name.endswith(".partial")]
+
+
+def test_rebuild_reembeds_everything(settings, registry, sample_repo):
+    paths, _ = registry.create_tenant("acme")
+    first = index_source(settings, paths, sample_repo.root)
+    again = index_source(settings, paths, sample_repo.root, rebuild=True)
+    assert again["chunks_embedded"] == first["chunks"] == again["chunks"]
+    assert EdgeStore(paths, 384).count() == again["chunks"]
+    assert search(settings, paths, "ComputeFreight", mode="semantic", top_k=1)[0].path == "ship/freight.go"
