@@ -151,15 +151,19 @@ def latency(settings, registry, n: int, queries: int) -> dict:
     out = {"chunks": n, "bm25_build_s": round(bm25_build, 2), "vector_upsert_s": round(upsert, 2),
            "vector_optimize_s": round(optimize, 2)}
     search(settings, paths, "warm up", mode="hybrid", query_vector=qvecs[0])
-    for mode in ("bm25", "semantic", "hybrid"):
-        times = []
-        for r, v in zip(qrows, qvecs):
-            q = "\n".join(r["text"].splitlines()[:10])
+    # modes interleaved query by query, so a change in machine load hits all three alike
+    times: dict[str, list[float]] = {"bm25": [], "semantic": [], "hybrid": []}
+    out["load_avg_before"] = os.getloadavg()[0]
+    for r, v in zip(qrows, qvecs):
+        q = "\n".join(r["text"].splitlines()[:10])
+        for mode in times:
             t = time.perf_counter()
             hits = search(settings, paths, q, mode=mode, top_k=5, query_vector=v)
-            times.append(time.perf_counter() - t)
+            times[mode].append(time.perf_counter() - t)
             assert len(hits) == 5, (mode, len(hits))
-        out[mode] = {"p50_ms": pct(times, 50), "p95_ms": pct(times, 95)}
+    out["load_avg_after"] = os.getloadavg()[0]
+    for mode, ts in times.items():
+        out[mode] = {"p50_ms": pct(ts, 50), "p95_ms": pct(ts, 95)}
     times = []
     for r in qrows[:50]:
         t = time.perf_counter()

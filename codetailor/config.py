@@ -78,7 +78,7 @@ class TrainingConfig(_Section):
     alpha: int = Field(32, ge=1)
     lr: float = Field(2e-4, gt=0)
     seq_len: int = Field(512, ge=32)            # tokens per training sequence (prompt + completion)
-    target_tokens: int = Field(256, ge=8)       # most completion tokens per example (loss only on these)
+    target_tokens: int = Field(320, ge=8)       # most completion tokens per example (loss only on these)
     grad_accum: int = Field(8, ge=1)            # sequences per optimizer step (micro-batch is one sequence)
     warmup_fraction: float = Field(0.05, ge=0, lt=1)
     epochs: float = Field(1.0, gt=0)

@@ -122,7 +122,8 @@ def code_lines(source: str, language: str | None, min_chars: int) -> list[int]:
 
 def internal_apis(files: dict[str, str]) -> frozenset[str]:
     """Functions, methods and classes the tenant defines (Python by AST, others by
-    declaration patterns), minus dunders, builtins and names under 3 characters."""
+    declaration patterns), minus dunders, builtins, builtin types' method names
+    and names under 3 characters."""
     names: set[str] = set()
     for path, text in files.items():
         if language_of(path) == "python":
@@ -135,7 +136,11 @@ def internal_apis(files: dict[str, str]) -> frozenset[str]:
         else:
             names.update(_DEF_NAME.findall(text))
             names.update(_METHOD_DECL.findall(text))
+    # Names a call would share with builtins or builtin types' methods (`d.get(`, `s.split(`)
+    # say nothing about the tenant's code even when the tenant defines a method of that name.
     noise = set(dir(builtins)) | set(keyword.kwlist) | {"main", "self", "this", "new"}
+    for t in (dict, list, str, set, bytes, tuple, int, float, object):
+        noise |= set(dir(t))
     return frozenset(n for n in names if len(n) >= 3 and not n.startswith("__") and n not in noise)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import shutil
 import threading
 import uuid
+import warnings
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
@@ -192,7 +193,10 @@ class ServiceStore:
 
     def _call(self, fn, *args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings():
+                # ":memory:" mode warns that payload indexes and search params do nothing there
+                warnings.filterwarnings("ignore", message=".*(Payload indexes|Local mode).*")
+                return fn(*args, **kwargs)
         except CodetailorError:
             raise
         except Exception as e:  # connection refused, timeouts: the service is down

@@ -198,23 +198,24 @@ def start_stack(settings: Settings, *, num_cpus: int | None = None) -> Stack:
     import ray
     from ray import serve
 
-    ray.init(
-        address="local",
-        _node_ip_address="127.0.0.1",
-        include_dashboard=False,
-        _metrics_export_port=settings.serving.metrics_port,
-        _temp_dir=str(temp_dir),
-        num_cpus=num_cpus or os.cpu_count(),
-        object_store_memory=256 * 1024**2,
-        logging_level=logging.WARNING,
-        log_to_driver=True,
-    )
-    try:
+    try:  # an interrupt anywhere in here (Ctrl-C during the minute-long start) cleans up too
+        ray.init(
+            address="local",
+            _node_ip_address="127.0.0.1",
+            include_dashboard=False,
+            _metrics_export_port=settings.serving.metrics_port,
+            _temp_dir=str(temp_dir),
+            num_cpus=num_cpus or os.cpu_count(),
+            object_store_memory=256 * 1024**2,
+            logging_level=logging.WARNING,
+            log_to_driver=True,
+        )
         serve.start(proxy_location="Disabled", logging_config={"log_level": "WARNING"})
         ingress = serve.run(build_app(settings, model_path), name=APP_NAME, route_prefix=None, blocking=False)
         model = serve.get_deployment_handle("Model", app_name=APP_NAME)
     except BaseException:
-        _log_deploy_failure(temp_dir)
+        if ray.is_initialized():
+            _log_deploy_failure(temp_dir)
         ray.shutdown()
         shutil.rmtree(temp_dir, ignore_errors=True)
         raise

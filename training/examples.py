@@ -79,7 +79,7 @@ class ExampleBuilder:
         lines = f.text.split("\n")
         out, start = [], 1
         while start <= len(lines):
-            cap = rng.randint(max(1, self.target_tokens // 8), self.target_tokens)
+            cap = rng.randint(max(1, self.target_tokens // 2), self.target_tokens)
             end, used = start, self.count(lines[start - 1] + "\n")
             while end < len(lines) and used + self.count(lines[end] + "\n") <= cap:
                 used += self.count(lines[end] + "\n")

@@ -167,11 +167,11 @@ def run_loop(pm, examples: Sequence[Example], cfg: LoopConfig, checkpoint: Check
     step_loss, step_tokens = 0.0, 0
     try:
         while state.micro < len(plan):
-            elapsed_run = time.monotonic() - started
-            if cfg.time_budget is not None and elapsed_run >= cfg.time_budget and state.micro % cfg.grad_accum == 0:
-                if state.step == 0:
-                    raise BudgetTooSmall(f"the time budget of {cfg.time_budget:g}s is too small to take one "
-                                         f"training step")
+            over = cfg.time_budget is not None and time.monotonic() - started >= cfg.time_budget
+            if over and state.step == 0:
+                raise BudgetTooSmall(f"the time budget of {cfg.time_budget:g}s is too small to take one training "
+                                     f"step ({cfg.grad_accum} sequences); give more time or lower grad_accum")
+            if over and state.micro % cfg.grad_accum == 0:
                 break
             ex = examples[plan[state.micro]]
             with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -184,7 +184,10 @@ def run_loop(pm, examples: Sequence[Example], cfg: LoopConfig, checkpoint: Check
             state.tokens += len(ex.ids)
             state.target_tokens += n
             state.micro += 1
-            if state.micro % cfg.grad_accum == 0 or state.micro == len(plan):
+            # Out of time mid-accumulation (after the first full step): step with what is there, then stop.
+            last_partial = (cfg.time_budget is not None and state.step > 0
+                            and time.monotonic() - started >= cfg.time_budget)
+            if state.micro % cfg.grad_accum == 0 or state.micro == len(plan) or last_partial:
                 lr = lr_at(cfg, state.step, total_steps, time.monotonic() - started)
                 for g in opt.param_groups:
                     g["lr"] = lr
@@ -201,6 +204,8 @@ def run_loop(pm, examples: Sequence[Example], cfg: LoopConfig, checkpoint: Check
                 if checkpoint and now - last_save >= cfg.checkpoint_seconds and state.micro < len(plan):
                     checkpoint.save(pm, opt, state)
                     last_save = time.monotonic()
+                if last_partial:
+                    break
             if bar is not None:
                 bar.update(1)
                 secs = base_seconds + (time.monotonic() - started)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -60,23 +61,47 @@ def _serve(args) -> None:
         settings = settings.model_copy(update={"serving": settings.serving.model_copy(update=over)})
     say = lambda msg: print(f"codetailor: {msg}", file=sys.stderr, flush=True)  # noqa: E731
 
-    if args.attach:
-        from serving.app import attach_stack
+    with _interrupts_during_startup() as interrupted:
+        if args.attach:
+            from serving.app import attach_stack
 
-        say(f"joining the Ray cluster ({args.ray_address or os.environ.get('RAY_ADDRESS') or 'this node'}) ...")
-        stack = attach_stack(settings, args.ray_address, wait_s=args.wait, progress=say)
-        where = "metrics on the Ray node's metrics-export port"
-    else:
-        from serving.app import start_stack
+            say(f"joining the Ray cluster ({args.ray_address or os.environ.get('RAY_ADDRESS') or 'this node'}) ...")
+            stack = attach_stack(settings, args.ray_address, wait_s=args.wait, progress=say)
+            where = "metrics on the Ray node's metrics-export port"
+        else:
+            from serving.app import start_stack
 
-        say(f"starting Ray and the model replicas (home {settings.home}) ...")
-        stack = start_stack(settings)
-        where = f"metrics on 127.0.0.1:{stack.metrics_port}/metrics"
+            say(f"starting Ray and the model replicas (home {settings.home}) ...")
+            stack = start_stack(settings)
+            where = f"metrics on 127.0.0.1:{stack.metrics_port}/metrics"
     try:
-        _run_front(settings, stack, where)
+        if not interrupted.is_set():
+            _run_front(settings, stack, where)
     finally:
         stack.stop()
     say("stopped")
+
+
+@contextlib.contextmanager
+def _interrupts_during_startup():
+    """Ctrl-C/SIGTERM while Ray starts: raise KeyboardInterrupt (the start cleans up, the command
+    exits 130) and remember it. Seen once: a Ctrl-C during `serve.run` was lost somewhere in Ray
+    and the server came up anyway; with the flag, it is stopped as soon as the start returns."""
+    import signal
+    import threading
+
+    interrupted = threading.Event()
+
+    def on_signal(signum, frame):
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield interrupted
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 def _run_front(settings, stack, where: str) -> None:

@@ -76,3 +76,13 @@ def test_activate_foreign_base_model(cli_env, capsys):
     v = add_adapter(cli_env, base_sha="c" * 64, cqi=9.0)
     code, _, err = run(capsys, "adapters", "activate", "--tenant", "acme", v)
     assert code == 9 and "another base model" in err
+
+
+def test_eval_table_text():
+    from codetailor.cli.evaluate import _table
+
+    text = _table({"tenant": "acme", "adapter": "v0001", "n": 3, "seconds": 1.2, "split": {"source": "seeded"},
+                   "systems": {"base": {"exact_match": 0.1, "edit_similarity": 0.5, "codebleu": None,
+                                        "identifier_match": 0.3, "api_usage": None}},
+                   "cqi": {"rag": {"value": 6.1, "low": 5.2, "high": 7.0}}, "chosen_system": "rag"})
+    assert "CQI rag" in text and "5.20–7.00" in text and "—" in text and "serving system: rag" in text

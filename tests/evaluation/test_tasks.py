@@ -113,3 +113,9 @@ def test_extract_prediction(kind, raw, expected):
 
     t = Task("id", kind, "a.py", "python", 2, None, "", "", "")
     assert extract_prediction(t, raw) == expected
+
+
+def test_internal_apis_drop_names_of_builtin_methods():
+    src = "class Store:\n    def get(self, k):\n        return 1\n\n    def fetch_row(self, k):\n        return 2\n"
+    apis = internal_apis({"s.py": src})
+    assert "fetch_row" in apis and "Store" in apis and "get" not in apis

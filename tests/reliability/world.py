@@ -34,12 +34,14 @@ def write_repo(root: Path, tenant: str, index: int, canary: str) -> None:
     """Same file names and function names in every tenant; bodies, lengths and the canary differ."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "utils").mkdir(exist_ok=True)
-    lines = [f'"""Shared helpers of {tenant}."""', "", f'TENANT_MARK = "{canary}"', ""]
+    # a header whose length differs per tenant, so equal-looking chunks sit at different lines
+    lines = [f'"""Shared helpers of {tenant}.'] + [f"revision {r}" for r in range(index + 1)] + ['"""', "",
+                                                                                            f'TENANT_MARK = "{canary}"', ""]
     for k, fn in enumerate(SHARED_FUNCS):
         lines += [f"def {fn}(path, *, strict=False):",
                   f'    """{fn} for {tenant}: keeps {canary} close to the shared names."""',
                   f"    value = {index * 7 + k}",
-                  *[f"    value = value * {j + 2} + len(path)  # step {j}" for j in range(index + 1)],
+                  *[f"    value = value * {j + 2} + len(path)  # step {j}" for j in range(index % 3 + 1)],
                   f'    return {{"tenant": "{canary}", "value": value, "strict": strict}}', ""]
     (root / "common.py").write_text("\n".join(lines) + "\n")
     (root / "utils" / "helpers.py").write_text("\n".join(
