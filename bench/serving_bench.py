@@ -286,6 +286,26 @@ def handle_hops(stack, loop, n: int) -> dict:
     return out
 
 
+def ingress_work(settings, tenants: dict, n: int) -> dict:
+    """The ingress' own work per request (tenant state, adapter ref, prompt), called in this
+    process without a Ray hop, for a base-model tenant and a tenant with an adapter."""
+    from serving.ingress import Ingress
+    from serving.stubs import load
+    from serving.validation import validate_completion
+
+    pb = load()[0]
+    ingress = Ingress(settings, None, str(BASE))
+    out = {}
+    for label, tenant in (("base", tenants.get(0, [None])[0]), ("adapter", next(
+            (t[0] for n_, t in tenants.items() if n_ > 0), None))):
+        if tenant is None:
+            continue
+        req = pb.CompleteRequest(prefix=PROMPTS[0], path="m.py", max_tokens=16, request_id="bench")
+        d = dict(validate_completion(req, settings.serving).as_dict(), tenant=tenant, deadline=None)
+        out[f"ingress_prepare_{label}_p50_ms"] = timed(n, lambda: ingress._prepare(d))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--adapters", default="0,1,8,64")
@@ -341,6 +361,7 @@ def main() -> None:
             grpc_run(port, keys, plan([first], 4, 2), 2)  # warm-up
             results["overhead"] = {**front_alone(settings, loop, keys[first], a.overhead_calls),
                                    **handle_hops(stack, loop, a.overhead_calls // 2),
+                                   **ingress_work(settings, tenants, a.overhead_calls),
                                    "load_avg": os.getloadavg()}
             print(f"overhead: {json.dumps(results['overhead'])}", file=sys.stderr, flush=True)
             for n in counts:

@@ -12,6 +12,7 @@ requests, normal lengths) is bench/reliability.py.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import os
 import random
 import threading
 import time
@@ -22,7 +23,7 @@ from serving.client import ClientError, CompletionClient
 from tests.reliability.world import leaks, request_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.engine, pytest.mark.model]
-N_REQUESTS = 1000
+N_REQUESTS = int(os.environ.get("CODETAILOR_ISOLATION_REQUESTS", "1000"))  # the CI figure
 
 
 def test_randomised_requests_never_cross_tenants(serving_stack, world):
