@@ -102,57 +102,6 @@ async def run_scenario(engine, refs, n_requests: int, concurrency: int, max_toke
             "p95_s": round(q[18], 2), "mean_completion_tokens": round(sum(tokens) / len(tokens), 1)}
 
 
-def ops_microbench(tokens: int = 16, slots: int = 8, rank: int = 16, repeats: int = 20) -> dict:
-    """The LoRA op alone, one decode step of SmolLM2's 30 layers (qkv, o, gate_up, down):
-    stock vLLM torch ops (gather a weight matrix per token) vs the plugin's per-segment
-    matmuls. In-process and short, so far less sensitive to machine load than the engine."""
-    import torch
-    from vllm.lora.punica_wrapper.punica_cpu import PunicaWrapperCPU
-
-    from engine import cpu_lora_plugin
-
-    shapes = [(576, (576, 192, 192)), (576, (576,)), (576, (1536, 1536)), (1536, (576,))]
-    torch.manual_seed(0)
-    layers = []
-    for d_in, outs in shapes:
-        a = tuple(torch.randn(slots, 1, rank, d_in, dtype=torch.bfloat16) for _ in outs)
-        b = tuple(torch.randn(slots, 1, o, rank, dtype=torch.bfloat16) for o in outs)
-        layers.append((torch.randn(tokens, d_in, dtype=torch.bfloat16), a, b, outs))
-    idx = torch.arange(tokens) % slots  # every token on an adapter, all slots busy
-
-    def wrapper():
-        w = PunicaWrapperCPU(256, 64, "cpu")
-        w._token_lora_indices[:tokens] = idx
-        w.indices_len = [tokens] * 4
-        w.is_prefill = False
-        w._ct_token_segments = cpu_lora_plugin._segments(w.token_lora_indices)
-        return w
-
-    def step(fn, w):
-        for _ in range(30):
-            for x, a, b, outs in layers:
-                y = torch.zeros(tokens, sum(outs), dtype=torch.bfloat16)
-                fn(w, y, x, a, b, 1.0, outs)
-
-    stock = PunicaWrapperCPU.add_lora_linear
-    cpu_lora_plugin._install_masked_ops()
-    cpu_lora_plugin._install_segment_wrapper()
-    segment = PunicaWrapperCPU.add_lora_linear
-    if stock is segment:
-        raise SystemExit("run the op micro-benchmark with CODETAILOR_CPU_LORA=off in the environment "
-                         "so the stock op is still in place before register()")
-    w = wrapper()
-    out = {"tokens": tokens, "slots": slots, "rank": rank}
-    for name, fn in (("stock_ms_per_step", stock), ("segment_ms_per_step", segment)):
-        step(fn, w)
-        t = time.perf_counter()
-        for _ in range(repeats):
-            step(fn, w)
-        out[name] = round((time.perf_counter() - t) / repeats * 1000, 2)
-    out["speedup"] = round(out["stock_ms_per_step"] / out["segment_ms_per_step"], 1)
-    return out
-
-
 def naive_baseline(base: Path, adapter_dirs: list[Path], n_requests: int, max_tokens: int, dtype: str) -> dict:
     """HF + PEFT, one request at a time, loading the request's adapter before it."""
     import torch
@@ -204,7 +153,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.ops_only:
         os.environ["CODETAILOR_CPU_LORA"] = "off"  # keep the stock op until ops_microbench registers
-        print(json.dumps({"uptime": _uptime(), **ops_microbench()}, indent=2))
+        from engine.cpu_lora_plugin import op_microbench
+
+        print(json.dumps({"uptime": _uptime(), **op_microbench()}, indent=2))
         return
 
     scenarios = [int(s) for s in args.scenarios.split(",")]

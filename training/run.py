@@ -103,6 +103,10 @@ def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
     cfg = settings.training
     threads = torch_threads(cfg.threads)
     base_path = resolve_base_model(settings)
+    if opts.rank > settings.engine.max_lora_rank:
+        # The engine sizes its LoRA buffers by max_lora_rank; a larger adapter could not be served.
+        raise TrainingError(f"rank {opts.rank} is above engine.max_lora_rank={settings.engine.max_lora_rank}; "
+                            f"raise CODETAILOR_ENGINE__MAX_LORA_RANK or train a smaller rank")
 
     # 1. files and the split
     selection_dict = opts.selection.to_dict() if opts.selection is not None else None
