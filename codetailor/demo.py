@@ -64,6 +64,26 @@ def fetch_demo_repo(dest: Path) -> Path:
     return target
 
 
+def _wait_until_serving(host: str, port: int, server: subprocess.Popen, timeout: float) -> None:
+    """Poll the standard gRPC health service until it answers SERVING."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(f"{host}:{port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if server.poll() is not None:
+                raise SystemExit(f"demo: the server exited with code {server.returncode}")
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=2).status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(2)
+    raise SystemExit(f"demo: the server did not become ready within {timeout:.0f} s")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="codetailor-demo", description=__doc__.splitlines()[0])
     ap.add_argument("--repo", type=Path, help="index and train on this repository instead of the demo package")
@@ -108,9 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     server = subprocess.Popen([sys.executable, "-m", "codetailor.cli", "serve", "--port", str(args.port)],
                               env=env, start_new_session=True)
     try:
-        from serving.client import wait_until_serving
-
-        wait_until_serving("127.0.0.1", args.port, timeout=240)
+        _wait_until_serving("127.0.0.1", args.port, server, timeout=300)
         target = sorted(p for p in repo.rglob("*.py") if p.stat().st_size > 2000)[0]
         line = str(min(40, len(target.read_text().splitlines())))
         for extra in ([], ["--stream"]):
