@@ -103,7 +103,8 @@ class Ingress:
             self.metrics.retrieval_up.set(0)
         else:
             self.metrics.retrieval_up.set(1)
-        self.metrics.retrieval_hits.inc(len(hits), tags={"mode": str(getattr(hits[0], "mode", "search")) if hits else "search"})
+        if hits:  # a Ray counter refuses inc(0)
+            self.metrics.retrieval_hits.inc(len(hits), tags={"mode": str(getattr(hits[0], "mode", "search"))})
         return hits, True
 
     def _prepare(self, req: dict) -> _Prepared:

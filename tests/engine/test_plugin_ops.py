@@ -81,3 +81,23 @@ def test_segments_group_rows_by_slot():
     assert segs[0] == slice(3, 4)
     assert segs[1].tolist() == [0, 1, 4]
     assert -1 not in segs
+
+
+def test_bf16_weights_use_a_float32_copy_that_follows_in_place_updates():
+    torch.manual_seed(2)
+    a = (torch.randn(2, 1, 4, 8).bfloat16(),)
+    b = (torch.randn(2, 1, 6, 4).bfloat16(),)
+    x = torch.randn(3, 8).bfloat16()
+    w = _wrapper([1, 1, -1])
+    first = torch.zeros(3, 6, dtype=torch.bfloat16)
+    w.add_lora_linear(first, x, a, b, 1.0, (6,))
+    want = _reference(torch.zeros(3, 6), x.float(), tuple(t.float() for t in a), tuple(t.float() for t in b),
+                      [1, 1, -1], 1.0, (6,))
+    torch.testing.assert_close(first.float(), want, rtol=2e-2, atol=2e-2)
+    a[0][1, 0].copy_(torch.randn(4, 8).bfloat16())  # what vLLM's set_lora does to a slot
+    second = torch.zeros(3, 6, dtype=torch.bfloat16)
+    w.add_lora_linear(second, x, a, b, 1.0, (6,))
+    want = _reference(torch.zeros(3, 6), x.float(), tuple(t.float() for t in a), tuple(t.float() for t in b),
+                      [1, 1, -1], 1.0, (6,))
+    torch.testing.assert_close(second.float(), want, rtol=2e-2, atol=2e-2)
+    assert not torch.equal(first, second)
