@@ -175,7 +175,8 @@ def _api_calls_in_line(line: str, apis: frozenset[str]) -> list[tuple[str, int, 
         if name not in apis or _DEF_BEFORE.search(line[: m.start(1)]):
             continue
         close = matching_paren(line, m.end())
-        if close is not None and line[m.end():close].strip():
+        # `...` or `*` as the arguments is a placeholder, not a use of the API
+        if close is not None and re.search(r"[A-Za-z0-9]", line[m.end():close]):
             out.append((name, m.end(), close))
     return out
 

@@ -129,6 +129,10 @@ class FrontServer:
                     await self._set_health(bool(h["ok"]))
             except asyncio.CancelledError:
                 raise
+            except asyncio.TimeoutError:
+                # The probe queues behind real requests (max_ongoing_requests): a busy model
+                # is not an unhealthy one, so leave the health status as it is.
+                log.info("model health probe timed out (busy); health unchanged")
             except Exception as e:
                 log.warning("background refresh: %s: %s", type(e).__name__, e)
                 if self.model is not None:

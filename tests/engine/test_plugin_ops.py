@@ -30,6 +30,7 @@ def _wrapper(slots):
     w._sampler_indices[: len(slots)] = idx
     w.indices_len = [len(slots)] * 4
     w._ct_token_segments = cpu_lora_plugin._segments(w.token_lora_indices)
+    w._ct_masks = {}
     w._ct_sampler_segments = cpu_lora_plugin._segments(w.sampler_indices)
     return w
 

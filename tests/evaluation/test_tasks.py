@@ -119,3 +119,9 @@ def test_internal_apis_drop_names_of_builtin_methods():
     src = "class Store:\n    def get(self, k):\n        return 1\n\n    def fetch_row(self, k):\n        return 2\n"
     apis = internal_apis({"s.py": src})
     assert "fetch_row" in apis and "Store" in apis and "get" not in apis
+
+
+def test_api_args_placeholder_arguments_are_not_targets():
+    src = "def handler(x):\n    return x\n\n\nvalue = handler(...)\nother = handler(item_count)\n"
+    tasks = make_tasks({"a.py": src}, ["a.py"], internal_apis({"a.py": src}), n=20, kinds=("api_args",))
+    assert [t.target for t in tasks] == ["item_count"]
