@@ -218,3 +218,14 @@ def query_lines(prefix: str, n: int) -> str:
 def snippets_from(hits: Sequence[object]) -> tuple[Snippet, ...]:
     """Adapt retrieval hits (objects with path/start_line/end_line/text) to snippets."""
     return tuple(Snippet(h.path, h.start_line, h.end_line, h.text) for h in hits)
+
+
+def completion_at_line_start(completion: str) -> str:
+    """What to insert when the cursor sits at a line start (the prompt then ends at the
+    end of the previous line, see `cursor_parts`). The model should open with the
+    newline; if it first finishes the previous line instead, that part cannot be
+    inserted at the cursor and is dropped."""
+    head, sep, rest = completion.partition("\n")
+    if not sep:
+        return ""
+    return rest

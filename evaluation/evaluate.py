@@ -105,7 +105,7 @@ async def run(plan: Plan, engine: EngineClient, *, progress: bool = True, report
         bar = tqdm(total=len(tasks) * len(plan.systems), desc="generating", unit="completion")
     try:
         completions = await run_systems(engine, tasks, plan.systems, settings, snippets=snippets, adapter=adapter,
-                                        repo=str(paths.tenant), on_done=bar.update if bar else None)
+                                        on_done=bar.update if bar else None)
     finally:
         if bar:
             bar.close()

@@ -26,6 +26,7 @@ import random
 import re
 from dataclasses import asdict, dataclass
 
+from codetailor.prompt_format import completion_at_line_start
 from codetailor.languages import language_of
 
 KINDS = ("next_line", "rest_of_line", "api_args")
@@ -246,9 +247,7 @@ def make_tasks(files: dict[str, str], heldout: list[str], apis: frozenset[str], 
 def extract_prediction(task: Task, completion: str) -> str:
     """Cut a raw completion to what the editor would insert for this task's target."""
     if task.kind == "next_line":
-        text = completion.lstrip(" \t")
-        text = text[1:] if text.startswith("\n") else text
-        return text.split("\n", 1)[0].rstrip()
+        return completion_at_line_start(completion).split("\n", 1)[0].rstrip()
     first = completion.split("\n", 1)[0]
     if task.kind == "api_args":
         close = matching_paren(first, 0)

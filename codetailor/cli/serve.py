@@ -129,7 +129,7 @@ def _run_front(settings, stack, where: str) -> None:
 
 
 def _complete(args):
-    from codetailor.prompt_format import cursor_parts
+    from codetailor.prompt_format import completion_at_line_start, cursor_parts
     from serving.client import ClientError, CompletionClient
 
     key = args.api_key or os.environ.get("CODETAILOR_API_KEY")
@@ -167,8 +167,8 @@ def _complete(args):
                 result = client.complete(**fields)
     except ClientError as e:
         raise CompletionFailed(f"{e.code}: {e.message}") from None
-    if at_line_start and result["text"].startswith("\n"):
-        result["text"] = result["text"][1:]  # the cursor sits at a line start (see cursor_parts)
+    if at_line_start:  # the prompt ended at the end of the previous line (see cursor_parts)
+        result["text"] = completion_at_line_start(result["text"])
     out = {"id": result["id"], "text": result["text"], "system": result["system"],
            "adapter_version": result["adapter_version"], "latency_ms": result["latency_ms"]}
     if args.json:
