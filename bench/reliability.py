@@ -31,6 +31,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import signal
 import socket
 import sys
@@ -103,6 +104,7 @@ class Bench:
             asyncio.run_coroutine_threadsafe(self.front.stop(0.5), self.loop).result(30)
         finally:
             self.stack.stop()
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
     def client(self, tenant: str):
         from serving.client import CompletionClient

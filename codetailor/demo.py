@@ -87,7 +87,7 @@ def _wait_until_serving(host: str, port: int, server: subprocess.Popen, timeout:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="codetailor-demo", description=__doc__.splitlines()[0])
     ap.add_argument("--repo", type=Path, help="index and train on this repository instead of the demo package")
-    ap.add_argument("--train-budget", default="3m", help="fine-tuning time budget (default 3m)")
+    ap.add_argument("--train-budget", default="4m", help="fine-tuning time budget (default 4m)")
     ap.add_argument("--eval-n", type=int, default=40, help="evaluation tasks per system (default 40)")
     ap.add_argument("--port", type=int, default=50061)
     args = ap.parse_args(argv)
@@ -96,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ)
     env.setdefault("CODETAILOR_HOME", str(demo_dir / "home"))
     env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    # A demo-sized optimizer step (2 sequences), so a few minutes on 2 cores take many steps.
+    env.setdefault("CODETAILOR_TRAINING__GRAD_ACCUM", "2")
     t0 = time.perf_counter()
 
     _say("1. base model")
@@ -111,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     repo = args.repo.resolve() if args.repo else fetch_demo_repo(demo_dir / "repos")
     _say(f"3. index {repo}")
     print(json.dumps(_cli("index", "--tenant", TENANT, str(repo), "--json", env=env, capture_json=True), indent=2))
-    _cli("search", "--tenant", TENANT, "--query", "parse a table header", "--top-k", "3", env=env)
+    _cli("search", "--tenant", TENANT, "--query", "parse a table header", "--top-k", "2", env=env)
 
     _say(f"4. fine-tune a LoRA adapter ({args.train_budget} budget)")
     print(json.dumps(_cli("train", "--tenant", TENANT, "--time-budget", args.train_budget, "--json",

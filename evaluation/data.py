@@ -49,18 +49,6 @@ def split_of_meta(meta: dict) -> list[str] | None:
     return None
 
 
-def _selection(sel: dict | None):
-    from retrieval.selection import Selection
-
-    if not isinstance(sel, dict):
-        return Selection()
-    known = {k: v for k, v in sel.items() if k in Selection.__dataclass_fields__}
-    for k in ("include", "exclude"):
-        if k in known:
-            known[k] = tuple(known[k] or ())
-    return Selection(**known)
-
-
 def tenant_files(settings: Settings, paths: TenantPaths, meta: dict | None
                  ) -> tuple[dict[str, str], dict[str, str]]:
     """(path -> text, "source:path" -> path) of every file the tenant's sources select (secrets, vendored and
@@ -68,7 +56,7 @@ def tenant_files(settings: Settings, paths: TenantPaths, meta: dict | None
     adapter's (its split was drawn from those files), else the one each source was
     indexed with."""
     from retrieval.segments import read_manifest
-    from retrieval.selection import select_files
+    from retrieval.selection import Selection, select_files
 
     indexed = (read_manifest(paths) or {}).get("sources", {})
     sources = {name: (info["location"], info.get("selection")) for name, info in indexed.items()}
@@ -80,7 +68,7 @@ def tenant_files(settings: Settings, paths: TenantPaths, meta: dict | None
     files: dict[str, str] = {}
     keys: dict[str, str] = {}  # training's file key "source:path" -> path
     for name, (location, indexed_selection) in sorted(sources.items()):
-        selection = _selection((meta or {}).get("selection") or indexed_selection)
+        selection = Selection.from_dict((meta or {}).get("selection") or indexed_selection)
         try:
             result = select_files(location, selection, settings.retrieval)
         except NotFound:

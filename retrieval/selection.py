@@ -66,6 +66,17 @@ class Selection:
             except re.error as e:
                 raise SelectionError(f"invalid bug-fix pattern: {e}") from None
 
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "Selection":
+        """The inverse of to_dict, tolerant of records written before a field existed."""
+        if not isinstance(d, dict):
+            return cls()
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        for k in ("include", "exclude"):
+            if k in known:
+                known[k] = tuple(known[k] or ())
+        return cls(**known)
+
     def to_dict(self) -> dict:
         return {"since": self.since, "max_bug_fixes": self.max_bug_fixes,
                 "exclude_deprecated": self.exclude_deprecated, "include": list(self.include),

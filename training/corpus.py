@@ -56,22 +56,10 @@ def tenant_sources(settings, paths) -> dict[str, tuple[str, dict | None]]:
     return sources
 
 
-def selection_from_dict(d: dict | None):
-    from retrieval import Selection
-
-    if not isinstance(d, dict):
-        return Selection()
-    known = {k: v for k, v in d.items() if k in Selection.__dataclass_fields__}
-    for k in ("include", "exclude"):
-        if k in known:
-            known[k] = tuple(known[k] or ())
-    return Selection(**known)
-
-
 def tenant_files(settings, sources: dict[str, tuple[str, dict | None]], selection=None) -> list[CorpusFile]:
     """The selected, secret-free files of the tenant's sources (retrieval's selection):
     `selection` when given, else the one each source was indexed with."""
-    from retrieval import iter_selected_files
+    from retrieval import Selection, iter_selected_files
 
     out: list[CorpusFile] = []
     seen: set[str] = set()
@@ -79,7 +67,7 @@ def tenant_files(settings, sources: dict[str, tuple[str, dict | None]], selectio
         location, indexed_selection = sources[name]
         if not Path(location).is_dir():
             raise TrainingError(f"source {name!r} at {location} is no longer a directory; re-run `codetailor index`")
-        sel = selection if selection is not None else selection_from_dict(indexed_selection)
+        sel = selection if selection is not None else Selection.from_dict(indexed_selection)
         filtered = bool(sel.exclude_deprecated or sel.since)
         for sf, chunks in iter_selected_files(location, sel, settings.retrieval):
             if sf.path in seen:   # retrieval and evaluation key files by path

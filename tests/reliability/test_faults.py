@@ -146,7 +146,7 @@ def test_kill_during_indexing_keeps_the_previous_index(serving_stack, tmp_path):
     # may change; the manifest and the segments it names must not
     before_index = {k: v for k, v in tree_digest(paths.index_dir).items() if not k.startswith("vectors/")}
     # a much bigger change: hundreds of new files to chunk and embed
-    for i in range(300):
+    for i in range(600):
         (repo / f"gen_{i:03d}.py").write_text("".join(f"def f_{i}_{j}(x):\n    return x * {j} + {i}\n\n" for j in range(12)))
     proc = _child(SETTINGS_CODE.format(home=str(serving_stack.home), base=str(serving_stack.base_model),
                                        tenant="killidx") + f"""
@@ -157,7 +157,7 @@ def test_kill_during_indexing_keeps_the_previous_index(serving_stack, tmp_path):
     """)
     try:
         _wait_for_line(proc, "START")
-        time.sleep(6)  # selection, chunking and embedding of 3,600 functions are under way
+        time.sleep(6)  # selection, chunking and embedding of 7,200 functions are under way
         assert proc.poll() is None, "indexing finished before the kill: make the change bigger"
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
@@ -173,7 +173,7 @@ def test_kill_during_indexing_keeps_the_previous_index(serving_stack, tmp_path):
         assert not any(h.path.startswith("gen_") for h in hits)
     close_edge_shards()
     # and the next run completes despite the leftovers (lock, partial segments)
-    for i in range(300):
+    for i in range(600):
         (repo / f"gen_{i:03d}.py").unlink()
     (repo / "extra.py").write_text("def extra_function():\n    return 42\n")
     summary = retrieval.index_source(serving_stack.settings, paths, repo)

@@ -101,7 +101,8 @@ def test_store_search_paths_always_filter_by_tenant(world, serving_stack):
 
     def spy(name):
         def call(*args, **kwargs):
-            flt = kwargs.get("query_filter") or kwargs.get("count_filter") or getattr(kwargs.get("points_selector"), "filter", None)
+            flt = (kwargs.get("query_filter") or kwargs.get("count_filter")
+                   or getattr(kwargs.get("points_selector"), "filter", None))
             calls.append((name, flt))
             return originals[name](*args, **kwargs)
         return call

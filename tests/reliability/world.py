@@ -35,8 +35,8 @@ def write_repo(root: Path, tenant: str, index: int, canary: str) -> None:
     root.mkdir(parents=True, exist_ok=True)
     (root / "utils").mkdir(exist_ok=True)
     # a header whose length differs per tenant, so equal-looking chunks sit at different lines
-    lines = [f'"""Shared helpers of {tenant}.'] + [f"revision {r}" for r in range(index + 1)] + ['"""', "",
-                                                                                            f'TENANT_MARK = "{canary}"', ""]
+    lines = ([f'"""Shared helpers of {tenant}.'] + [f"revision {r}" for r in range(index + 1)]
+             + ['"""', "", f'TENANT_MARK = "{canary}"', ""])
     for k, fn in enumerate(SHARED_FUNCS):
         lines += [f"def {fn}(path, *, strict=False):",
                   f'    """{fn} for {tenant}: keeps {canary} close to the shared names."""',
@@ -74,7 +74,9 @@ def publish_unique_version(paths, base_model: Path, peft_model, seed: int, numbe
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
     with store.new_version() as (version, tmp):
         peft_model.save_pretrained(tmp)
-        atomic_write_json(tmp / "meta.json", {"base_model_checksum": model_checksum(base_model),
+        checksum = model_checksum(base_model)  # both layouts: training's, and the older flat one
+        atomic_write_json(tmp / "meta.json", {"base_model": {"path": str(base_model), "checksum": checksum},
+                                              "base_model_checksum": checksum,
                                               "evaluation": {"cqi": 8.0}, "public_loss_change": 0.0})
     for v in placeholders:
         shutil.rmtree(store.path(v))
