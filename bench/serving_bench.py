@@ -107,7 +107,7 @@ def make_home(home: Path, counts: list[int]) -> dict:
                 with store.new_version() as (v, tmp):
                     for f in ("adapter_config.json", "adapter_model.safetensors"):
                         shutil.copy(first / f, tmp / f)
-                    atomic_write_json(tmp / "meta.json", {"base_model_checksum": checksum})
+                    atomic_write_json(tmp / "meta.json", {"base_model": {"checksum": checksum}})
             store.set_active(v)
     return {"keys": keys, "tenants": {str(n): t for n, t in tenants.items()}}
 

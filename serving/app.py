@@ -192,6 +192,10 @@ def start_stack(settings: Settings, *, num_cpus: int | None = None) -> Stack:
         os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_SERVE_LOG_TO_STDERR", "0")
+    # Ray 2.60 replaces _node_ip_address="127.0.0.1" with the machine's address unless this
+    # is set, exposing GCS, raylet and workers beyond the host (tests/reliability/test_transport.py).
+    # Only for this local single-node cluster; a RayService sets its own addresses.
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     temp_dir = Path(tempfile.mkdtemp(prefix="ct-ray-"))  # short: Ray puts unix sockets here
     os.chmod(temp_dir, 0o700)
 

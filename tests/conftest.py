@@ -4,9 +4,18 @@ cluster) live in tests/fixtures/ and are registered below."""
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 import pytest
+
+# Ray reads its auth mode once per process, when it is first imported. Several test
+# modules import ray (building Serve apps) before the session's cluster starts, so
+# decide it here, before any of them: token auth, one random token for the session
+# (subprocesses such as `codetailor serve --attach` inherit it).
+os.environ.setdefault("RAY_AUTH_MODE", "token")
+if os.environ["RAY_AUTH_MODE"] == "token":
+    os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
 
 pytest_plugins: list[str] = [
     "tests.fixtures.engine",
