@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     # A demo-sized optimizer step (2 sequences), so a few minutes on 2 cores take many steps.
     env.setdefault("CODETAILOR_TRAINING__GRAD_ACCUM", "2")
+    # The demo package has few files: hold out more of them so evaluation has tasks.
+    env.setdefault("CODETAILOR_TRAINING__HELDOUT_FRACTION", "0.3")
     t0 = time.perf_counter()
 
     _say("1. base model")
