@@ -23,7 +23,6 @@ import warnings
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
-import numpy as np
 
 from codetailor.errors import CodetailorError
 from codetailor.home import TenantPaths

@@ -17,7 +17,6 @@ import json
 import random
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Sequence
 
 from codetailor.adapters import AdapterStore

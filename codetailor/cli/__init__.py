@@ -31,6 +31,25 @@ def add_json_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print a machine-readable JSON result")
 
 
+def read_cursor(file, line: int | None, column: int | None) -> tuple[str, str]:
+    """(prefix, suffix) of a file split at an editor cursor, for `--file F --line N [--column C]`."""
+    from codetailor.errors import NotFound
+    from codetailor.prompt_format import cursor_parts
+
+    if line is None:
+        raise CodetailorError("--file needs --line")
+    try:
+        source = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NotFound(f"no such file: {file}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise CodetailorError(f"cannot read {file}: {e}") from None
+    try:
+        return cursor_parts(source, line, column)
+    except ValueError as e:
+        raise CodetailorError(str(e)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="codetailor",

@@ -13,10 +13,10 @@ import os
 import time
 from pathlib import Path
 
-from codetailor.cli import add_json_flag
+from codetailor.cli import add_json_flag, read_cursor
 from codetailor.config import get_settings
 from codetailor.errors import CodetailorError, NotFound
-from codetailor.prompt_format import PromptParts, build, cursor_parts, cut_at_suffix
+from codetailor.prompt_format import PromptParts, build, cut_at_suffix
 from codetailor.tenants import registry_from_settings
 
 
@@ -42,18 +42,7 @@ def _parts(args) -> tuple[PromptParts, bool]:
         if args.line is not None or args.column is not None:
             raise CodetailorError("--line/--column go with --file, not --prefix")
         return PromptParts(path=args.path or "main.py", prefix=args.prefix), False
-    if args.line is None:
-        raise CodetailorError("--file needs --line")
-    try:
-        source = args.file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise NotFound(f"no such file: {args.file}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise CodetailorError(f"cannot read {args.file}: {e}") from None
-    try:
-        prefix, suffix = cursor_parts(source, args.line, args.column)
-    except ValueError as e:
-        raise CodetailorError(str(e)) from None
+    prefix, suffix = read_cursor(args.file, args.line, args.column)
     return PromptParts(path=args.path or args.file.name, prefix=prefix, suffix=suffix), args.column is None
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 from pathlib import Path
 
-from codetailor.cli import add_json_flag
+from codetailor.cli import add_json_flag, read_cursor
 from codetailor.config import get_settings
 from codetailor.errors import CodetailorError
 
@@ -129,22 +128,13 @@ def _run_front(settings, stack, where: str) -> None:
 
 
 def _complete(args):
-    from codetailor.prompt_format import completion_at_line_start, cursor_parts
+    from codetailor.prompt_format import completion_at_line_start
     from serving.client import ClientError, CompletionClient
 
     key = args.api_key or os.environ.get("CODETAILOR_API_KEY")
     at_line_start = False
     if args.file is not None:
-        if args.line is None:
-            raise CodetailorError("--file needs --line")
-        try:
-            source = args.file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise CodetailorError(f"cannot read {args.file}: {e}") from None
-        try:
-            prefix, suffix = cursor_parts(source, args.line, args.column)
-        except ValueError as e:
-            raise CodetailorError(str(e)) from None
+        prefix, suffix = read_cursor(args.file, args.line, args.column)
         at_line_start = args.column is None and args.line > 1
         path = args.path or args.file.name
     else:
