@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 from codetailor.config import Settings
 from codetailor.errors import CodetailorError, NotFound
-from codetailor.home import Home, TenantPaths
-from codetailor.tenants import Registry
+from codetailor.home import TenantPaths
 
 
 class NoHeldOutFiles(CodetailorError):
@@ -55,16 +54,13 @@ def tenant_files(settings: Settings, paths: TenantPaths, meta: dict | None
     generated files already skipped by retrieval's selection). The selection is the
     adapter's (its split was drawn from those files), else the one each source was
     indexed with."""
-    from retrieval.segments import read_manifest
     from retrieval.selection import Selection, select_files
+    from training.corpus import TrainingError, tenant_sources
 
-    indexed = (read_manifest(paths) or {}).get("sources", {})
-    sources = {name: (info["location"], info.get("selection")) for name, info in indexed.items()}
-    if not sources:
-        sources = {name: (src["location"], None)
-                   for name, src in Registry(Home(settings.home)).sources(paths.tenant).items()}
-    if not sources:
-        raise NoHeldOutFiles(f"tenant {paths.tenant!r} has no sources: run `codetailor index` first")
+    try:  # the same sources training drew its split from
+        sources = tenant_sources(settings, paths)
+    except TrainingError:
+        raise NoHeldOutFiles(f"tenant {paths.tenant!r} has no sources: run `codetailor index` first") from None
     files: dict[str, str] = {}
     keys: dict[str, str] = {}  # training's file key "source:path" -> path
     for name, (location, indexed_selection) in sorted(sources.items()):
