@@ -84,6 +84,17 @@ def _wait_until_serving(host: str, port: int, server: subprocess.Popen, timeout:
     raise SystemExit(f"demo: the server did not become ready within {timeout:.0f} s")
 
 
+def _demo_cursor(repo: Path) -> tuple[Path, str]:
+    """A cursor an editor would plausibly complete at: the start of a `return` line inside a
+    function of the repository's largest Python file."""
+    for path in sorted(repo.rglob("*.py"), key=lambda p: -p.stat().st_size):
+        for number, text in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            if number > 20 and text.startswith("        return "):
+                return path, str(number)
+    path = max(repo.rglob("*.py"), key=lambda p: p.stat().st_size)
+    return path, str(min(40, len(path.read_text().splitlines())))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="codetailor-demo", description=__doc__.splitlines()[0])
     ap.add_argument("--repo", type=Path, help="index and train on this repository instead of the demo package")
@@ -133,8 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                               env=env, start_new_session=True)
     try:
         _wait_until_serving("127.0.0.1", args.port, server, timeout=300)
-        target = sorted(p for p in repo.rglob("*.py") if p.stat().st_size > 2000)[0]
-        line = str(min(40, len(target.read_text().splitlines())))
+        target, line = _demo_cursor(repo)
         for extra in ([], ["--stream"]):
             _cli("complete", "--port", str(args.port), "--file", str(target), "--line", line,
                  "--max-tokens", "32", *extra, env=env)

@@ -17,11 +17,25 @@ STAGES = ("auth", "retrieval", "queue", "generation", "total")
 _lock = threading.Lock()
 
 
+def _counter_class():
+    from ray.util.metrics import Counter
+
+    class _Counter(Counter):
+        """A Counter for which adding 0 is a no-op. Ray's raises on inc(0), and a count of
+        zero (no snippets, an empty completion) is normal traffic, not an error."""
+
+        def inc(self, value: float = 1.0, tags: dict | None = None) -> None:
+            if value > 0:
+                super().inc(value, tags=tags)
+
+    return _Counter
+
+
 class Metrics:
     def __init__(self) -> None:
-        from ray.util.metrics import Counter, Gauge, Histogram
+        from ray.util.metrics import Gauge, Histogram
 
-        C, G = Counter, Gauge
+        C, G = _counter_class(), Gauge
         self.requests = C("codetailor_requests_total", "gRPC requests by tenant, method and status code",
                           tag_keys=("tenant", "method", "code"))
         self.latency = Histogram("codetailor_request_latency_ms", "request latency per stage (ms)",

@@ -103,3 +103,12 @@ def test_every_rpc_and_field_is_commented():
             s = line.strip()
             if s.startswith("rpc ") or (s.endswith(";") and "=" in s and not s.startswith(("syntax", "package", "option"))):
                 assert lines[i - 1].strip().startswith("//"), f"{rel}:{i + 1} has no comment: {s}"
+
+
+def test_counting_zero_is_not_an_error():
+    """An empty completion or no retrieved snippet adds 0 to a counter (Ray's own Counter raises)."""
+    from serving.metrics import _counter_class
+
+    c = _counter_class()("codetailor_test_zero_total", "test", tag_keys=("direction",))
+    c.inc(0, tags={"direction": "in"})
+    c.inc(3, tags={"direction": "in"})
