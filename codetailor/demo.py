@@ -36,7 +36,8 @@ def _say(msg: str) -> None:
 
 def _cli(*args: str, env: dict, capture_json: bool = False, check: bool = True):
     cmd = [sys.executable, "-m", "codetailor.cli", *args]
-    print("$ codetailor " + " ".join(shlex.quote(a) for a in args), flush=True)
+    shown = (a if len(a) <= 60 else a[:40] + f"...<{len(a)} chars>" for a in args)
+    print("$ codetailor " + " ".join(shlex.quote(a) for a in shown), flush=True)
     if capture_json:
         r = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if r.returncode != 0 and check:
@@ -144,10 +145,16 @@ def main(argv: list[str] | None = None) -> int:
                               env=env, start_new_session=True)
     try:
         _wait_until_serving("127.0.0.1", args.port, server, timeout=300)
+        # As an editor sends it while the developer writes that line: the code above the
+        # cursor and the code below the line being written (the line itself not yet there).
         target, line = _demo_cursor(repo)
+        lines = target.read_text(encoding="utf-8").split("\n")
+        n = int(line)
+        print(f"cursor: {target.relative_to(repo)}:{n}, expected: {lines[n - 1].strip()!r}")
         for extra in ([], ["--stream"]):
-            _cli("complete", "--port", str(args.port), "--file", str(target), "--line", line,
-                 "--max-tokens", "32", *extra, env=env)
+            _cli("complete", "--port", str(args.port), "--path", str(target.relative_to(repo)),
+                 "--prefix=" + "\n".join(lines[: n - 1]), "--suffix=" + "\n".join(lines[n:]),
+                 "--max-tokens", "24", *extra, env=env)
     finally:
         os.killpg(server.pid, signal.SIGINT)
         try:
