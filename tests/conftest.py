@@ -14,6 +14,9 @@ import pytest
 # decide it here, before any of them: token auth, one random token for the session
 # (subprocesses such as `codetailor serve --attach` inherit it).
 os.environ.setdefault("RAY_AUTH_MODE", "token")
+# Likewise the node address: `start_stack` pins Ray to loopback with this variable, which Ray
+# also reads at import (the product sets it before importing ray; tests import ray earlier).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 if os.environ["RAY_AUTH_MODE"] == "token":
     os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))
 
