@@ -47,10 +47,9 @@ def main() -> None:
     from codetailor.config import load_settings
     from retrieval import Selection, select_files
     from training.corpus import CorpusFile, public_files, split_files
-    from training.examples import ExampleBuilder
     from training.loop import LoopConfig, run_loop, torch_threads
     from training.lora import attach_lora, load_base, save_adapter
-    from training.run import build_examples, replay_count
+    from training.run import build_examples, example_builder, replay_examples
 
     settings = load_settings()
     cfg = settings.training
@@ -60,10 +59,9 @@ def main() -> None:
     split = split_files([f.path for f in files], cfg.split_seed, cfg.heldout_fraction)
     train = [f for f in files if f.path not in set(split.heldout)]
     model, tok = load_base(args.base, args.weights)
-    builder = ExampleBuilder(tok, settings.prompt, cfg.seq_len, cfg.target_tokens)
+    builder = example_builder(tok, settings)   # training.packing etc. as `codetailor train` uses them
     tenant_ex = build_examples(builder, train, "tenant", cfg.seed)
-    n_pub = replay_count(len(tenant_ex), cfg.replay_ratio)
-    public_ex = build_examples(builder, public_files(), "public", cfg.seed + 2, limit=n_pub, per_file=8)
+    public_ex = replay_examples(builder, tenant_ex, public_files(), cfg.replay_ratio, cfg.seed + 2)
     examples = tenant_ex + public_ex
     random.Random(0).shuffle(examples)
     prep = time.time() - t
@@ -75,7 +73,8 @@ def main() -> None:
         "repo_bytes": sum(len(f.text.encode()) for f in files), "train_bytes": sum(len(f.text.encode()) for f in train),
         "files": len(files), "tenant_examples": len(tenant_ex), "public_examples": len(public_ex),
         "epoch_tokens": epoch_tokens, "epoch_target_tokens": target_tokens, "prep_seconds": round(prep, 1),
-        "seq_len": cfg.seq_len, "target_tokens": cfg.target_tokens, "weights": args.weights, "runs": [],
+        "seq_len": cfg.seq_len, "target_tokens": cfg.target_tokens, "packing": cfg.packing,
+        "weights": args.weights, "runs": [],
     }
     print(json.dumps({k: v for k, v in result.items() if k != "runs"}), flush=True)
     pm = attach_lora(model, cfg.rank, cfg.alpha, cfg.seed)

@@ -11,16 +11,13 @@ vLLM runs `register()` in every process that builds a model. It does two things:
 
 2. The speed lever. Stock ops gather a (rank x dim) weight matrix per token and
    run a batched einsum, which moves far more memory than the matmuls need.
-   `PunicaWrapperCPU.add_lora_linear` is replaced: all slots' A matrices are
-   stacked into one (slots*rank, in) matrix, so one matmul gives every token its
-   rank-r projection for every slot; a per-step mask keeps only the token's own
-   slot (zero for base rows, so they get exactly +0: the fix is built in) and a
-   second matmul with the stacked B adds the result. Two matmuls per output slice
-   whatever the number of adapters; a first version with a Python loop over
-   adapter segments cost ~2.6x at 8 adapters. The matmuls run in float32 on cached
-   float32 copies (refreshed when vLLM writes a slot): on this CPU a tiny bf16
-   matmul (16x576 @ 576x16) takes ~7x longer than fp32. `add_lora_logits` groups
-   rows by adapter segment.
+   `PunicaWrapperCPU.add_lora_linear` is replaced by grouped math
+   (engine/cpu_lora_grouped.py): tokens grouped by slot once per step, every
+   slice of a layer fused, two bmms per layer, rows without an adapter untouched
+   (so the fix is built in). Earlier versions and why they lost: a Python loop
+   over adapter segments (~2.6x slower at 8 adapters: op count), then all slots
+   stacked into one matmul with a mask (8x the FLOPs at one adapter: 0.4x base).
+   `add_lora_logits` groups rows by adapter segment.
 
 `CODETAILOR_CPU_LORA` selects the mode (for benchmarks and the bug's own test):
 `segment` (default: fix + speed), `fix` (masked stock ops only), `off` (stock).
@@ -30,6 +27,8 @@ Registering twice is harmless (vLLM may call it more than once per process).
 from __future__ import annotations
 
 import os
+
+from engine import cpu_lora_grouped as grouped
 
 MODES = ("segment", "fix", "off")
 _MARK = "_codetailor_patched"
@@ -52,6 +51,7 @@ def register() -> None:
         return
     _install_masked_ops()
     if m == "segment":
+        _install_slot_tracking()
         _install_segment_wrapper()
 
 
@@ -139,42 +139,30 @@ def _as_f32(stack):
     return copy
 
 
-def _stacked(a, b):
-    """float32 [A_0; ...; A_L-1] as (L*rank, in) and [B_0 ... B_L-1] as (L*rank, out), cached
-    until vLLM writes into either stack."""
-    hit = _f32.get(id(a))
-    if hit is not None and hit[0] is a and hit[1] == a._version and hit[2] is b and hit[3] == b._version:
-        return hit[4], hit[5]
-    slots, _, rank, d_in = a.shape
-    a_cat = a.float().reshape(slots * rank, d_in)
-    b_cat = b[:, 0].float().transpose(1, 2).reshape(slots * rank, b.shape[2]).contiguous()
-    _f32[id(a)] = (a, a._version, b, b._version, a_cat, b_cat)
-    return a_cat, b_cat
-
-
-def _mask(wrapper, n: int, slots: int, rank: int, scale: float):
-    """(n, slots*rank) float32: `scale` on each token's own slot's rank columns, 0 elsewhere
-    (all 0 for a row without adapter). Built once per step and shape."""
-    import torch
-
-    key = (n, slots, rank, scale)
-    m = wrapper._ct_masks.get(key)
-    if m is None:
-        idx = wrapper.token_lora_indices[:n]
-        onehot = torch.zeros(n, slots, dtype=torch.float32)
-        rows = torch.nonzero(idx >= 0, as_tuple=False).squeeze(1)
-        onehot[rows, idx[rows]] = scale
-        m = onehot.repeat_interleave(rank, dim=1)
-        wrapper._ct_masks[key] = m
-    return m
-
-
 def _add_rows(y, rows, col0: int, delta) -> None:
     cols = y[:, col0:col0 + delta.shape[1]]
     if isinstance(rows, slice):
         cols[rows] += delta.to(y.dtype)
     else:
         cols.index_add_(0, rows, delta.to(y.dtype))
+
+
+def _install_slot_tracking() -> None:
+    """Log which slot each adapter activation writes, so the float32 copies refresh one slot."""
+    from vllm.lora.model_manager import LoRAModelManager
+
+    if getattr(LoRAModelManager.activate_adapter, _MARK, False):
+        return
+    stock = LoRAModelManager.activate_adapter
+
+    def activate_adapter(self, lora_id: int) -> bool:
+        done = stock(self, lora_id)
+        if done:
+            grouped.note_activation(self.lora_index_to_id.index(lora_id))
+        return done
+
+    setattr(activate_adapter, _MARK, True)
+    LoRAModelManager.activate_adapter = activate_adapter
 
 
 def _install_segment_wrapper() -> None:
@@ -187,29 +175,15 @@ def _install_segment_wrapper() -> None:
     def update_metadata(self, *args, **kwargs):
         stock_update(self, *args, **kwargs)
         # Once per step, not once per layer: the grouping is shared by every layer.
-        self._ct_token_segments = _segments(self.token_lora_indices)
-        self._ct_masks = {}
+        self._ct_groups = grouped.groups(self.token_lora_indices)
         self._ct_sampler_segments = _segments(self.sampler_indices)
 
     def add_lora_linear(self, y, x, lora_a_stacked, lora_b_stacked, scale, output_slices,
                         *, buffer=None, add_inputs=True, **kwargs):
-        # All slots at once: h = x @ [A_0; ...; A_L-1]^T is (tokens, L*rank); a per-step
-        # mask keeps each token's own slot's rank columns (zero for base rows), then
-        # y[:, slice] += h @ [B_0 ... B_L-1]. Two matmuls per slice whatever the number
-        # of adapters, no Python loop over adapters; base rows get exactly + 0.
-        if not self._ct_token_segments:
+        if self._ct_groups is None:
             return None
-        y2 = y.view(-1, y.shape[-1])
-        x2 = x.view(-1, x.shape[-1])
-        n = min(x2.shape[0], y2.shape[0], self.token_lora_indices.shape[0])
-        xf = x2[:n].float()
-        offset = 0
-        for a, b, width in zip(lora_a_stacked, lora_b_stacked, output_slices):
-            a_cat, b_cat = _stacked(a, b)
-            h = xf @ a_cat.t()
-            h.mul_(_mask(self, n, a.shape[0], a.shape[2], scale))
-            y2[:n, offset:offset + width] += (h @ b_cat)[:, :width].to(y2.dtype)
-            offset += width
+        weights = grouped.fused(lora_a_stacked, lora_b_stacked, output_slices)
+        grouped.apply(y.view(-1, y.shape[-1]), x.view(-1, x.shape[-1]), self._ct_groups, weights, scale)
         return None
 
     def add_lora_logits(self, y, x, lora_a_stacked, lora_b_stacked, scale, *, buffer=None, **kwargs):
@@ -235,10 +209,11 @@ def _install_segment_wrapper() -> None:
 
 # --- measurement (bench/engine_bench.py --ops-only) ----------------------------------------
 
-def op_microbench(tokens: int = 16, slots: int = 8, rank: int = 16, repeats: int = 20) -> dict:
-    """The LoRA op alone, one decode step of SmolLM2's 30 layers (qkv, o, gate_up, down):
-    stock vLLM torch ops (gather a weight matrix per token) vs the plugin's per-segment
-    matmuls. In-process and short, so far less sensitive to machine load than the engine."""
+def op_microbench(tokens: int = 16, slots: int = 8, adapters: int = 8, rank: int = 16,
+                  repeats: int = 20) -> dict:
+    """The LoRA op alone, one decode step of SmolLM2's 30 layers (qkv, o, gate_up, down), with
+    `tokens` spread over `adapters` of the `slots`: stock vLLM torch ops (gather a weight
+    matrix per token) vs the plugin's grouped matmuls. In-process and short, so far less sensitive to machine load than the engine."""
     import time
 
     import torch
@@ -251,15 +226,14 @@ def op_microbench(tokens: int = 16, slots: int = 8, rank: int = 16, repeats: int
         a = tuple(torch.randn(slots, 1, rank, d_in, dtype=torch.bfloat16) for _ in outs)
         b = tuple(torch.randn(slots, 1, o, rank, dtype=torch.bfloat16) for o in outs)
         layers.append((torch.randn(tokens, d_in, dtype=torch.bfloat16), a, b, outs))
-    idx = torch.arange(tokens) % slots  # every token on an adapter, all slots busy
+    idx = torch.arange(tokens) % adapters  # every token on an adapter
 
     def wrapper():
         w = PunicaWrapperCPU(256, 64, "cpu")
         w._token_lora_indices[:tokens] = idx
         w.indices_len = [tokens] * 4
         w.is_prefill = False
-        w._ct_token_segments = _segments(w.token_lora_indices)
-        w._ct_masks = {}
+        w._ct_groups = grouped.groups(w.token_lora_indices)
         return w
 
     def step(fn, w):
@@ -275,7 +249,7 @@ def op_microbench(tokens: int = 16, slots: int = 8, rank: int = 16, repeats: int
     if stock is segment:
         raise RuntimeError("op_microbench needs the stock op: set CODETAILOR_CPU_LORA=off before importing vllm")
     w = wrapper()
-    out = {"tokens": tokens, "slots": slots, "rank": rank}
+    out = {"tokens": tokens, "slots": slots, "adapters": adapters, "rank": rank}
     for name, fn in (("stock_ms_per_step", stock), ("segment_ms_per_step", segment)):
         step(fn, w)
         t = time.perf_counter()

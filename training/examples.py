@@ -13,6 +13,12 @@ line is a target once. A span's cursor is one of:
 - "fim":     either cursor, with the code after the span as the suffix (the FIM substitute)
 Spans outside the code the selection prefers (deprecated symbols, old lines) are
 kept with probability `other_code_weight`.
+
+With packing (training.packing, see training/packing.py) the plain cursors come
+from "window" examples instead: each file as a few long sequences whose every
+token is a target once. Only `cursor_fraction` of the spans still get a cursor
+example, one a window cannot show: "fim" (the code after the cursor) or, with
+neighbours, any kind with retrieved snippets.
 """
 
 from __future__ import annotations
@@ -26,11 +32,13 @@ from codetailor.errors import PromptTooLong
 from codetailor.prompt_format import PromptParts, Snippet, build, cursor_parts, query_lines
 
 from training.corpus import CorpusFile
+from training.packing import LineIndex, window_bounds
 
 # query text, the example's own path -> snippets best first (never from that path)
 Neighbours = Callable[[str, str], Sequence[Snippet]]
 KINDS = ("line", "midline", "fim")
 KIND_WEIGHTS = (0.4, 0.3, 0.3)
+WINDOW = "window"
 
 
 @dataclass(frozen=True)
@@ -60,13 +68,17 @@ class Cursor:
 
 class ExampleBuilder:
     def __init__(self, tokenizer, prompt_cfg, seq_len: int, target_tokens: int,
-                 neighbours: Neighbours | None = None, query_window: int = 10):
+                 neighbours: Neighbours | None = None, query_window: int = 10, *,
+                 packing: bool = False, window_context: int = 64, cursor_fraction: float = 0.2):
         self.tok = tokenizer
         self.prompt_cfg = prompt_cfg
         self.seq_len = seq_len
         self.target_tokens = min(target_tokens, seq_len // 2)
         self.neighbours = neighbours
         self.query_window = query_window
+        self.packing = packing
+        self.window_context = window_context
+        self.cursor_fraction = cursor_fraction
         self.count = lru_cache(maxsize=200_000)(lambda s: len(self.encode(s)))
 
     def encode(self, text: str) -> list[int]:
@@ -143,6 +155,9 @@ class ExampleBuilder:
 
     def file_examples(self, f: CorpusFile, origin: str, rng: random.Random, *, rag_fraction: float = 0.0,
                       other_weight: float = 1.0, max_examples: int | None = None) -> list[Example]:
+        if self.packing:
+            return self.packed_examples(f, origin, rng, rag_fraction=rag_fraction, other_weight=other_weight,
+                                        max_examples=max_examples)
         out = []
         for start, end in self.spans(f, rng):
             if max_examples is not None and len(out) >= max_examples:
@@ -151,6 +166,56 @@ class ExampleBuilder:
                 continue
             kind = rng.choices(KINDS, KIND_WEIGHTS)[0]
             rag = self.neighbours is not None and rng.random() < rag_fraction
+            ex = self.example(self.cursor(f, start, end, kind, rng), origin, rag)
+            if ex is not None:
+                out.append(ex)
+        return out
+
+    # -- packing -----------------------------------------------------------------------
+    def header(self, path: str) -> list[int] | None:
+        """The ids of what the shared prompt format renders for `path` with an empty prefix
+        (repository header and file separator); None when that alone exceeds seq_len."""
+        try:
+            built = build(PromptParts(path=path, prefix=""), self.count, self.seq_len)
+        except PromptTooLong:
+            return None
+        return self.encode(built.text)
+
+    def windows(self, f: CorpusFile, origin: str, rng: random.Random, other_weight: float = 1.0) -> list[Example]:
+        """The file as packed windows (training/packing.py): each token a target once.
+        A window whose target lines the selection does not prefer is kept with
+        probability `other_weight`."""
+        head = self.header(f.path)
+        if head is None or len(head) >= self.seq_len:
+            return []
+        enc = self.tok(f.text, add_special_tokens=False, verbose=False,   # a whole file exceeds model_max_length
+                       return_offsets_mapping=f.preferred is not None)
+        ids = enc["input_ids"]
+        lines = LineIndex(f.text, enc["offset_mapping"]) if f.preferred is not None else None
+        out = []
+        for ctx, start, end in window_bounds(len(ids), self.seq_len - len(head), self.window_context):
+            if lines is not None and not f.prefers(*lines.lines(start, end)) and rng.random() >= other_weight:
+                continue
+            out.append(Example(tuple(head + ids[ctx:end]), len(head) + start - ctx, origin, WINDOW, f.path))
+        return out
+
+    def packed_examples(self, f: CorpusFile, origin: str, rng: random.Random, *, rag_fraction: float = 0.0,
+                        other_weight: float = 1.0, max_examples: int | None = None) -> list[Example]:
+        """Windows, plus a cursor example for `cursor_fraction` of the spans; with
+        `max_examples`, a random sample of those (only the sampled cursors are built)."""
+        windows: list = self.windows(f, origin, rng, other_weight)
+        spans = [s for s in self.spans(f, rng)
+                 if rng.random() < self.cursor_fraction and (f.prefers(*s) or rng.random() < other_weight)]
+        if max_examples is not None and len(windows) + len(spans) > max_examples:
+            chosen = rng.sample(windows + spans, max_examples)
+            windows = [c for c in chosen if isinstance(c, Example)]
+            spans = [c for c in chosen if not isinstance(c, Example)]
+        out = list(windows)
+        for start, end in spans:
+            # Windows already train the plain cursors: a cursor example shows what they cannot,
+            # retrieved neighbours (rag_fraction of them, any kind) or the code after the cursor.
+            rag = self.neighbours is not None and rng.random() < rag_fraction
+            kind = rng.choices(KINDS, KIND_WEIGHTS)[0] if rag else "fim"
             ex = self.example(self.cursor(f, start, end, kind, rng), origin, rag)
             if ex is not None:
                 out.append(ex)

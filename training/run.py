@@ -25,7 +25,7 @@ from codetailor.model import model_checksum, resolve_base_model
 from codetailor.prompt_format import Snippet, snippets_from
 
 from training.corpus import CorpusFile, TrainingError, public_files, split_files, tenant_files, tenant_sources
-from training.examples import Example, ExampleBuilder, Neighbours
+from training.examples import WINDOW, Example, ExampleBuilder, Neighbours
 from training.loop import Checkpoint, LoopConfig, mean_loss, run_loop, torch_threads
 from training.lora import attach_lora, load_base, save_adapter
 
@@ -57,31 +57,62 @@ def retrieval_neighbours(settings, paths: TenantPaths, exclude: Sequence[str]) -
     return neighbours
 
 
+def example_builder(tokenizer, settings, neighbours: Neighbours | None = None, *,
+                    packing: bool | None = None) -> ExampleBuilder:
+    """The builder the training config describes (`packing` overrides the config's)."""
+    cfg = settings.training
+    return ExampleBuilder(tokenizer, settings.prompt, cfg.seq_len, cfg.target_tokens, neighbours,
+                          settings.retrieval.query_lines, packing=cfg.packing if packing is None else packing,
+                          window_context=cfg.window_context, cursor_fraction=cfg.cursor_fraction)
+
+
 def build_examples(builder: ExampleBuilder, files: Sequence[CorpusFile], origin: str, seed: int, *,
                    rag_fraction: float = 0.0, other_weight: float = 1.0, limit: int | None = None,
-                   per_file: int | None = None, progress: bool = False) -> list[Example]:
-    """Examples of `files` in a seeded order; with `limit`, files are visited in a seeded
-    shuffle and at most `per_file` examples are taken from each until `limit` are made."""
+                   per_file: int | None = None, target_limit: int | None = None,
+                   progress: bool = False) -> list[Example]:
+    """Examples of `files` in a seeded order; with `limit` (examples) or `target_limit`
+    (target tokens), files are visited in a seeded shuffle and at most `per_file` examples
+    are taken from each until the limit is reached."""
     rng = random.Random(seed)
     files = list(files)
-    if limit is not None:
+    limited = limit is not None or target_limit is not None
+    if limited:
         rng.shuffle(files)
     out: list[Example] = []
+    targets = 0
     it = files
     if progress:
         from tqdm import tqdm
         it = tqdm(files, desc=f"{origin} examples", unit="file", leave=False)
     for f in it:
-        if limit is not None and len(out) >= limit:
+        if (limit is not None and len(out) >= limit) or (target_limit is not None and targets >= target_limit):
             break
-        out.extend(builder.file_examples(f, origin, random.Random(f"{seed}:{f.path}"), rag_fraction=rag_fraction,
-                                         other_weight=other_weight, max_examples=per_file))
+        for ex in builder.file_examples(f, origin, random.Random(f"{seed}:{f.path}"), rag_fraction=rag_fraction,
+                                        other_weight=other_weight, max_examples=per_file):
+            if target_limit is not None and targets >= target_limit:
+                break
+            out.append(ex)
+            targets += ex.n_target
     return out[:limit] if limit is not None else out
 
 
 def replay_count(n_tenant: int, ratio: float) -> int:
-    """Public examples to add so they are `ratio` of the mixed set."""
+    """Public examples (or target tokens) to add so they are `ratio` of the mixed set."""
     return 0 if ratio <= 0 else round(n_tenant * ratio / (1 - ratio))
+
+
+def replay_examples(builder: ExampleBuilder, tenant: Sequence[Example], public: Sequence[CorpusFile],
+                    ratio: float, seed: int) -> list[Example]:
+    """Public examples, built like the tenant's, making up `ratio` of the mix.
+
+    Unpacked, the ratio counts examples (all of about one size). Packed, windows
+    (~440 target tokens at seq_len 512) and cursor examples (~240) differ, so it counts
+    target tokens, the tokens the loss learns from; the example shares stay close
+    because both sides mix windows and cursor examples alike."""
+    if builder.packing:
+        want = replay_count(sum(e.n_target for e in tenant), ratio)
+        return build_examples(builder, public, "public", seed, target_limit=want, per_file=8)
+    return build_examples(builder, public, "public", seed, limit=replay_count(len(tenant), ratio), per_file=8)
 
 
 def _fingerprint(*parts) -> str:
@@ -128,24 +159,23 @@ def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
     neighbours = None
     if opts.rag_augmented:
         neighbours = (neighbours_factory or (lambda ex: retrieval_neighbours(settings, paths, ex)))(split.heldout)
-    builder = ExampleBuilder(tokenizer, settings.prompt, cfg.seq_len, cfg.target_tokens, neighbours,
-                             settings.retrieval.query_lines)
+    builder = example_builder(tokenizer, settings, neighbours)
     tenant_ex = build_examples(builder, train_files, "tenant", cfg.seed, rag_fraction=cfg.rag_fraction,
                                other_weight=cfg.other_code_weight, progress=opts.progress)
     if not tenant_ex:
         raise TrainingError(f"tenant {paths.tenant!r}: the selected train files yield no training examples")
-    # Held-out and public examples carry no neighbours: their losses compare like with like.
-    plain = ExampleBuilder(tokenizer, settings.prompt, cfg.seq_len, cfg.target_tokens, None)
+    # Held-out and public-eval examples are cursor examples without neighbours, never packed: their
+    # losses measure the serving layout at a cursor and compare like with like across runs.
+    plain = example_builder(tokenizer, settings, packing=False)
     heldout_ex = build_examples(plain, heldout_files, "tenant", cfg.seed + 1, limit=cfg.eval_examples,
                                 per_file=max(1, -(-cfg.eval_examples // max(1, len(heldout_files)))))
-    n_replay = replay_count(len(tenant_ex), opts.replay_ratio)
     public_ex, public_eval = [], []
-    if n_replay or opts.replay_ratio > 0:
+    if opts.replay_ratio > 0:
         pub = public_files()
         psplit = split_files([f.path for f in pub], PUBLIC_SEED, PUBLIC_HELDOUT_FRACTION)
         pheld = set(psplit.heldout)
-        public_ex = build_examples(plain, [f for f in pub if f.path not in pheld], "public", cfg.seed + 2,
-                                   limit=n_replay, per_file=8)
+        public_ex = replay_examples(example_builder(tokenizer, settings), tenant_ex,
+                                    [f for f in pub if f.path not in pheld], opts.replay_ratio, cfg.seed + 2)
         public_eval = build_examples(plain, [f for f in pub if f.path in pheld], "public", PUBLIC_SEED,
                                      limit=cfg.eval_examples, per_file=2)
     examples = tenant_ex + public_ex
@@ -162,7 +192,9 @@ def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
              "replay_ratio": opts.replay_ratio, "rag_augmented": opts.rag_augmented,
              "rag_fraction": cfg.rag_fraction if opts.rag_augmented else 0.0, "seed": cfg.seed,
              "base_weights": cfg.base_weights, "autocast": "bfloat16", "target_modules": "q,k,v,o,gate,up,down",
-             "time_budget_s": opts.time_budget}
+             "time_budget_s": opts.time_budget, "packing": cfg.packing,
+             "window_context": cfg.window_context if cfg.packing else None,
+             "cursor_fraction": cfg.cursor_fraction if cfg.packing else None}
     key = _fingerprint(checksum, hyper, split.to_dict(), examples)
     work = paths.work_dir / "train"
     for stale in work.glob("*.pt") if work.is_dir() else []:
@@ -191,8 +223,11 @@ def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
                  "train_bytes": sum(len(f.text.encode()) for f in train_files),
                  "tenant_examples": len(tenant_ex), "public_examples": len(public_ex),
                  "rag_examples": sum(e.rag for e in tenant_ex),
-                 "kinds": {k: sum(e.kind == k for e in tenant_ex) for k in ("line", "midline", "fim")},
+                 "kinds": {k: sum(e.kind == k for e in tenant_ex) for k in ("line", "midline", "fim", WINDOW)},
                  "tokens_per_epoch": sum(len(e.ids) for e in examples),
+                 "target_tokens_per_epoch": sum(e.n_target for e in examples),
+                 "tenant_target_tokens": sum(e.n_target for e in tenant_ex),
+                 "public_target_tokens": sum(e.n_target for e in public_ex),
                  "heldout_examples": len(heldout_ex), "public_eval_examples": len(public_eval),
                  "public_corpus": "python stdlib"},
         "epochs_seen": round(epochs_seen, 4),

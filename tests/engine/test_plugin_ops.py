@@ -29,8 +29,7 @@ def _wrapper(slots):
     w._token_lora_indices[: len(slots)] = idx
     w._sampler_indices[: len(slots)] = idx
     w.indices_len = [len(slots)] * 4
-    w._ct_token_segments = cpu_lora_plugin._segments(w.token_lora_indices)
-    w._ct_masks = {}
+    w._ct_groups = cpu_lora_plugin.grouped.groups(w.token_lora_indices)
     w._ct_sampler_segments = cpu_lora_plugin._segments(w.sampler_indices)
     return w
 
@@ -102,3 +101,68 @@ def test_bf16_weights_use_a_float32_copy_that_follows_in_place_updates():
                       [1, 1, -1], 1.0, (6,))
     torch.testing.assert_close(second.float(), want, rtol=2e-2, atol=2e-2)
     assert not torch.equal(first, second)
+
+
+def _bf16_stacks(slots=3, rank=2, d_in=5, widths=(4, 3)):
+    a = tuple(torch.randn(slots, 1, rank, d_in).bfloat16() for _ in widths)
+    b = tuple(torch.randn(slots, 1, w, rank).bfloat16() for w in widths)
+    return a, b
+
+
+def _check_fused(w, a, b, widths):
+    """A side by side per slice, B block-diagonal: x A^T B^T per slice, nothing across slices."""
+    x = torch.randn(2, a[0].shape[3])
+    for s in range(a[0].shape[0]):
+        got = (x @ w.a[s]) @ w.b[s]
+        want = torch.cat([(x @ ai[s, 0].float().T) @ bi[s, 0].float().T for ai, bi in zip(a, b)], dim=1)
+        torch.testing.assert_close(got, want)
+
+
+def test_fused_weights_refresh_only_the_activated_slot():
+    torch.manual_seed(2)
+    g = cpu_lora_plugin.grouped
+    widths = (4, 3)
+    a, b = _bf16_stacks(widths=widths)
+    first = g.fused(a, b, widths)
+    for t in a + b:  # vLLM's activate_adapter: reset_lora + set_lora on one slot ...
+        t[1] = torch.randn_like(t[1].float()).bfloat16()
+    g.note_activation(1)  # ... then our log entry
+    again = g.fused(a, b, widths)
+    assert again is first  # updated in place, not rebuilt
+    _check_fused(again, a, b, widths)
+
+
+def test_fused_weights_rebuild_after_a_write_nobody_logged():
+    torch.manual_seed(3)
+    g = cpu_lora_plugin.grouped
+    widths = (4, 3)
+    a, b = _bf16_stacks(widths=widths)
+    first = g.fused(a, b, widths)
+    a[0][2] = torch.randn_like(a[0][2].float()).bfloat16()  # no activation logged
+    again = g.fused(a, b, widths)
+    assert again is not first
+    _check_fused(again, a, b, widths)
+
+
+def test_groups_pad_uneven_slots_and_skip_base_rows():
+    grp = cpu_lora_plugin.grouped.groups(torch.tensor([3, -1, 1, 3, 3, -1]))
+    assert (grp.lo, grp.k, grp.g) == (1, 3, 3)  # slots 1..3, the largest group has 3 rows
+    assert sorted(grp.rows.tolist()) == [0, 2, 3, 4]
+    assert grp.gather[grp.pos].tolist() == grp.rows.tolist()
+    assert cpu_lora_plugin.grouped.groups(torch.tensor([-1, -1])) is None
+
+
+def test_slot_tracking_hooks_vllm_activate_adapter():
+    cpu_lora_plugin.register()
+    from vllm.lora.model_manager import LoRAModelManager
+
+    assert getattr(LoRAModelManager.activate_adapter, cpu_lora_plugin._MARK, False)
+
+
+def test_groups_in_order_only_when_rows_are_already_grouped():
+    g = cpu_lora_plugin.grouped
+    assert g.groups(torch.tensor([2, 2, 2])).in_order
+    assert g.groups(torch.tensor([0, 0, 1, 1])).in_order
+    assert not g.groups(torch.tensor([1, 0, 1, 0])).in_order
+    assert not g.groups(torch.tensor([0, 0, 0, 1])).in_order  # uneven: padded
+    assert not g.groups(torch.tensor([0, -1])).in_order

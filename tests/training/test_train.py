@@ -80,7 +80,11 @@ def test_train_publishes_an_inactive_peft_adapter(tiny_llama, tenant_repo):
     assert held and meta["split"]["train_files"] + len(held) == 6
     assert meta["base_model"]["checksum"] and meta["public_loss_change"] == pytest.approx(summary["public_loss_change"], abs=1e-4)
     d = meta["data"]
-    assert abs(d["public_examples"] / (d["public_examples"] + d["tenant_examples"]) - 0.25) < 0.05
+    # packed (the default): windows train the plain cursors, replay holds the ratio in target tokens
+    assert d["kinds"]["window"] > 0 and meta["hyper_parameters"]["packing"] is True
+    pub, ten = d["public_target_tokens"], d["tenant_target_tokens"]
+    assert abs(pub / (pub + ten) - 0.25) < 0.05
+    assert d["target_tokens_per_epoch"] == pub + ten < d["tokens_per_epoch"]
     # the adapter loads with peft and changes the base model's output
     from transformers import AutoModelForCausalLM
 
