@@ -123,6 +123,7 @@ async def _inproc(home: Path, runs: dict, concurrency: int) -> dict:
     from engine.protocol import GenerationRequest
     from engine.resolver import AdapterResolver
     from engine.vllm_engine import VllmEngine
+    from serving.ingress import at_line_start
 
     settings = settings_for(home)
     t0 = time.perf_counter()
@@ -140,7 +141,7 @@ async def _inproc(home: Path, runs: dict, concurrency: int) -> dict:
         paths = h.tenant(r["tenant"])
         ref = resolver.ref_for(paths.tenant) if AdapterStore(paths).serving_system() in ("ft", "ft+rag") else None
         budget = min(settings.prompt.budget_tokens, settings.engine.max_model_len - r["max_tokens"])
-        built = pf.build(pf.PromptParts(path=r["path"], prefix=r["prefix"], suffix=""), count, budget,
+        built = pf.build(pf.PromptParts(path=r["path"], prefix=at_line_start(r["prefix"])[0], suffix=""), count, budget,
                          max_suffix_lines=settings.prompt.max_suffix_lines,
                          min_prefix_share=settings.prompt.min_prefix_share)
         return GenerationRequest(prompt=built.text, max_tokens=r["max_tokens"], adapter=ref)

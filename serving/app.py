@@ -40,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from codetailor.config import Settings, load_settings
 from codetailor.errors import CodetailorError, ConfigError
 from codetailor.model import resolve_base_model
+from serving._loopback import ENV as LOOPBACK_ENV
 
 log = logging.getLogger("codetailor.serving.app")
 APP_NAME = "codetailor"
@@ -196,6 +197,7 @@ def start_stack(settings: Settings, *, num_cpus: int | None = None) -> Stack:
     # is set, exposing GCS, raylet and workers beyond the host (tests/reliability/test_transport.py).
     # Only for this local single-node cluster; a RayService sets its own addresses.
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault(LOOPBACK_ENV, "1")  # and Serve replicas' own gRPC servers (serving/_loopback.py)
     temp_dir = Path(tempfile.mkdtemp(prefix="ct-ray-"))  # short: Ray puts unix sockets here
     os.chmod(temp_dir, 0o700)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import AsyncIterator
@@ -24,7 +25,10 @@ from codetailor.errors import NotFound, PromptTooLong
 from codetailor.home import Home, TenantPaths
 from engine.protocol import AdapterLoadError, AdapterRef
 from serving.model import adapter_model_id
+from serving._loopback import pin_replica_grpc_to_loopback
 from serving.status import ServingError, invalid
+
+pin_replica_grpc_to_loopback()  # before Serve starts this replica's gRPC server
 
 log = logging.getLogger("codetailor.serving.ingress")
 
@@ -37,6 +41,33 @@ class _Prepared:
     retrieval_ms: float
     suffix: str
     tenant: str
+    line_start: bool = False
+
+
+def at_line_start(prefix: str) -> tuple[str, bool]:
+    """An editor at a line start sends a prefix ending in "\n"; the shared prompt format
+    (`prompt_format.cursor_parts`, as training and evaluation lay cursors out) ends the
+    prompt at the previous line instead and lets the model emit the newline. Returns the
+    prompt's prefix and whether the completion's first line must then be dropped."""
+    if prefix.endswith("\n") and prefix.strip():
+        return prefix[:-1], True
+    return prefix, False
+
+
+class LineStartFilter:
+    """`prompt_format.completion_at_line_start` for a stream: drops everything up to
+    and including the first newline (the model finishing the previous line)."""
+
+    def __init__(self):
+        self.open = False
+
+    def feed(self, delta: str) -> str:
+        if self.open:
+            return delta
+        head, sep, rest = delta.partition("\n")
+        if sep:
+            self.open = True
+        return rest
 
 
 def _system(ft: bool, rag: bool) -> str:
@@ -58,6 +89,19 @@ class Ingress:
         self._tok = Tokenizer.from_file(f"{model_path}/tokenizer.json")
         self.metrics = metrics()
         self._retrieval = None
+        if settings.retrieval.top_k > 0:
+            # Load the embedding model now, off the request path: the first query would
+            # otherwise wait ~4 s for it (measured by the demo).
+            threading.Thread(target=self._warm_retrieval, name="warm-retrieval", daemon=True).start()
+
+    def _warm_retrieval(self) -> None:
+        try:
+            import retrieval.embed
+
+            r = self.settings.retrieval
+            retrieval.embed.embed(r.embedding_model, ["def warm_up():"], threads=r.embed_threads)
+        except Exception as e:  # a missing model shows on the first search, with its own message
+            log.warning("could not preload the embedding model: %s: %s", type(e).__name__, e)
 
     def count_tokens(self, text: str) -> int:
         return len(self._tok.encode(text, add_special_tokens=False).ids)
@@ -109,13 +153,14 @@ class Ingress:
 
     def _prepare(self, req: dict) -> _Prepared:
         paths = self.home.tenant(req["tenant"])
+        prefix, line_start = at_line_start(req["prefix"])
         wanted = AdapterStore(paths).serving_system()
         ref = self._adapter(paths) if wanted in ("ft", "ft+rag") else None
         t0 = time.perf_counter()
-        hits, used_rag = self._retrieve(paths, req["prefix"]) if wanted in ("rag", "ft+rag") else ([], False)
+        hits, used_rag = self._retrieve(paths, prefix) if wanted in ("rag", "ft+rag") else ([], False)
         retrieval_ms = (time.perf_counter() - t0) * 1000
         budget = min(self.settings.prompt.budget_tokens, self.settings.engine.max_model_len - req["max_tokens"])
-        parts = pf.PromptParts(path=req["path"], prefix=req["prefix"], suffix=req["suffix"],
+        parts = pf.PromptParts(path=req["path"], prefix=prefix, suffix=req["suffix"],
                                snippets=pf.snippets_from(hits))
         try:
             built = pf.build(parts, self.count_tokens, budget, max_suffix_lines=self.settings.prompt.max_suffix_lines,
@@ -130,7 +175,7 @@ class Ingress:
                      "temperature": req["temperature"], "stop": req["stop"], "adapter_id": adapter_model_id(ref),
                      "deadline": req.get("deadline")}
         return _Prepared(model_req, _system(ref is not None, used_rag and bool(snippets)), snippets,
-                         retrieval_ms, built.parts.suffix, str(paths.tenant))
+                         retrieval_ms, built.parts.suffix, str(paths.tenant), line_start)
 
     def _handle(self, prep: _Prepared, stream: bool):
         opts = {"multiplexed_model_id": prep.model_req["adapter_id"]} if prep.model_req["adapter_id"] else {}
@@ -162,8 +207,9 @@ class Ingress:
         r = await self._handle(prep, stream=False).generate.remote(prep.model_req)
         if "error" in r:
             return r
-        text = pf.cut_at_suffix(r["text"], prep.suffix)
-        if text != r["text"]:
+        raw = pf.completion_at_line_start(r["text"]) if prep.line_start else r["text"]
+        text = pf.cut_at_suffix(raw, prep.suffix)
+        if text != raw:
             r["finish_reason"] = "stop"
         try:
             return self._summary(prep, r, (time.perf_counter() - t0) * 1000, text)
@@ -178,6 +224,7 @@ class Ingress:
             yield e.as_dict()
             return
         cutter = SuffixCutter(prep.suffix)
+        line_start = LineStartFilter() if prep.line_start else None
         t0 = time.perf_counter()
         gen = self._handle(prep, stream=True).stream.remote(prep.model_req)
         async for item in gen:
@@ -193,7 +240,8 @@ class Ingress:
                 except ServingError as e:
                     yield e.as_dict()
                 return
-            out, cut = cutter.feed(item["text"])
+            delta = line_start.feed(item["text"]) if line_start else item["text"]
+            out, cut = cutter.feed(delta)
             if out:
                 yield {"text": out}
             if cut:  # the model started repeating the code after the cursor

@@ -23,7 +23,10 @@ from typing import AsyncIterator
 
 from codetailor.config import Settings
 from engine.protocol import AdapterLoadError, AdapterRef, EngineError, GenerationRequest
+from serving._loopback import pin_replica_grpc_to_loopback
 from serving.status import ServingError
+
+pin_replica_grpc_to_loopback()  # before Serve starts this replica's gRPC server
 
 log = logging.getLogger("codetailor.serving.model")
 _RETRY_FAILED_S = 30.0

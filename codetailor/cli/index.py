@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from codetailor.cli import add_json_flag
@@ -60,7 +61,8 @@ def _index(args) -> dict:
     settings = get_settings()
     paths = _paths(settings, args.tenant)
     return index_source(settings, paths, Path(args.path), source=args.source, selection=selection_from_args(args),
-                        chunking=args.chunking, rebuild=args.rebuild, progress=not args.json)
+                        chunking=args.chunking, rebuild=args.rebuild,
+                        progress=not args.json or sys.stderr.isatty())  # bars on stderr, JSON on stdout
 
 
 def _search(args):

@@ -9,6 +9,7 @@ index already knows them and the selection each was indexed with.
 from __future__ import annotations
 
 import re
+import sys
 
 from codetailor.cli import add_json_flag
 from codetailor.config import get_settings
@@ -88,5 +89,6 @@ def _train(args) -> dict:
     from training import TrainOptions, train_tenant
 
     opts = TrainOptions(rank=rank, alpha=alpha, epochs=epochs, time_budget=budget, rag_augmented=args.rag_augmented,
-                        replay_ratio=ratio, selection=selection, progress=not args.json)
+                        replay_ratio=ratio, selection=selection,
+                        progress=not args.json or sys.stderr.isatty())  # bars on stderr, JSON on stdout
     return train_tenant(settings, paths, opts)

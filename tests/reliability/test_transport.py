@@ -7,7 +7,6 @@ import asyncio
 import datetime as dt
 import ipaddress
 
-from pathlib import Path
 
 import psutil
 import pytest
@@ -15,7 +14,6 @@ import pytest
 from serving.client import ClientError, CompletionClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.engine, pytest.mark.model]
-ROOT = Path(__file__).resolve().parents[2]
 LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
 OK = dict(prefix="def add(a, b):\n    return", path="m.py", max_tokens=2)
 
@@ -92,18 +90,9 @@ def test_default_binds_loopback_only(serving_stack):
 
 # Ray 2.60 turns `_node_ip_address="127.0.0.1"` into the machine's address
 # (services.resolve_ip_for_localhost) and then binds GCS, raylet, workers and agents
-# on all interfaces. With RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 in the environment of
-# ray.init, its node address stays 127.0.0.1 and every port binds loopback (checked
-# by hand, see docs/reliability.md). serving/app.py's start_stack has to set it;
-# until it does this test documents the gap (strict: it fails once fixed, drop the mark).
-# What even that leaves open: each Serve replica's inter-deployment gRPC server, which
-# Ray 2.60 binds to "[::]:0" unconditionally (ray/serve/_private/replica.py, no option);
-# it is listed below as the one known exception (see docs/reliability.md).
-_APP_PINS_LOOPBACK = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" in (ROOT / "serving" / "app.py").read_text()
-
-
-@pytest.mark.xfail(not _APP_PINS_LOOPBACK, strict=True,
-                   reason="start_stack does not yet keep Ray's node address on loopback")
+# on all interfaces; start_stack sets RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 so the node
+# address stays 127.0.0.1. Each Serve replica's inter-deployment gRPC server, which Ray
+# binds to "[::]:0" with no option, is moved to 127.0.0.1 by serving/_loopback.py.
 def test_ray_ports_are_not_exposed_beyond_the_host(serving_stack):
     """Every listening socket of the cluster's processes (GCS, raylet, workers, agents,
     replicas, the metrics exporter) binds a loopback address."""
@@ -111,10 +100,5 @@ def test_ray_ports_are_not_exposed_beyond_the_host(serving_stack):
     names = {p.pid: (p.name(), " ".join(p.cmdline()[:2])[:80]) for p in procs if p.is_running()}
     exposed = [(names.get(p.pid), ip, port) for p in procs for ip, port in _listening(p) if ip not in LOOPBACK]
     assert len(procs) > 3  # the cluster's processes are children of this one
-    # Ray 2.60 binds each Serve replica's own gRPC servers (its core worker and Serve's
-    # replica port) to the wildcard with no option to change it; they need the cluster's
-    # auth token. Everything else must stay on loopback.
-    replica_ports = [e for e in exposed
-                     if e[0] and e[0][0].startswith("ray::ServeReplica") and e[1] in ("::", "0.0.0.0")]
-    others = [e for e in exposed if e not in replica_ports]
-    assert not others, others
+    assert any(n and n[0].startswith("ray::ServeReplica") for n in names.values())  # replicas were checked
+    assert not exposed, exposed

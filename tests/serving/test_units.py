@@ -112,3 +112,26 @@ def test_counting_zero_is_not_an_error():
     c = _counter_class()("codetailor_test_zero_total", "test", tag_keys=("direction",))
     c.inc(0, tags={"direction": "in"})
     c.inc(3, tags={"direction": "in"})
+
+
+@pytest.mark.parametrize("prefix, want", [
+    ("def f():\n    return 1\n", ("def f():\n    return 1", True)),   # an editor at a line start
+    ("def f():\n    ret", ("def f():\n    ret", False)),             # mid-line: as sent
+    ("def f():\n    ", ("def f():\n    ", False)),                   # indentation typed: mid-line
+    ("\n", ("\n", False)),                                           # nothing before: as sent
+])
+def test_line_start_prefix_ends_at_the_previous_line(prefix, want):
+    from serving.ingress import at_line_start
+
+    assert at_line_start(prefix) == want
+
+
+@pytest.mark.parametrize("full", ["    x = 1\n    y = 2", " done\n    x = 1", "no newline at all", "\n\n"])
+@pytest.mark.parametrize("step", [1, 3, 100])
+def test_stream_line_start_filter_matches_unary(full, step):
+    from codetailor.prompt_format import completion_at_line_start
+    from serving.ingress import LineStartFilter
+
+    f = LineStartFilter()
+    streamed = "".join(f.feed(full[i:i + step]) for i in range(0, len(full), step))
+    assert streamed == completion_at_line_start(full)
