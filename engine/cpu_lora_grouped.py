@@ -106,6 +106,9 @@ def fused(a_stacks, b_stacks, widths) -> FusedWeights:
 
 # --- tokens grouped by slot, once per step -------------------------------------------------
 
+_PAD_ROWS = 256  # padded rows tolerated before a step's slots are done one by one
+
+
 @dataclass(frozen=True)
 class Groups:
     lo: int                 # lowest slot in use
@@ -116,6 +119,7 @@ class Groups:
     rows: torch.Tensor      # those tokens' rows, aligned with pos
     n: int                  # tokens in the step
     in_order: bool          # rows are 0..n-1 and already grouped: no gather or scatter needed
+    segments: tuple = ()    # ((slot, its rows), ...) when padding would waste more than it saves
 
 
 def groups(indices: torch.Tensor) -> Groups | None:
@@ -139,18 +143,33 @@ def groups(indices: torch.Tensor) -> Groups | None:
     # The common single-adapter step (or equal groups laid out slot by slot): x and y
     # are used as they are, which saves three of the seven ops per layer.
     in_order = k * g == n and bool(torch.equal(gather, torch.arange(n)))
-    return Groups(lo, k, g, gather, pos, rows, n, in_order)
+    # Prefill steps are uneven (one long prompt per slot, slots between them unused): padding
+    # every slot to the longest group multiplied the LoRA work up to k-fold on RAG-sized
+    # prompts. Past a few hundred wasted rows, a loop over the slots in use is cheaper, since
+    # such a step is big enough that two matmuls per slot cost more than their dispatch.
+    segments: tuple = ()
+    if k * g - rows.numel() > max(_PAD_ROWS, rows.numel()):
+        per_slot = torch.split(rows, counts.tolist())
+        segments = tuple((lo + i, r) for i, r in enumerate(per_slot) if r.numel())
+    return Groups(lo, k, g, gather, pos, rows, n, in_order, segments)
 
 
 def apply(y: torch.Tensor, x: torch.Tensor, grp: Groups, w: FusedWeights, scale: float) -> None:
     """y[rows, :out] += scale * x[rows] A_s^T B_s^T for every row with an adapter, in place."""
     out = w.b.shape[2]
+    target = y if y.shape[1] == out else y[:, :out]
+    if grp.segments:
+        for slot, rows in grp.segments:
+            h = x.index_select(0, rows).float() @ w.a[slot]
+            if scale != 1.0:
+                h.mul_(scale)
+            target.index_add_(0, rows, (h @ w.b[slot]).to(y.dtype))
+        return
     xs = x[:grp.n] if grp.in_order else x.index_select(0, grp.gather)
     h = torch.bmm(xs.float().view(grp.k, grp.g, -1), w.a[grp.lo:grp.lo + grp.k])
     if scale != 1.0:
         h.mul_(scale)
     delta = torch.bmm(h, w.b[grp.lo:grp.lo + grp.k]).view(grp.k * grp.g, out)
-    target = y if y.shape[1] == out else y[:, :out]
     if grp.in_order:
         target[:grp.n] += delta  # float32 into bf16 in place: one op, no separate cast
     else:

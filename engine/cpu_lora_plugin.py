@@ -99,7 +99,7 @@ def _install_masked_ops() -> None:
                 setattr(module, name, wrapped)
 
 
-# --- 2. per-segment LoRA ------------------------------------------------------------
+# --- 2. the grouped LoRA path (math in engine/cpu_lora_grouped.py) -------------------
 
 def _segments(indices) -> list:
     """Group rows by adapter slot: [(slot, rows)] where rows is a slice when the

@@ -24,7 +24,7 @@ def _reference(y, x, a_stacked, b_stacked, slots, scale, widths):
 
 def _wrapper(slots):
     cpu_lora_plugin.register()
-    w = vllm_punica.PunicaWrapperCPU(64, 8, "cpu")
+    w = vllm_punica.PunicaWrapperCPU(512, 8, "cpu")
     idx = torch.tensor(slots, dtype=torch.long)
     w._token_lora_indices[: len(slots)] = idx
     w._sampler_indices[: len(slots)] = idx
@@ -166,3 +166,20 @@ def test_groups_in_order_only_when_rows_are_already_grouped():
     assert not g.groups(torch.tensor([1, 0, 1, 0])).in_order
     assert not g.groups(torch.tensor([0, 0, 0, 1])).in_order  # uneven: padded
     assert not g.groups(torch.tensor([0, -1])).in_order
+
+
+def test_uneven_prefill_goes_slot_by_slot_and_matches_per_row_math():
+    # One long prompt on slot 0 and one token on slot 3: padding every slot to 300 rows
+    # would waste 899 rows, so the step runs slot by slot.
+    torch.manual_seed(4)
+    slots = [0] * 300 + [-1] * 5 + [3]
+    assert cpu_lora_plugin.grouped.groups(torch.tensor(slots)).segments
+    max_loras, rank, d_in, widths = 4, 4, 16, (8, 6)
+    a = tuple(torch.randn(max_loras, 1, rank, d_in) for _ in widths)
+    b = tuple(torch.randn(max_loras, 1, w, rank) for w in widths)
+    x = torch.randn(len(slots), d_in)
+    y = torch.randn(len(slots), sum(widths))
+    got = y.clone()
+    _wrapper(slots).add_lora_linear(got, x, a, b, 0.5, widths)
+    torch.testing.assert_close(got, _reference(y, x, a, b, slots, 0.5, widths))
+    assert torch.equal(got[300:305], y[300:305])
