@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import os
@@ -286,12 +287,22 @@ class VllmEngine:
         with contextlib.suppress(Exception):
             await self._loop.call(stop())
         self._loop.stop()
+        # Shut down once, here. AsyncLLM.__del__ shuts down again when the last reference goes;
+        # if that is at interpreter exit, vLLM's module globals are already None and it prints a
+        # TypeError traceback after every CLI command.
+        with contextlib.suppress(TypeError):
+            llm.__class__ = _without_del(type(llm))
         del llm, stop  # collected now, while the interpreter is whole (AsyncLLM.__del__ shuts down again)
         gc.collect()
 
     def close(self) -> None:
         """Synchronous shutdown (fixtures, atexit); not from inside a running loop."""
         asyncio.run(self.shutdown())
+
+
+@functools.cache
+def _without_del(cls: type) -> type:
+    return type(cls.__name__, (cls,), {"__del__": lambda self: None})
 
 
 class _Closed:

@@ -183,3 +183,29 @@ def test_uneven_prefill_goes_slot_by_slot_and_matches_per_row_math():
     _wrapper(slots).add_lora_linear(got, x, a, b, 0.5, widths)
     torch.testing.assert_close(got, _reference(y, x, a, b, slots, 0.5, widths))
     assert torch.equal(got[300:305], y[300:305])
+
+
+def test_lora_logits_compute_slots_with_weights_and_skip_all_zero_slots():
+    torch.manual_seed(0)
+    slots = [0, 1, -1, 1, 0]
+    max_loras, rank, hidden, vocab = 2, 4, 8, 32
+    a = torch.randn(max_loras, 1, rank, hidden, dtype=torch.bfloat16)
+    b = torch.randn(max_loras, 1, vocab, rank, dtype=torch.bfloat16)
+    a[1].zero_()  # slot 1: an adapter without lm_head weights
+    b[1].zero_()
+    x = torch.randn(len(slots), hidden, dtype=torch.bfloat16)
+    y = torch.randn(len(slots), vocab)
+    want = y.clone()
+    for row in (0, 4):
+        want[row] += (x[row].float() @ a[0, 0].float().T * 0.5) @ b[0, 0].float().T
+    w = _wrapper(slots)
+    got = y.clone()
+    w.add_lora_logits(got, x, a, b, 0.5)
+    torch.testing.assert_close(got, want)
+    assert torch.equal(got[[1, 2, 3]], y[[1, 2, 3]])
+    assert cpu_lora_plugin._slots_with_weights(a, b) == {0: True, 1: False}
+    # vLLM writes a slot in place on activation: the slot is looked at again.
+    b[1, 0, 0, 0] = 1.0
+    a[1, 0, 0, 0] = 1.0
+    cpu_lora_plugin.grouped.note_activation(1)
+    assert cpu_lora_plugin._slots_with_weights(a, b) == {0: True, 1: True}
