@@ -1,10 +1,12 @@
 """`VllmEngine`: the EngineClient on vLLM's in-process AsyncLLM.
 
 One base model, many tenant LoRA adapters, continuous batching across tenants.
-The engine core runs with `distributed_executor_backend="uni"` and
-VLLM_ENABLE_V1_MULTIPROCESSING=0, so the model worker lives in this process:
-faster start and ~500 MiB less memory than the default multiprocess executor
-(checked in /work/shared/environment-notes.md).
+The engine core runs with `distributed_executor_backend="uni"`, so the model worker
+lives inside vLLM's EngineCore process instead of one more process below it: faster
+start and ~500 MiB less memory (checked in /work/shared/environment-notes.md).
+AsyncLLM always runs that core as a child process (`VLLM::EngineCore`);
+VLLM_ENABLE_V1_MULTIPROCESSING=0 does not change that, so this process (tokenising,
+detokenising, callers' event loops) and the core share the machine's cores.
 
 The engine keeps its own event loop on a thread (engine.loop_thread): callers
 may await it from any loop, e.g. several `asyncio.run` calls on one engine.
