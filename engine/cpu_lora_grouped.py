@@ -187,6 +187,6 @@ def apply(y: torch.Tensor, x: torch.Tensor, grp: Groups, w: FusedWeights, scale:
         target[:grp.n] += delta  # float32 into bf16 in place: one op, no separate cast
         return
     # One spare group row past the table stays zero for the base rows to read.
-    delta = torch.zeros(grp.k * grp.g + 1, out)
+    delta = torch.zeros(grp.k * grp.g + 1, out, dtype=h.dtype)
     torch.bmm(h, w.b[grp.lo:grp.lo + grp.k], out=delta[:-1].view(grp.k, grp.g, out))
     target[:grp.n] += delta.index_select(0, grp.back)
