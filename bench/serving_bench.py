@@ -362,8 +362,8 @@ def main() -> None:
         t0 = time.perf_counter()
         stack = start_stack(settings)
         results["stack_start_s"] = time.perf_counter() - t0
-        # The ingress loads the embedding model in a thread at start; measuring before it is done
-        # charged that CPU to whichever row ran first (the base row, +95 to +170 ms).
+        # The stack's Ingress loads the embedding model in a thread at start: no row may overlap it
+        # (the same kind of overlap as ingress_work's below, which cost the first row +140-190 ms).
         t0 = time.perf_counter()
         while not stack.ingress.warmed.remote().result(timeout_s=60) and time.perf_counter() - t0 < 300:
             time.sleep(1)

@@ -294,7 +294,7 @@ class VllmEngine:
         # TypeError traceback after every CLI command.
         with contextlib.suppress(TypeError):
             llm.__class__ = _without_del(type(llm))
-        del llm, stop  # collected now, while the interpreter is whole (AsyncLLM.__del__ shuts down again)
+        del llm, stop  # collected now, while the interpreter is whole
         gc.collect()
 
     def close(self) -> None:
