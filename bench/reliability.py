@@ -24,7 +24,6 @@ Phases:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import collections
 import concurrent.futures as cf
 import json
@@ -78,7 +77,6 @@ class Bench:
         from codetailor.config import load_settings
         from codetailor.model import resolve_base_model
         from serving.app import start_stack
-        from serving.front import FrontServer
         from tests.reliability.world import build_world
 
         home = self.tmp / "home"
@@ -94,19 +92,15 @@ class Bench:
         close_edge_shards()
         self.setup_s = time.time() - t0
         log("starting the stack")
-        self.stack = start_stack(self.settings)
-        self.loop = asyncio.new_event_loop()
-        threading.Thread(target=self.loop.run_forever, daemon=True).start()
-        self.front = FrontServer(self.settings, self.stack.ingress, self.stack.model)
-        self.port = asyncio.run_coroutine_threadsafe(self.front.start(port=0), self.loop).result(120)
+        self.stack = start_stack(self.settings, port=0)  # the front server runs in the Ingress replica
+        self.port = self.stack.port
         self.clients = {}
         log(f"front server on 127.0.0.1:{self.port}")
 
     def stop(self):
         try:
-            asyncio.run_coroutine_threadsafe(self.front.stop(0.5), self.loop).result(30)
-        finally:
             self.stack.stop()
+        finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
     def client(self, tenant: str):

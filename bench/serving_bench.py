@@ -5,14 +5,14 @@
 
 For 0, 1, 8 and 64 tenants' adapters, one fixed list of requests (round-robin over the tenants, four
 short Python prompts, greedy) is sent at fixed concurrency
-  - through gRPC: client -> front server -> Serve Ingress -> Serve Model replica -> engine, and
+  - through gRPC: client -> the front server in the Ingress replica -> Serve Model replica -> engine, and
   - to the engine in process (a fresh subprocess builds the engine and nothing else, with the prompts
     the ingress would build and the same adapters),
 reporting p50/p95 end-to-end latency and completion tokens/s for each. Because the shared machine's
 load drifts between runs, the stack's cost is also measured inside each request: end-to-end minus
 the engine's own generation time (`generation_ms`, timed in the engine around vLLM's generate), p50,
 for both paths; their difference is what the stack adds. Its parts are measured alone too:
-  - the front server alone: a Complete through a FrontServer whose ingress handle answers at once
+  - the front server alone: a Complete through a FrontServer (in this process) whose ingress answers at once
     (auth, validation, metrics, response), an INVALID_ARGUMENT round trip, a gRPC health check;
   - one Serve handle hop: driver -> Ingress.count_tokens and driver -> Model.count_tokens.
 Tenant/adapter creation (torch + peft) runs in its own subprocess too, so neither the bench process
@@ -175,26 +175,20 @@ async def _inproc(home: Path, runs: dict, concurrency: int) -> dict:
 # -- the bench process: the stack, the front server, gRPC clients ------------------------------------------
 
 class _Instant:
-    """A Serve-handle stand-in whose `complete` answers at once: times the front server alone."""
+    """An ingress that answers at once: times the front server alone."""
 
     SUMMARY = {"text": " n", "finish_reason": "length", "prompt_tokens": 20, "completion_tokens": 1,
                "system": "base", "adapter_version": "", "snippets": [], "retrieval_ms": 0.0,
                "generation_ms": 0.0, "queue_ms": 0.0}
 
-    class _Response:
-        def __await__(self):
-            if False:
-                yield
-            return dict(_Instant.SUMMARY)
+    @staticmethod
+    def calls():
+        from serving.front import IngressCalls
 
-        def cancel(self):
-            pass
-
-    class _Method:
-        def remote(self, req):
-            return _Instant._Response()
-
-    complete = _Method()
+        class Instant(IngressCalls):
+            async def complete(self, req: dict) -> dict:
+                return dict(_Instant.SUMMARY)
+        return Instant()
 
 
 def grpc_run(port: int, keys: dict, reqs: list[dict], concurrency: int) -> dict:
@@ -250,7 +244,7 @@ def front_alone(settings, loop, key: str, n: int) -> dict:
     from serving.client import ClientError, CompletionClient
     from serving.front import FrontServer
 
-    front = FrontServer(settings, _Instant(), None)
+    front = FrontServer(settings, _Instant.calls(), None)
     port = asyncio.run_coroutine_threadsafe(front.start(port=0), loop).result(30)
     out = {}
     try:
@@ -356,11 +350,10 @@ def main() -> None:
         settings = settings_for(work / "home")
 
         from serving.app import start_stack
-        from serving.front import FrontServer
 
         print("starting the serving stack ...", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
-        stack = start_stack(settings)
+        stack = start_stack(settings, port=0)  # its front server runs in the Ingress replica
         results["stack_start_s"] = time.perf_counter() - t0
         # The stack's Ingress loads the embedding model in a thread at start: no row may overlap it
         # (the same kind of overlap as ingress_work's below, which cost the first row +140-190 ms).
@@ -368,11 +361,10 @@ def main() -> None:
         while not stack.ingress.warmed.remote().result(timeout_s=60) and time.perf_counter() - t0 < 300:
             time.sleep(1)
         results["ingress_warm_wait_s"] = time.perf_counter() - t0
-        loop = asyncio.new_event_loop()
+        loop = asyncio.new_event_loop()  # handle calls and the front-alone server of `front_alone`
         th = threading.Thread(target=loop.run_forever, daemon=True)
         th.start()
-        front = FrontServer(settings, stack.ingress, stack.model)
-        port = asyncio.run_coroutine_threadsafe(front.start(port=0), loop).result(60)
+        port = stack.port
         try:
             first = tenants[counts[0]][0]
             grpc_run(port, keys, plan([first], 4, 2), 2)  # warm-up
@@ -387,7 +379,6 @@ def main() -> None:
                 results["runs"][n]["grpc"]["load_avg"] = os.getloadavg()
                 print(f"gRPC, {n} adapters: {json.dumps(results['runs'][n]['grpc'])}", file=sys.stderr, flush=True)
         finally:
-            asyncio.run_coroutine_threadsafe(front.stop(0.5), loop).result(30)
             loop.call_soon_threadsafe(loop.stop)
             stack.stop()
 

@@ -1,14 +1,16 @@
 """Build and run the Serve application (Ingress -> Model), three ways:
 
 - `start_stack` (`codetailor serve`, tests, bench): a private local Ray cluster
-  and the app, for one machine; the gRPC front server runs in the caller.
+  and the app, for one machine; the gRPC front server runs inside the Ingress
+  replica (serving/ingress.py), so a request crosses one Serve hop, not two.
 - `app_builder` (a Ray Serve application builder; the Helm chart's serveConfigV2
   `import_path: serving.app:app_builder`): the same app on a cluster someone
   else started (KubeRay's RayService). Settings come from CODETAILOR_CONFIG /
   the environment, deployment options from the config's `args` (see
   `BuilderArgs`); options in the config's `deployments:` section still win.
 - `attach_stack` (`codetailor serve --attach`): join a running cluster whose
-  Serve app is deployed, for a front server alone (the chart's gateway sidecar).
+  Serve app is deployed, for a front server alone (the chart's gateway sidecar),
+  which calls the Ingress deployment through a handle.
 
 Ray's exposure, decided here for the local default:
 - Ray runs no dashboard and no Serve HTTP/gRPC proxy (clients reach only the
@@ -143,9 +145,12 @@ def _options(d: DeploymentArgs, *, replicas: int, max_ongoing: int, max_queued: 
     return opts
 
 
-def build_app(settings: Settings, model_path: Path, args: BuilderArgs | None = None, *, fast_path: bool = False):
+def build_app(settings: Settings, model_path: Path, args: BuilderArgs | None = None, *, fast_path: bool = False,
+              front_port: int | None = None):
     """The Serve application graph (not started). Without args: the local defaults.
-    fast_path: replicas get SERVE_FAST_PATH (explicit values in this environment win)."""
+    fast_path: replicas get SERVE_FAST_PATH (explicit values in this environment win).
+    front_port: each Ingress replica runs the gRPC front server on serving.host:front_port
+    (0: a free port); several replicas share the port (SO_REUSEPORT)."""
     from ray import serve
 
     from serving.ingress import Ingress
@@ -159,11 +164,12 @@ def build_app(settings: Settings, model_path: Path, args: BuilderArgs | None = N
                    max_queued=cfg.max_queued_requests, env=env),
         health_check_period_s=10, health_check_timeout_s=30, graceful_shutdown_timeout_s=5,
     )
-    ingress = serve.deployment(Ingress, name="Ingress").options(
-        **_options(args.ingress, replicas=1, max_ongoing=cfg.max_ongoing_requests,
-                   max_queued=cfg.max_queued_requests, env=env),
-    )
-    return ingress.bind(settings, model.bind(settings, str(model_path)), str(model_path))
+    ingress_opts = _options(args.ingress, replicas=1, max_ongoing=cfg.max_ongoing_requests,
+                            max_queued=cfg.max_queued_requests, env=env)
+    ingress = serve.deployment(Ingress, name="Ingress").options(**ingress_opts)
+    shared_port = "autoscaling_config" in ingress_opts or ingress_opts["num_replicas"] > 1
+    return ingress.bind(settings, model.bind(settings, str(model_path)), str(model_path),
+                        front_port=front_port, reuse_port=front_port is not None and shared_port)
 
 
 def app_builder(args: dict[str, Any]):
@@ -183,19 +189,24 @@ def app_builder(args: dict[str, Any]):
 
 @dataclass
 class Stack:
-    """A running cluster + app. `FrontServer` is started separately on an event loop."""
+    """A running cluster + app; clients reach the Ingress replica's front server on `port`."""
 
     settings: Settings
     temp_dir: Path
     ingress: object
     model: object
     metrics_port: int
+    port: int
     _env_set: list[str] = field(default_factory=list)
 
     def stop(self) -> None:
         import ray
         from ray import serve
 
+        try:  # health NOT_SERVING and calls in flight finish before the replicas go
+            self.ingress.stop_front.remote().result(timeout_s=15)
+        except Exception as e:
+            log.warning("front server stop: %s", e)
         try:
             serve.shutdown()
         except Exception as e:  # keep going: the cluster must still stop
@@ -204,8 +215,9 @@ class Stack:
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
-def start_stack(settings: Settings, *, num_cpus: int | None = None) -> Stack:
-    """Start Ray and the Serve app; returns once the model replicas are up."""
+def start_stack(settings: Settings, *, num_cpus: int | None = None, port: int | None = None) -> Stack:
+    """Start Ray and the Serve app; returns once the model replicas are up and the front
+    server listens on serving.host and `port` (default serving.port; 0: a free port)."""
     model_path = resolve_base_model(settings)
     # Every Ray process must import codetailor/engine/serving from this tree.
     os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
@@ -242,15 +254,28 @@ def start_stack(settings: Settings, *, num_cpus: int | None = None) -> Stack:
             log_to_driver=True,
         )
         serve.start(proxy_location="Disabled", logging_config={"log_level": "WARNING"})
-        ingress = serve.run(build_app(settings, model_path, fast_path=True), name=APP_NAME, route_prefix=None, blocking=False)
+        app = build_app(settings, model_path, fast_path=True,
+                        front_port=settings.serving.port if port is None else port)
+        ingress = serve.run(app, name=APP_NAME, route_prefix=None, blocking=False)
         model = serve.get_deployment_handle("Model", app_name=APP_NAME)
+        try:
+            bound = ingress.listening_port.remote().result(timeout_s=60)
+        except Exception as e:  # e.g. the port is taken; the cause is in the replica's error
+            where = f"{settings.serving.host}:{settings.serving.port if port is None else port}"
+            raise ServingUnavailable(f"the front server could not listen on {where}: {_cause(e)}") from None
     except BaseException:
         if ray.is_initialized():
             _log_deploy_failure(temp_dir)
         ray.shutdown()
         shutil.rmtree(temp_dir, ignore_errors=True)
         raise
-    return Stack(settings, temp_dir, ingress, model, settings.serving.metrics_port)
+    return Stack(settings, temp_dir, ingress, model, settings.serving.metrics_port, bound)
+
+
+def _cause(e: BaseException) -> str:
+    """The last line of a replica's error (Ray wraps it in a traceback)."""
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    return lines[-1] if lines else type(e).__name__
 
 
 def _log_deploy_failure(temp_dir: Path) -> None:

@@ -76,16 +76,20 @@ class CompletionClient:
         return {"id": r.id, "text": r.text, "request_id": r.request_id, **_info(r.info)}
 
     def stream(self, timeout: float | None = None, **fields) -> Iterator[dict]:
-        """Yields {"id", "text"} per chunk; the last also carries the info fields."""
+        """Yields {"id", "text"} per chunk; the last also carries the info fields. Closing the
+        iterator early cancels the call, so the server stops generating."""
+        call = self.stub.CompleteStream(self.request(**fields), metadata=self.metadata,
+                                        timeout=timeout or self.timeout)
         try:
-            for c in self.stub.CompleteStream(self.request(**fields), metadata=self.metadata,
-                                              timeout=timeout or self.timeout):
+            for c in call:
                 item = {"id": c.id, "text": c.text, "request_id": c.request_id}
                 if c.HasField("info"):
                     item.update(_info(c.info))
                 yield item
         except grpc.RpcError as e:
             raise ClientError(e.code().name, e.details() or "") from None
+        finally:
+            call.cancel()  # a no-op once the call has ended
 
     def report_outcome(self, completion_id: str, outcome: str, kept_chars: int = 0) -> bool:
         r = self._call(self.stub.ReportOutcome, pb.ReportOutcomeRequest(

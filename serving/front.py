@@ -1,11 +1,16 @@
 """The gRPC front server: the only thing clients talk to.
 
-A thin grpc.aio server in the `codetailor serve` process (Ray Serve's own gRPC
-proxy binds [::] without TLS or reflection): TLS when a certificate is
-configured, the configured bind address (127.0.0.1 by default), standard health
-checking and server reflection, auth from `authorization: Bearer <key>`,
-validation, a per-tenant concurrency limit, deadlines, and the status-code
-contract (serving.status). It calls the Ingress deployment through a Serve handle.
+A thin grpc.aio server (Ray Serve's own gRPC proxy binds [::] without TLS or
+reflection): TLS when a certificate is configured, the configured bind address
+(127.0.0.1 by default), standard health checking and server reflection, auth
+from `authorization: Bearer <key>`, validation, a per-tenant concurrency limit,
+deadlines, and the status-code contract (serving.status).
+
+It reaches the ingress's per-request work through `IngressCalls`, two ways:
+- `LocalIngress`: the front runs inside the Ingress replica (`codetailor serve`,
+  see serving/ingress.py) and calls it directly, one Serve hop fewer;
+- `HandleIngress`: the front runs in a process of its own (`serve --attach`, the
+  Helm chart's gateway sidecar) and calls the Ingress deployment through a handle.
 
 Requests are deserialised by our own function so that a string field holding
 invalid UTF-8 becomes INVALID_ARGUMENT rather than grpc's generic error.
@@ -18,8 +23,9 @@ import collections
 import logging
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import aclosing, contextmanager
 from dataclasses import dataclass
+from typing import AsyncIterator
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -56,6 +62,57 @@ def _deserializer(cls):
     return parse
 
 
+class IngressCalls:
+    """What the front server needs of the ingress: a completion, and a stream of
+    {"text"} items ending in {"final": summary} (or one error item). Cancelling the
+    caller, or closing the stream early, must stop the generation."""
+
+    async def complete(self, req: dict) -> dict:
+        raise NotImplementedError
+
+    def complete_stream(self, req: dict) -> AsyncIterator[dict]:
+        raise NotImplementedError
+
+
+class LocalIngress(IngressCalls):
+    """The Ingress object of this process (the front runs in its replica)."""
+
+    def __init__(self, ingress):
+        self._ingress = ingress
+
+    async def complete(self, req: dict) -> dict:
+        return await self._ingress.complete(req)
+
+    def complete_stream(self, req: dict) -> AsyncIterator[dict]:
+        return self._ingress.complete_stream(req)
+
+
+class HandleIngress(IngressCalls):
+    """The Ingress deployment through a Serve handle (the front in a process of its own)."""
+
+    def __init__(self, handle):
+        self._handle = handle
+
+    async def complete(self, req: dict) -> dict:
+        response = self._handle.complete.remote(req)
+        try:
+            return await response
+        except asyncio.CancelledError:  # deadline or client gone: Serve cancels the replica's work
+            response.cancel()
+            raise
+
+    async def complete_stream(self, req: dict) -> AsyncIterator[dict]:
+        gen = self._handle.options(stream=True).complete_stream.remote(req)
+        done = False
+        try:
+            async for item in gen:
+                done = "final" in item
+                yield item
+        finally:
+            if not done:  # closed early, failed or cancelled: stop the generation
+                gen.cancel()
+
+
 @dataclass
 class _Issued:
     tenant: str
@@ -66,13 +123,18 @@ class _Issued:
 
 
 class FrontServer:
-    def __init__(self, settings: Settings, ingress_handle, model_handle=None):
+    """ingress: an `IngressCalls`, or a Serve handle to the Ingress deployment.
+    reuse_port: let several processes (the Ingress replicas) listen on one port; off,
+    a port that is taken fails the start instead of being silently shared."""
+
+    def __init__(self, settings: Settings, ingress, model_handle=None, *, reuse_port: bool = False):
         self.settings = settings
         self.cfg = settings.serving
         self.home = Home(settings.home)
         self.registry = Registry(self.home, settings.key_pepper)
-        self.ingress = ingress_handle
+        self.ingress = ingress if isinstance(ingress, IngressCalls) else HandleIngress(ingress)
         self.model = model_handle
+        self.reuse_port = reuse_port
         self._inflight: dict[str, int] = collections.defaultdict(int)
         self._issued: collections.OrderedDict[str, _Issued] = collections.OrderedDict()
         self._server: grpc.aio.Server | None = None
@@ -87,7 +149,8 @@ class FrontServer:
     async def start(self, host: str | None = None, port: int | None = None) -> int:
         host = host or self.cfg.host
         port = self.cfg.port if port is None else port
-        server = grpc.aio.server(options=[("grpc.max_receive_message_length", 4 * self.cfg.max_prompt_chars + 65536)])
+        server = grpc.aio.server(options=[("grpc.max_receive_message_length", 4 * self.cfg.max_prompt_chars + 65536),
+                                          ("grpc.so_reuseport", int(self.reuse_port))])
         server.add_generic_rpc_handlers((self._completion_handlers(), self._admin_handlers()))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         names = (SERVICE, ADMIN_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
@@ -242,13 +305,8 @@ class FrontServer:
             req = self._completion_input(request, principal, rid, self._deadline(context))
             rid = req["request_id"]
             with self._tenant_slot(tenant):
-                response = self.ingress.complete.remote(req)
                 left = None if req["deadline"] is None else req["deadline"] - time.time()
-                try:
-                    s = await asyncio.wait_for(_as_future(response), left)
-                except (asyncio.TimeoutError, asyncio.CancelledError):
-                    response.cancel()
-                    raise
+                s = await asyncio.wait_for(self.ingress.complete(req), left)  # a timeout cancels it
             if "error" in s:
                 raise from_dict(s)
             total_ms = (time.perf_counter() - t0) * 1000
@@ -266,7 +324,6 @@ class FrontServer:
         t0 = time.perf_counter()
         rid = getattr(request, "request_id", "") or new_request_id()
         tenant = ""
-        gen = None
         try:
             principal = self._auth(context)
             tenant = str(principal.tenant)
@@ -275,29 +332,26 @@ class FrontServer:
             rid = req["request_id"]
             cid = "cmp-" + uuid.uuid4().hex
             length = 0
+            # Closing the stream (return, error, cancellation) stops the generation (IngressCalls).
             with self._tenant_slot(tenant):
-                gen = self.ingress.options(stream=True).complete_stream.remote(req)
-                async for item in gen:
-                    if "error" in item:
-                        raise from_dict(item)
-                    if "final" in item:
-                        s = item["final"]
-                        total_ms = (time.perf_counter() - t0) * 1000
-                        self._remember(cid, tenant, length, s)
-                        self._observe(tenant, "CompleteStream", s, auth_ms, total_ms)
-                        yield pb.CompleteChunk(id=cid, info=self._info(s, auth_ms, total_ms), request_id=rid)
-                        return
-                    length += len(item["text"])
-                    yield pb.CompleteChunk(id=cid, text=item["text"], request_id=rid)
+                async with aclosing(self.ingress.complete_stream(req)) as gen:
+                    async for item in gen:
+                        if "error" in item:
+                            raise from_dict(item)
+                        if "final" in item:
+                            s = item["final"]
+                            total_ms = (time.perf_counter() - t0) * 1000
+                            self._remember(cid, tenant, length, s)
+                            self._observe(tenant, "CompleteStream", s, auth_ms, total_ms)
+                            yield pb.CompleteChunk(id=cid, info=self._info(s, auth_ms, total_ms), request_id=rid)
+                            return
+                        length += len(item["text"])
+                        yield pb.CompleteChunk(id=cid, text=item["text"], request_id=rid)
             raise ServingError("UNAVAILABLE", "the completion stream ended early")
-        except asyncio.CancelledError:  # client went away or deadline: stop the generation
+        except asyncio.CancelledError:  # client went away or deadline: the generation stopped above
             log.info("stream %s cancelled", rid)
-            if gen is not None:
-                gen.cancel()
             raise
         except Exception as e:
-            if gen is not None:
-                gen.cancel()
             await self._fail(context, "CompleteStream", tenant, rid, e)
 
     async def ReportOutcome(self, request, context):
@@ -388,9 +442,3 @@ class FrontServer:
             return apb.UsageResponse(**await asyncio.to_thread(OutcomeStore(paths).summary))
         return await self._admin(context, "GetUsage", request, act)
 
-
-def _as_future(response):
-    """A Serve DeploymentResponse as an awaitable future on this loop."""
-    async def wait():
-        return await response
-    return asyncio.ensure_future(wait())

@@ -3,7 +3,12 @@ retrieval (query = the lines above the cursor), the shared prompt format, then
 the model deployment with the multiplexed id of the tenant's adapter.
 
 Requests come from the front server already authenticated and validated (a
-dict of `CompletionInput` fields plus `tenant` and `deadline`). The adapter
+dict of `CompletionInput` fields plus `tenant` and `deadline`). With
+`front_port` set (`codetailor serve`), each Ingress replica runs that gRPC front
+server itself, on its own event loop, and calls this object directly: a client
+request then crosses one Serve hop (Ingress -> Model) instead of two. Without it
+(a RayService; `serve --attach`), a front server elsewhere calls the deployment
+through a handle. The adapter
 state is read per request (two small files), so an activation takes effect on
 the next request without restarting anything. Retrieval (bm25s/numba) is
 imported here only, in the ingress process, never in a model replica.
@@ -76,7 +81,8 @@ def _system(ft: bool, rag: bool) -> str:
 
 
 class Ingress:
-    def __init__(self, settings: Settings, model_handle, model_path: str):
+    def __init__(self, settings: Settings, model_handle, model_path: str, *,
+                 front_port: int | None = None, reuse_port: bool = False):
         from tokenizers import Tokenizer
 
         from engine.resolver import AdapterResolver
@@ -97,6 +103,27 @@ class Ingress:
             # Load the embedding model now, off the request path: the first query would
             # otherwise wait ~4 s for it (measured by the demo).
             threading.Thread(target=self._warm_retrieval, name="warm-retrieval", daemon=True).start()
+        self._front = None
+        self._front_start: asyncio.Task | None = None
+        if front_port is not None:
+            from serving.front import FrontServer, LocalIngress
+
+            self._front = FrontServer(settings, LocalIngress(self), model_handle, reuse_port=reuse_port)
+            # On the loop this replica's requests run on (Serve runs __init__ there, as
+            # serving.model's health task relies on too).
+            self._front_start = asyncio.get_event_loop().create_task(self._front.start(port=front_port))
+
+    async def listening_port(self) -> int:
+        """The port this replica's front server listens on (raises if it could not bind)."""
+        if self._front_start is None:
+            raise RuntimeError("this Ingress runs no front server (front_port not set)")
+        return await self._front_start
+
+    async def stop_front(self, grace: float = 2.0) -> None:
+        """Health NOT_SERVING, then stop accepting and let calls in flight finish (`grace` s)."""
+        if self._front is not None and self._front_start is not None and self._front_start.done() \
+                and not self._front_start.exception():
+            await self._front.stop(grace)
 
     def _warm_retrieval(self) -> None:
         try:
@@ -217,7 +244,12 @@ class Ingress:
         except ServingError as e:
             return e.as_dict()
         t0 = time.perf_counter()
-        r = await self._handle(prep, stream=False).generate.remote(prep.model_req)
+        response = self._handle(prep, stream=False).generate.remote(prep.model_req)
+        try:
+            r = await response
+        except asyncio.CancelledError:  # the caller's deadline or disconnect (a local front server)
+            response.cancel()
+            raise
         if "error" in r:
             return r
         raw = pf.completion_at_line_start(r["text"]) if prep.line_start else r["text"]
@@ -240,31 +272,40 @@ class Ingress:
         line_start = LineStartFilter() if prep.line_start else None
         t0 = time.perf_counter()
         gen = self._handle(prep, stream=True).stream.remote(prep.model_req)
-        async for item in gen:
-            if "error" in item:
-                yield item
-                return
-            if "final" in item:
-                tail, _ = cutter.finish()
-                if tail:
-                    yield {"text": tail}
-                try:
-                    yield {"final": self._summary(prep, item["final"], (time.perf_counter() - t0) * 1000, "")}
-                except ServingError as e:
-                    yield e.as_dict()
-                return
-            delta = line_start.feed(item["text"]) if line_start else item["text"]
-            out, cut = cutter.feed(delta)
-            if out:
-                yield {"text": out}
-            if cut:  # the model started repeating the code after the cursor
-                gen.cancel()  # stops the generation; the engine frees its KV cache
-                adapter_id = prep.model_req["adapter_id"]
-                yield {"final": {"text": "", "finish_reason": "stop", "prompt_tokens": 0, "completion_tokens": 0,
-                                 "system": prep.system, "adapter_version": adapter_id.split("/")[1] if adapter_id else "",
-                                 "snippets": prep.snippets, "retrieval_ms": prep.retrieval_ms,
-                                 "generation_ms": (time.perf_counter() - t0) * 1000, "queue_ms": 0.0}}
-                return
+        model_done = False  # the model's stream ended (its final or error item came)
+        try:
+            async for item in gen:
+                if "error" in item:
+                    model_done = True
+                    yield item
+                    return
+                if "final" in item:
+                    model_done = True
+                    tail, _ = cutter.finish()
+                    if tail:
+                        yield {"text": tail}
+                    try:
+                        yield {"final": self._summary(prep, item["final"], (time.perf_counter() - t0) * 1000, "")}
+                    except ServingError as e:
+                        yield e.as_dict()
+                    return
+                delta = line_start.feed(item["text"]) if line_start else item["text"]
+                out, cut = cutter.feed(delta)
+                if out:
+                    yield {"text": out}
+                if cut:  # the model started repeating the code after the cursor: stop it (finally)
+                    adapter_id = prep.model_req["adapter_id"]
+                    yield {"final": {"text": "", "finish_reason": "stop", "prompt_tokens": 0, "completion_tokens": 0,
+                                     "system": prep.system,
+                                     "adapter_version": adapter_id.split("/")[1] if adapter_id else "",
+                                     "snippets": prep.snippets, "retrieval_ms": prep.retrieval_ms,
+                                     "generation_ms": (time.perf_counter() - t0) * 1000, "queue_ms": 0.0}}
+                    return
+        finally:
+            # Cut, closed early or cancelled (a front server in this replica closes the stream;
+            # through Serve, Serve cancels it): stop the generation, the engine frees its KV cache.
+            if not model_done:
+                gen.cancel()
 
 
 class SuffixCutter:

@@ -104,15 +104,19 @@ def _interrupts_during_startup():
 
 
 def _run_front(settings, stack, where: str) -> None:
-    """The front server until SIGINT/SIGTERM."""
+    """Until SIGINT/SIGTERM. A local stack's front server runs in its Ingress replica
+    (stack.port); attached, this process runs one that calls the Ingress through a handle."""
     import asyncio
     import signal
 
     from serving.front import FrontServer
 
     async def run() -> None:
-        front = FrontServer(settings, stack.ingress, stack.model)
-        port = await front.start()
+        front = None
+        port = getattr(stack, "port", None)
+        if port is None:
+            front = FrontServer(settings, stack.ingress, stack.model)
+            port = await front.start()
         tls = "TLS" if settings.serving.tls_cert else "plaintext"
         print(f"codetailor: listening on {settings.serving.host}:{port} (gRPC, {tls}); {where}; Ctrl-C stops",
               flush=True)
@@ -122,7 +126,8 @@ def _run_front(settings, stack, where: str) -> None:
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         print("codetailor: stopping ...", file=sys.stderr, flush=True)
-        await front.stop()
+        if front is not None:
+            await front.stop()
 
     asyncio.run(run())
 

@@ -79,13 +79,21 @@ def _listening(proc: psutil.Process) -> list[tuple[str, int]]:
 
 
 def test_default_binds_loopback_only(serving_stack):
+    """The front server (in the Ingress replica, a child process of this one) listens on
+    loopback only, and a second server on its port is refused rather than sharing it."""
     from codetailor.config import ServingConfig
+    from serving.front import FrontServer
 
     assert ServingConfig().host == "127.0.0.1"
-    me = psutil.Process()
-    mine = _listening(me)
-    assert any(port == serving_stack.port for _, port in mine)
-    assert all(ip in LOOPBACK for ip, port in mine if port == serving_stack.port), mine
+    procs = [psutil.Process()] + psutil.Process().children(recursive=True)
+    on_port = [(p.pid, ip) for p in procs for ip, port in _listening(p) if port == serving_stack.port]
+    assert on_port, "nothing of the stack listens on the front server's port"
+    assert all(ip in LOOPBACK for _, ip in on_port), on_port
+    assert len({pid for pid, _ in on_port}) == 1 and on_port[0][0] != psutil.Process().pid  # the replica
+
+    second = FrontServer(serving_stack.settings, serving_stack.stack.ingress, serving_stack.stack.model)
+    with pytest.raises(Exception):  # SO_REUSEPORT is off with one Ingress replica
+        asyncio.run_coroutine_threadsafe(second.start(port=serving_stack.port), serving_stack.loop).result(30)
 
 
 # Ray 2.60 turns `_node_ip_address="127.0.0.1"` into the machine's address
