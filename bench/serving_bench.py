@@ -141,10 +141,14 @@ async def _inproc(home: Path, runs: dict, concurrency: int) -> dict:
         paths = h.tenant(r["tenant"])
         ref = resolver.ref_for(paths.tenant) if AdapterStore(paths).serving_system() in ("ft", "ft+rag") else None
         budget = min(settings.prompt.budget_tokens, settings.engine.max_model_len - r["max_tokens"])
-        built = pf.build(pf.PromptParts(path=r["path"], prefix=at_line_start(r["prefix"])[0], suffix=""), count, budget,
+        prefix, line_start = at_line_start(r["prefix"])
+        partial = ""
+        if settings.prompt.token_healing and not line_start:
+            prefix, partial = pf.heal(prefix)
+        built = pf.build(pf.PromptParts(path=r["path"], prefix=prefix, suffix=""), count, budget,
                          max_suffix_lines=settings.prompt.max_suffix_lines,
                          min_prefix_share=settings.prompt.min_prefix_share)
-        return GenerationRequest(prompt=built.text, max_tokens=r["max_tokens"], adapter=ref)
+        return GenerationRequest(prompt=built.text, max_tokens=r["max_tokens"], adapter=ref, heal=partial)
 
     async def run(reqs: list[dict]) -> dict:
         sem = asyncio.Semaphore(concurrency)

@@ -55,6 +55,9 @@ class PromptConfig(_Section):
     budget_tokens: int = Field(2048, ge=64)   # whole prompt, before generation
     max_suffix_lines: int = Field(8, ge=0)
     min_prefix_share: float = Field(0.5, gt=0, le=1)
+    # A mid-line cursor inside a word: the word leaves the prompt and the completion must
+    # start with it (prompt_format.heal, engine/token_healing.py).
+    token_healing: bool = True
 
 
 class RetrievalConfig(_Section):

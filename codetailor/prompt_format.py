@@ -21,6 +21,11 @@ left to right having seen what follows; training lays examples out the same way,
 so an adapter learns to use it. Completions are cut where the model starts to
 repeat the suffix (see `cut_at_suffix`).
 
+Token healing (`heal`): a cursor inside a word leaves that partial word out of
+the prompt; the engine makes the completion spell it first (engine/token_healing.py)
+and returns what follows it. Serving, evaluation and training all lay mid-line
+cursors out this way (`prompt.token_healing`, on by default).
+
 Token budget: the prefix keeps at least `min_prefix_share` of the budget (its
 last lines, the ones next to the cursor), then the suffix, then snippets in rank
 order while they fit; whatever is left returns to the prefix. Pieces are measured
@@ -196,6 +201,24 @@ def cursor_parts(source: str, line: int, column: int | None = None) -> tuple[str
     prefix = "\n".join(lines[: line - 1] + [cur[:column]])
     suffix = "\n".join([cur[column:]] + lines[line:])
     return prefix, suffix
+
+
+_PARTIAL_WORD = re.compile(r" ?[A-Za-z0-9_]+$")
+
+
+def heal(prefix: str) -> tuple[str, str]:
+    """Token healing's split of a mid-line cursor: (the prefix without the partial word at
+    its end, that partial word). The word keeps one space before it when there is one (" ite"):
+    byte-level BPE gives a word its leading space and leaves the rest of an indentation to the
+    newline's token ("\n   ", " return"), so the prompt then ends where the tokenizer would
+    cut anyway. The engine then makes the
+    completion start with the partial word (engine/token_healing.py) and returns what follows
+    it. A prefix that ends in no word is returned whole, with "". Not for a cursor at a line
+    start (see `cursor_parts`): there the prompt ends at the previous line on purpose."""
+    m = _PARTIAL_WORD.search(prefix)
+    if m is None:
+        return prefix, ""
+    return prefix[: m.start()], m.group(0)
 
 
 def cut_at_suffix(completion: str, suffix: str) -> str:

@@ -51,6 +51,9 @@ class GenerationRequest:
     adapter: AdapterRef | None = None
     request_id: str | None = None
     seed: int | None = None
+    # Token healing (engine/token_healing.py): the partial word the prompt format took off the
+    # prompt's end; the completion's first tokens must spell it, and the result's text omits it.
+    heal: str = ""
 
 
 @dataclass(frozen=True)

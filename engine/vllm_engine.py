@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import gc
 import logging
@@ -72,6 +73,7 @@ class VllmEngine:
         self.model_path = model_path
         self._tokenizer = llm.tokenizer
         self._registered: set[int] = set()  # lora ids add_lora has accepted
+        self._prefix_index = None  # token healing's vocabulary index, built on first use
         self._closed = False
 
     # -- construction -----------------------------------------------------------
@@ -195,17 +197,31 @@ class VllmEngine:
         lora = await self._lora(request.adapter)
         request_id = request.request_id or uuid.uuid4().hex
         t0 = time.perf_counter()
-        prompt_tokens = completion_tokens = 0
+        prompt, head, head_ids = request.prompt, "", []
         finished = False
         try:
-            async for out in self._llm.generate(request.prompt, params, request_id, lora_request=lora):
+            if request.heal:
+                prompt, head, head_ids = await self._heal(request, lora, request_id)
+                left = request.max_tokens - len(head_ids)
+                if left <= 0:  # the healing steps used the whole budget (the word is spelled out anyway)
+                    finished = True
+                    yield GenerationResult(request_id, head, "length", len(prompt["prompt_token_ids"]) - len(head_ids),
+                                           len(head_ids), request.adapter,
+                                           generation_ms=(time.perf_counter() - t0) * 1000)
+                    return
+                params = self._params(dataclasses.replace(request, max_tokens=left), delta)
+            prompt_tokens, completion_tokens = 0, len(head_ids)
+            async for out in self._llm.generate(prompt, params, request_id, lora_request=lora):
                 c = out.outputs[0]
-                prompt_tokens = len(out.prompt_token_ids or ())
-                completion_tokens = (completion_tokens + len(c.token_ids)) if delta else len(c.token_ids)
+                prompt_tokens = len(out.prompt_token_ids or ()) - len(head_ids)
+                completion_tokens = (completion_tokens + len(c.token_ids)) if delta else len(head_ids) + len(c.token_ids)
                 finished = out.finished
+                text = head + c.text
+                if delta:
+                    head = ""  # sent with the first chunk
                 yield GenerationResult(
                     request_id=request_id,
-                    text=c.text,
+                    text=text,
                     finish_reason=c.finish_reason if out.finished else None,
                     prompt_tokens=prompt_tokens,
                     completion_tokens=completion_tokens,
@@ -226,6 +242,44 @@ class VllmEngine:
             if not finished:  # the caller closed the stream early, or an error: free the KV cache
                 with contextlib.suppress(Exception):
                     await self._llm.abort(request_id)
+
+    async def _heal(self, request: GenerationRequest, lora, request_id: str) -> tuple[dict, str, list[int]]:
+        """Generate, one constrained token at a time, the first tokens that spell `request.heal`
+        (engine/token_healing.py). Returns the prompt to continue from (token ids), the text
+        those tokens add beyond `heal`, and their ids. Short: one or two engine steps."""
+        from vllm.sampling_params import RequestOutputKind, SamplingParams
+
+        if self._prefix_index is None:
+            from engine.token_healing import TokenPrefixIndex
+
+            self._prefix_index = TokenPrefixIndex(self._hf_tokenizer())
+        index = self._prefix_index
+        ids = self._tokenizer.encode(request.prompt, add_special_tokens=False)
+        rest, out = request.heal, []
+        while rest:
+            allowed = index.allowed(rest)
+            if not allowed:  # no token agrees (cannot happen with byte-level BPE): spell it out
+                out.extend(self._tokenizer.encode(rest, add_special_tokens=False))
+                break
+            params = SamplingParams(max_tokens=1, temperature=request.temperature, seed=request.seed,
+                                    allowed_token_ids=allowed, output_kind=RequestOutputKind.FINAL_ONLY)
+            token = None
+            async for o in self._llm.generate({"prompt_token_ids": ids + out}, params,
+                                              f"{request_id}-heal{len(out)}", lora_request=lora):
+                if o.finished and o.outputs[0].token_ids:
+                    token = o.outputs[0].token_ids[0]
+            if token is None:
+                raise EngineError("token healing: the engine returned no token")
+            out.append(token)
+            rest = index.consume(rest, token)
+        spelled = "".join(index.text_of.get(t, "") for t in out)
+        head = spelled[len(request.heal):] if spelled.startswith(request.heal) else ""
+        return {"prompt_token_ids": ids + out}, head, out
+
+    def _hf_tokenizer(self):
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(str(self.model_path))
 
     async def _generate(self, request: GenerationRequest) -> GenerationResult:
         last = None

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from codetailor.config import Settings
-from codetailor.prompt_format import PromptParts, Snippet, build
+from codetailor.prompt_format import PromptParts, Snippet, build, heal
 from engine.protocol import AdapterRef, EngineClient, GenerationRequest
 from evaluation.tasks import Task, extract_prediction
 
@@ -50,8 +50,17 @@ def prompt_budget(settings: Settings) -> int:
     return min(settings.prompt.budget_tokens, settings.engine.max_model_len - settings.evaluation.max_new_tokens - 8)
 
 
+def healed(task: Task, settings: Settings) -> tuple[str, str]:
+    """(prefix for the prompt, partial word the completion must start with), as serving does:
+    only a cursor inside a line is healed (a next-line prompt ends at the previous line)."""
+    if settings.prompt.token_healing and task.kind != "next_line":
+        return heal(task.prefix)
+    return task.prefix, ""
+
+
 def build_prompt(task: Task, snippets: Sequence[Snippet], settings: Settings, count, repo: str):
-    parts = PromptParts(path=task.path, prefix=task.prefix, suffix=task.suffix, snippets=tuple(snippets), repo=repo)
+    prefix, _ = healed(task, settings)
+    parts = PromptParts(path=task.path, prefix=prefix, suffix=task.suffix, snippets=tuple(snippets), repo=repo)
     return build(parts, count, prompt_budget(settings), max_suffix_lines=settings.prompt.max_suffix_lines,
                  min_prefix_share=settings.prompt.min_prefix_share)
 
@@ -86,7 +95,8 @@ async def run_systems(
         result = await engine.generate(GenerationRequest(
             prompt=built.text, max_tokens=max_tokens, temperature=0.0, stop=_stop(task),
             adapter=adapter if uses_adapter(system) else None,
-            request_id=f"eval-{run_id}-{system}-{task.id}", seed=settings.evaluation.seed))
+            request_id=f"eval-{run_id}-{system}-{task.id}", seed=settings.evaluation.seed,
+            heal=healed(task, settings)[1]))
         if on_done:
             on_done()
         kept = tuple(f"{s.path}:{s.start_line}-{s.end_line}" for s in built.parts.snippets)

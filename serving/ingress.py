@@ -192,10 +192,13 @@ class Ingress:
     def _prepare(self, req: dict) -> _Prepared:
         paths = self.home.tenant(req["tenant"])
         prefix, line_start = at_line_start(req["prefix"])
+        heal = ""
+        if self.settings.prompt.token_healing and not line_start:
+            prefix, heal = pf.heal(prefix)
         wanted = AdapterStore(paths).serving_system()
         ref = self._adapter(paths) if wanted in ("ft", "ft+rag") else None
         t0 = time.perf_counter()
-        hits, used_rag = self._retrieve(paths, prefix) if wanted in ("rag", "ft+rag") else ([], False)
+        hits, used_rag = self._retrieve(paths, prefix + heal) if wanted in ("rag", "ft+rag") else ([], False)
         retrieval_ms = (time.perf_counter() - t0) * 1000
         budget = min(self.settings.prompt.budget_tokens, self.settings.engine.max_model_len - req["max_tokens"])
         parts = pf.PromptParts(path=req["path"], prefix=prefix, suffix=req["suffix"],
@@ -211,7 +214,7 @@ class Ingress:
                     for h in hits if (h.path, h.start_line, h.end_line) in kept]
         model_req = {"request_id": req["request_id"], "prompt": built.text, "max_tokens": req["max_tokens"],
                      "temperature": req["temperature"], "stop": req["stop"], "adapter_id": adapter_model_id(ref),
-                     "deadline": req.get("deadline")}
+                     "deadline": req.get("deadline"), "heal": heal}
         return _Prepared(model_req, _system(ref is not None, used_rag and bool(snippets)), snippets,
                          retrieval_ms, built.parts.suffix, str(paths.tenant), line_start)
 

@@ -24,12 +24,12 @@ neighbours, any kind with retrieved snippets.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Callable, Sequence
 
 from codetailor.errors import PromptTooLong
-from codetailor.prompt_format import PromptParts, Snippet, build, cursor_parts, query_lines
+from codetailor.prompt_format import PromptParts, Snippet, build, cursor_parts, heal, query_lines
 
 from training.corpus import CorpusFile
 from training.packing import LineIndex, window_bounds
@@ -132,6 +132,11 @@ class ExampleBuilder:
 
     # -- one example -------------------------------------------------------------------
     def example(self, c: Cursor, origin: str, rag: bool = False) -> Example | None:
+        if self.prompt_cfg.token_healing and not c.completion.startswith("\n"):
+            # A mid-line cursor is laid out as serving lays it out: the partial word leaves the
+            # prompt and starts the completion (prompt_format.heal).
+            prefix, partial = heal(c.prefix)
+            c = replace(c, prefix=prefix, completion=partial + c.completion)
         target = self.encode(c.completion)[: self.target_tokens]
         if not target:
             return None

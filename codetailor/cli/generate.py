@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from codetailor.cli import add_json_flag, read_cursor
 from codetailor.config import get_settings
 from codetailor.errors import CodetailorError, NotFound
-from codetailor.prompt_format import PromptParts, build, cut_at_suffix
+from codetailor.prompt_format import PromptParts, build, cut_at_suffix, heal
 from codetailor.tenants import registry_from_settings
 
 
@@ -52,6 +53,10 @@ def _generate(args):
     settings = get_settings()
     tenant = registry_from_settings(settings).tenant(args.tenant).tenant  # NotFound for an unknown tenant
     parts, at_line_start = _parts(args)
+    partial = ""
+    if settings.prompt.token_healing and not at_line_start:  # as serving does (prompt_format.heal)
+        prefix, partial = heal(parts.prefix)
+        parts = replace(parts, prefix=prefix)
 
     from codetailor.home import Home
     from codetailor.model import resolve_base_model
@@ -81,7 +86,7 @@ def _generate(args):
     try:
         built = build(parts, engine.count_tokens, budget, max_suffix_lines=settings.prompt.max_suffix_lines,
                       min_prefix_share=settings.prompt.min_prefix_share)
-        result = asyncio.run(engine.generate(GenerationRequest(built.text, args.max_tokens, adapter=adapter)))
+        result = asyncio.run(engine.generate(GenerationRequest(built.text, args.max_tokens, adapter=adapter, heal=partial)))
     except EngineError as e:
         raise CodetailorError(f"generation failed: {e}") from None
     finally:

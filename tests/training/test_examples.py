@@ -82,6 +82,27 @@ def test_examples_use_the_shared_prompt_layout(tokenizer):
         assert len(e.ids) <= 160 and e.n_target >= 1
 
 
+def test_mid_word_cursors_are_healed_as_serving_heals_them(tokenizer):
+    from codetailor.prompt_format import heal
+
+    exs = build_examples(ExampleBuilder(tokenizer, PromptConfig(), seq_len=160, target_tokens=48), _files(), "tenant",
+                         seed=3)
+    plain = build_examples(ExampleBuilder(tokenizer, PromptConfig(token_healing=False), seq_len=160, target_tokens=48),
+                           _files(), "tenant", seed=3)
+    healed = 0
+    for e, p in zip(exs, plain):
+        prefix = parse(tokenizer.decode(e.ids[: e.n_prompt])).prefix
+        plain_prefix = parse(tokenizer.decode(p.ids[: p.n_prompt])).prefix
+        completion = tokenizer.decode(e.ids[e.n_prompt:])
+        if tokenizer.decode(p.ids[p.n_prompt:]).startswith("\n"):  # a line-start cursor: as it was
+            assert prefix == plain_prefix
+            continue
+        kept, partial = heal(plain_prefix)
+        assert prefix == kept and completion.startswith(partial)   # the word moved to the completion
+        healed += bool(partial)
+    assert healed >= 5
+
+
 def test_an_epoch_covers_every_code_line_once(tokenizer):
     b = ExampleBuilder(tokenizer, PromptConfig(), seq_len=256, target_tokens=64)
     f = _files(1)[0]
