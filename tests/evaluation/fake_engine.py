@@ -27,6 +27,10 @@ class OracleEngine:
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         self.requests.append(request)
         cont = self.truth(request.prompt)
+        # A healed prompt stops before the cursor's partial word; like the real engine, the
+        # completion spells it and the result omits it (engine/token_healing.py).
+        assert cont.startswith(request.heal), "the healed word must come right after the prompt"
+        cont = cont[len(request.heal):]
         if not self.right_when(request):
             cont = cont[:2] + "wrong_guess(0)\n"
         lines = cont.split("\n")
