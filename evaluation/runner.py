@@ -58,8 +58,10 @@ def healed(task: Task, settings: Settings) -> tuple[str, str]:
     return task.prefix, ""
 
 
-def build_prompt(task: Task, snippets: Sequence[Snippet], settings: Settings, count, repo: str):
-    prefix, _ = healed(task, settings)
+def build_prompt(task: Task, snippets: Sequence[Snippet], settings: Settings, count, repo: str,
+                 prefix: str | None = None):
+    """prefix: the prompt's prefix when the caller has healed it already (default: `healed`)."""
+    prefix = healed(task, settings)[0] if prefix is None else prefix
     parts = PromptParts(path=task.path, prefix=prefix, suffix=task.suffix, snippets=tuple(snippets), repo=repo)
     return build(parts, count, prompt_budget(settings), max_suffix_lines=settings.prompt.max_suffix_lines,
                  min_prefix_share=settings.prompt.min_prefix_share)
@@ -91,12 +93,13 @@ async def run_systems(
 
     async def one(system: str, task: Task) -> Completion:
         snips = snippets.get(task.id, ()) if uses_retrieval(system) else ()
-        built = build_prompt(task, snips, settings, engine.count_tokens, repo)
+        prefix, partial = healed(task, settings)
+        built = build_prompt(task, snips, settings, engine.count_tokens, repo, prefix)
         result = await engine.generate(GenerationRequest(
             prompt=built.text, max_tokens=max_tokens, temperature=0.0, stop=_stop(task),
             adapter=adapter if uses_adapter(system) else None,
             request_id=f"eval-{run_id}-{system}-{task.id}", seed=settings.evaluation.seed,
-            heal=healed(task, settings)[1]))
+            heal=partial))
         if on_done:
             on_done()
         kept = tuple(f"{s.path}:{s.start_line}-{s.end_line}" for s in built.parts.snippets)
