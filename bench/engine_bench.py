@@ -60,8 +60,9 @@ def make_adapters(base: Path, workdir: Path, n: int, rank: int) -> list[str]:
         model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
         peft_model = get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules="all-linear",
                                                       init_lora_weights=False))
-        with first.new_version() as (v, tmp):
-            peft_model.save_pretrained(tmp)
+        with first.new_version() as staged:
+            peft_model.save_pretrained(staged.dir)
+        v = staged.version
         first.set_active(v)
     template_dir = first.path(first.active())
     template = load_file(str(template_dir / "adapter_model.safetensors"))
@@ -72,9 +73,10 @@ def make_adapters(base: Path, workdir: Path, n: int, rank: int) -> list[str]:
             continue
         g = torch.Generator().manual_seed(i)
         weights = {k: (torch.randn(v.shape, generator=g) * 0.02).contiguous() for k, v in template.items()}
-        with store.new_version() as (v, tmp):
-            save_file(weights, str(tmp / "adapter_model.safetensors"))
-            (tmp / "adapter_config.json").write_text(config)
+        with store.new_version() as staged:
+            save_file(weights, str(staged.dir / "adapter_model.safetensors"))
+            (staged.dir / "adapter_config.json").write_text(config)
+        v = staged.version
         store.set_active(v)
     return tenants
 

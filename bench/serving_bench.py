@@ -81,7 +81,7 @@ def make_home(home: Path, counts: list[int]) -> dict:
     """Tenants n<N>-t<i> (N = adapters of that run; one base-only tenant for N = 0), each with its own
     adapter version (one random rank-8 LoRA, copied: distinct versions and uids). Returns keys."""
     from codetailor.adapters import AdapterStore
-    from codetailor.atomic import atomic_write_json
+    from codetailor.artifacts import AdapterMeta, BaseModelRecord
     from codetailor.home import Home
     from codetailor.model import model_checksum
     from codetailor.tenants import Registry
@@ -104,10 +104,11 @@ def make_home(home: Path, counts: list[int]) -> dict:
                 v = make_adapter(paths, BASE, seed=1)
                 first = store.path(v)
             else:
-                with store.new_version() as (v, tmp):
+                with store.new_version() as staged:
                     for f in ("adapter_config.json", "adapter_model.safetensors"):
-                        shutil.copy(first / f, tmp / f)
-                    atomic_write_json(tmp / "meta.json", {"base_model": {"checksum": checksum}})
+                        shutil.copy(first / f, staged.dir / f)
+                    staged.meta = AdapterMeta(base_model=BaseModelRecord(checksum=checksum))
+                v = staged.version
             store.set_active(v)
     return {"keys": keys, "tenants": {str(n): t for n, t in tenants.items()}}
 

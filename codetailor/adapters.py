@@ -11,19 +11,32 @@ and previous versions and the system serving should use; activation rules
 from __future__ import annotations
 
 import contextlib
-
 import re
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from codetailor.atomic import atomic_write_json, read_json, remove_stale_partials, staging_dir
+from codetailor.artifacts import AdapterMeta, AdapterState, EvaluationSummary
+from codetailor.atomic import remove_stale_partials, staging_dir
 from codetailor.errors import NotFound
 from codetailor.home import TenantPaths
+from codetailor.systems import System
 
 _VERSION = re.compile(r"^v(\d{4,})$")
-SYSTEMS = ("base", "rag", "ft", "ft+rag")
+META = "meta.json"
+
+
+@dataclass
+class StagedVersion:
+    """A version being built: write the adapter files into `dir` and set `meta` (training's
+    record; without one the meta only names the version); AdapterStore publishes both when
+    the `with` block ends without an error."""
+
+    version: str
+    dir: Path
+    meta: AdapterMeta | None = None
 
 
 class AdapterStore:
@@ -43,87 +56,77 @@ class AdapterStore:
 
     def path(self, version: str) -> Path:
         p = self.paths.adapter_dir(version)
-        if not (p / "meta.json").is_file():
+        if not (p / META).is_file():
             raise NotFound(f"tenant {self.paths.tenant!r} has no adapter version {version!r}")
         return p
 
-    def meta(self, version: str) -> dict:
-        return read_json(self.path(version) / "meta.json")
+    def meta(self, version: str) -> AdapterMeta:
+        return AdapterMeta.read(self.path(version) / META)
 
     @contextlib.contextmanager
-    def new_version(self) -> Iterator[tuple[str, Path]]:
-        """Yield (version, staging dir). Write the adapter files and the caller's
-        metadata into it; on exit it becomes the next version atomically."""
+    def new_version(self) -> Iterator[StagedVersion]:
+        """Yield a StagedVersion; on a clean exit it becomes the next version atomically,
+        its meta stamped with the version's identity (version, uid, created_at, tenant)."""
         self.paths.adapters_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_partials(self.paths.adapters_dir)
         latest = self.latest()
         n = int(latest[1:]) + 1 if latest else 1
         version = f"v{n:04d}"
         with staging_dir(self.paths.adapter_dir(version)) as tmp:
-            yield version, tmp
-            meta_path = tmp / "meta.json"
-            meta = read_json(meta_path) if meta_path.exists() else {}
-            meta.update({"version": version, "uid": uuid.uuid4().hex, "created_at": time.time(),
-                         "tenant": str(self.paths.tenant)})
-            atomic_write_json(meta_path, meta)
+            staged = StagedVersion(version, tmp)
+            yield staged
+            (staged.meta or AdapterMeta()).model_copy(update={"version": version, "uid": uuid.uuid4().hex, "created_at": time.time(),
+                                           "tenant": str(self.paths.tenant)}).write(tmp / META)
+
+    def record_evaluation(self, version: str, summary: EvaluationSummary) -> AdapterMeta:
+        """Replace the version's evaluation summary (the rest of its meta is unchanged)."""
+        meta = self.meta(version).model_copy(update={"evaluation": summary})
+        meta.write(self.path(version) / META)
+        return meta
 
     # -- state ---------------------------------------------------------------
-    def state(self) -> dict:
-        try:
-            s = read_json(self.paths.adapters_state)
-        except FileNotFoundError:
-            s = {}
-        s.setdefault("active", None)
-        s.setdefault("previous", [])
-        s.setdefault("system", None)           # chosen by evaluation
-        s.setdefault("system_override", None)  # set by an admin
-        return s
+    def state(self) -> AdapterState:
+        return AdapterState.read_or_none(self.paths.adapters_state) or AdapterState()
 
     def active(self) -> str | None:
-        return self.state()["active"]
+        return self.state().active
 
-    def serving_system(self) -> str:
+    def serving_system(self) -> System:
         """The system serving should use: the admin override, else evaluation's choice,
         else ft+rag with an active adapter and rag without one."""
         s = self.state()
-        choice = s["system_override"] or s["system"]
+        choice = s.system_override or s.system
         if choice is None:
-            choice = "ft+rag" if s["active"] else "rag"
-        if choice in ("ft", "ft+rag") and not s["active"]:
-            choice = "rag" if choice == "ft+rag" else "base"
+            choice = System.FT_RAG if s.active else System.RAG
+        if choice.uses_adapter and not s.active:
+            choice = choice.without_adapter()
         return choice
 
-    def _write_state(self, s: dict) -> None:
-        s["updated_at"] = time.time()
-        atomic_write_json(self.paths.adapters_state, s)
+    def _write_state(self, s: AdapterState, **changes) -> AdapterState:
+        s = s.model_copy(update={**changes, "updated_at": time.time()})
+        s.write(self.paths.adapters_state)
+        return s
 
-    def set_active(self, version: str | None) -> dict:
+    def set_active(self, version: str | None) -> AdapterState:
         if version is not None:
             self.path(version)
         s = self.state()
-        if s["active"] != version:
-            if s["active"]:
-                s["previous"] = [s["active"]] + [v for v in s["previous"] if v != s["active"]][:9]
-            s["active"] = version
-            self._write_state(s)
-        return s
+        if s.active == version:
+            return s
+        previous = s.previous
+        if s.active:
+            previous = (s.active, *[v for v in s.previous if v != s.active][:9])
+        return self._write_state(s, active=version, previous=previous)
 
-    def rollback(self) -> dict:
+    def rollback(self) -> AdapterState:
         s = self.state()
-        if not s["previous"]:
+        if not s.previous:
             raise NotFound(f"tenant {self.paths.tenant!r} has no previous adapter version to roll back to")
-        target, rest = s["previous"][0], s["previous"][1:]
-        s["active"], s["previous"] = target, rest
-        self._write_state(s)
-        return s
+        return self._write_state(s, active=s.previous[0], previous=s.previous[1:])
 
-    def set_system(self, system: str | None, *, override: bool = False) -> dict:
-        if system is not None and system not in SYSTEMS:
-            raise ValueError(f"unknown system {system!r}; choose one of {', '.join(SYSTEMS)}")
-        s = self.state()
-        s["system_override" if override else "system"] = system
-        self._write_state(s)
-        return s
+    def set_system(self, system: System | str | None, *, override: bool = False) -> AdapterState:
+        chosen = None if system is None else System.parse(system)
+        return self._write_state(self.state(), **{"system_override" if override else "system": chosen})
 
 
 def list_rows(store: AdapterStore) -> list[dict]:
@@ -134,14 +137,11 @@ def list_rows(store: AdapterStore) -> list[dict]:
         m = store.meta(v)
         rows.append({
             "version": v,
-            "active": v == s["active"],
+            "active": v == s.active,
             "latest": v == latest,
-            "previous": v in s["previous"][:1],
-            "created_at": m.get("created_at"),
-            "cqi": (m.get("evaluation") or {}).get("cqi"),
-            "public_loss_change": m.get("public_loss_change"),
+            "previous": v in s.previous[:1],
+            "created_at": m.created_at,
+            "cqi": m.cqi,
+            "public_loss_change": m.public_loss_change,
         })
     return rows
-
-
-

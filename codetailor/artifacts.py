@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from codetailor.atomic import atomic_write_text
 from codetailor.errors import CodetailorError
+from codetailor.systems import System
 
 log = logging.getLogger(__name__)
 
@@ -105,3 +106,110 @@ class Artifact(BaseModel):
 
 
 # The artifacts themselves follow, one section per owner.
+
+# -- adapters (owner: codetailor/adapters.py; training builds the meta, evaluation adds its summary) --------
+
+class BaseModelRecord(BaseModel):
+    """The base model an adapter was trained on; the guardrail compares `checksum` with the configured one."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    path: str | None = None
+    name: str | None = None
+    checksum: str | None = None
+
+
+class SplitRecord(BaseModel):
+    """Which of the tenant's files training held out (plain paths, as retrieval names them)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    seed: int | None = None
+    heldout_fraction: float | None = None
+    by: str = "file"
+    train_files: int = 0
+    heldout_files: tuple[str, ...] = ()
+
+
+class EvaluationSummary(BaseModel):
+    """An adapter's latest evaluation: what the guardrail decides on (best adapter system's CQI)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    cqi: float
+    cqi_low: float | None = None
+    cqi_high: float | None = None
+    system: System | None = None
+    eval_id: str = ""
+    at: float | None = None
+    n: int = 0
+    cqi_by_system: dict[str, dict[str, float]] = {}
+
+
+class AdapterMeta(Artifact):
+    """`adapters/vNNNN/meta.json`: how a version was trained and how it evaluated.
+
+    Training fills the training fields; AdapterStore stamps the identity (version, uid,
+    created_at, tenant) when it publishes the version; evaluation replaces `evaluation`."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    version: str = ""
+    uid: str = ""                 # unique per published version: tells a recreated tenant's v0001 apart
+    created_at: float | None = None
+    tenant: str = ""
+    base_model: BaseModelRecord = BaseModelRecord()
+    template: str | None = None   # the prompt template the adapter was trained with
+    hardware: dict[str, Any] | None = None
+    selection: dict[str, Any] | None = None
+    split: SplitRecord | None = None
+    hyper_parameters: dict[str, Any] = {}
+    data: dict[str, Any] = {}
+    epochs_seen: float | None = None
+    stopped_by_budget: bool | None = None
+    steps: int | None = None
+    train_tokens: int | None = None
+    seconds: float | None = None
+    tokens_per_second: float | None = None
+    torch_threads: int | None = None
+    resumed_from_sequence: int | None = None
+    losses: dict[str, float | None] = {}
+    public_loss_change: float | None = None  # relative change of the public-code loss: the forgetting guard
+    adapter_bytes: int | None = None
+    evaluation: EvaluationSummary | None = None
+
+    @classmethod
+    def migrate(cls, data: dict[str, Any], version: int) -> dict[str, Any]:
+        if version < 1:
+            # Unversioned metas named the held-out list in several ways and the checksum flat.
+            split = data.get("split") if isinstance(data.get("split"), dict) else {}
+            split = dict(split)
+            for holder, key in ((split, "heldout"), (split, "held_out"), (data, "heldout_files"), (data, "heldout")):
+                if "heldout_files" not in split and isinstance(holder.get(key), list):
+                    split["heldout_files"] = holder[key]
+            for holder, key in ((split, "heldout"), (split, "held_out"), (data, "heldout_files"), (data, "heldout")):
+                holder.pop(key, None)
+            if split:
+                data["split"] = split
+            flat = data.pop("base_model_checksum", None)
+            base = data.get("base_model") if isinstance(data.get("base_model"), dict) else {}
+            if flat and not base.get("checksum"):
+                data["base_model"] = {**base, "checksum": flat}
+        return data
+
+    @property
+    def heldout(self) -> tuple[str, ...] | None:
+        return self.split.heldout_files if self.split is not None else None
+
+    @property
+    def cqi(self) -> float | None:
+        return self.evaluation.cqi if self.evaluation is not None else None
+
+
+class AdapterState(Artifact):
+    """`adapters/state.json`: the active version, the ones before it, and the system serving uses."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    active: str | None = None
+    previous: tuple[str, ...] = ()
+    system: System | None = None            # chosen by evaluation
+    system_override: System | None = None   # set by an admin
+    updated_at: float | None = None

@@ -1,7 +1,7 @@
 """The adapter resolver: the ONE place that turns (tenant, version) into a LoRARequest.
 
 Callers above the engine hold an `AdapterRef` (tenant, version, the version's
-uid from meta.json); they never name a path. The engine asks this resolver for
+uid from its meta); they never name a path. The engine asks this resolver for
 the LoRARequest, whose path comes from codetailor.home via AdapterStore.
 
 vLLM caches adapter weights by `lora_int_id`, so an id must never stand for two
@@ -64,11 +64,10 @@ class AdapterResolver:
             version = store.active()
             if version is None:
                 return None
-        meta = store.meta(version)
-        uid = meta.get("uid")
+        uid = store.meta(version).uid
         if not uid:
-            raise AdapterLoadError(f"adapter {tenant}/{version} has no uid in meta.json")
-        return AdapterRef(TenantId(str(tenant)), version, str(uid))
+            raise AdapterLoadError(f"adapter {tenant}/{version} has no uid in its meta")
+        return AdapterRef(TenantId(str(tenant)), version, uid)
 
     def int_id(self, ref: AdapterRef) -> int:
         return _int_id(ref)
@@ -83,8 +82,8 @@ class AdapterResolver:
             meta = store.meta(ref.version)
         except (CodetailorError, OSError, ValueError) as e:
             raise AdapterLoadError(f"adapter {name} is missing: {e}") from None
-        if meta.get("uid") != ref.uid:
-            raise AdapterLoadError(f"adapter {name} was replaced (uid {meta.get('uid')!r}, asked for {ref.uid!r})")
+        if meta.uid != ref.uid:
+            raise AdapterLoadError(f"adapter {name} was replaced (uid {meta.uid!r}, asked for {ref.uid!r})")
         if _int_id(ref) not in self._checked:
             self._check_files(name, path)
             self._checked.add(_int_id(ref))

@@ -23,7 +23,8 @@ from engine.protocol import EngineClient
 from evaluation import data as eval_data
 from evaluation import records, scoring
 from evaluation.guardrail import check_base_model
-from evaluation.runner import SYSTEMS, run_systems, uses_adapter, uses_retrieval
+from codetailor.systems import NAMES, System
+from evaluation.runner import run_systems, uses_adapter, uses_retrieval
 from evaluation.tasks import Task, internal_apis, make_tasks
 
 
@@ -33,11 +34,11 @@ class EvaluationError(CodetailorError):
 
 def parse_systems(text: str | Sequence[str]) -> tuple[str, ...]:
     items = [s.strip() for s in (text.split(",") if isinstance(text, str) else text) if s.strip()]
-    bad = [s for s in items if s not in SYSTEMS]
+    bad = [s for s in items if s not in NAMES]
     if bad or not items:
-        raise EvaluationError(f"unknown system(s) {', '.join(bad) or '(none)'}; choose from {', '.join(SYSTEMS)}")
+        raise EvaluationError(f"unknown system(s) {', '.join(bad) or '(none)'}; choose from {', '.join(NAMES)}")
     # base always runs: the CQI is relative to it.
-    return tuple(dict.fromkeys(["base", *items]))
+    return tuple(dict.fromkeys([System.BASE.value, *items]))
 
 
 class Plan:
@@ -157,7 +158,7 @@ def public_summary(result: dict) -> dict:
     return {k: result[k] for k in keep if k in result}
 
 
-def evaluate(settings: Settings, paths: TenantPaths, *, systems: Sequence[str] | str = SYSTEMS,
+def evaluate(settings: Settings, paths: TenantPaths, *, systems: Sequence[str] | str = NAMES,
              n: int | None = None, adapter: str | None = None, report_dir: Path | None = None,
              engine: EngineClient | None = None, progress: bool = True) -> dict:
     """Synchronous entry (the CLI): checks inputs, starts an engine unless given one, runs."""

@@ -16,6 +16,7 @@ Serving's admin service and the CLI both call `activate` / `rollback` here.
 from __future__ import annotations
 
 from codetailor.adapters import AdapterStore, list_rows
+from codetailor.artifacts import AdapterMeta
 from codetailor.config import Settings
 from codetailor.errors import CodetailorError
 from codetailor.home import TenantPaths
@@ -30,17 +31,8 @@ class BaseModelMismatch(CodetailorError):
     exit_code = 9
 
 
-def adapter_base_checksum(meta: dict) -> str | None:
-    """The base-model checksum an adapter's meta.json records (training writes
-    `base_model: {path, checksum}`)."""
-    base = meta.get("base_model")
-    if isinstance(base, dict) and base.get("checksum"):
-        return str(base["checksum"])
-    return None
-
-
-def check_base_model(settings: Settings, paths: TenantPaths, version: str, meta: dict) -> None:
-    recorded = adapter_base_checksum(meta)
+def check_base_model(settings: Settings, paths: TenantPaths, version: str, meta: AdapterMeta) -> None:
+    recorded = meta.base_model.checksum
     current = model_checksum(resolve_base_model(settings))
     if recorded is None:
         raise BaseModelMismatch(f"adapter {paths.tenant}/{version} records no base-model checksum; retrain it")
@@ -50,17 +42,16 @@ def check_base_model(settings: Settings, paths: TenantPaths, version: str, meta:
             f"(checksum {recorded[:12]}…, configured base {current[:12]}…); retrain it for this base")
 
 
-def refusal_reasons(settings: Settings, meta: dict) -> list[str]:
+def refusal_reasons(settings: Settings, meta: AdapterMeta) -> list[str]:
     """Why the guardrail would refuse this adapter (empty: it may be activated)."""
     cfg = settings.evaluation
     reasons = []
-    evaluation = meta.get("evaluation") or {}
-    cqi = evaluation.get("cqi")
+    cqi = meta.cqi
     if cqi is None:
         reasons.append("it has not been evaluated with an adapter system (run `codetailor eval`)")
     elif not cqi > cfg.cqi_threshold:
         reasons.append(f"its latest CQI {cqi:.2f} is not above the threshold {cfg.cqi_threshold:.2f}")
-    change = meta.get("public_loss_change")
+    change = meta.public_loss_change
     if change is None:
         reasons.append("it records no public_loss_change (the forgetting check did not run)")
     elif change > cfg.max_public_loss_increase:
@@ -78,15 +69,15 @@ def activate(settings: Settings, paths: TenantPaths, version: str) -> dict:
     if reasons:
         raise GuardrailRefused(f"not activating {paths.tenant}/{version}: " + "; ".join(reasons))
     state = store.set_active(version)
-    return {"tenant": str(paths.tenant), "active": state["active"], "previous": state["previous"][:1],
-            "cqi": meta["evaluation"]["cqi"], "serving_system": store.serving_system()}
+    return {"tenant": str(paths.tenant), "active": state.active, "previous": list(state.previous[:1]),
+            "cqi": meta.cqi, "serving_system": store.serving_system()}
 
 
 def rollback(settings: Settings, paths: TenantPaths) -> dict:
     """Return to the previously active version (NotFound when there is none)."""
     store = AdapterStore(paths)
     state = store.rollback()
-    return {"tenant": str(paths.tenant), "active": state["active"], "previous": state["previous"][:1],
+    return {"tenant": str(paths.tenant), "active": state.active, "previous": list(state.previous[:1]),
             "serving_system": store.serving_system()}
 
 

@@ -21,11 +21,9 @@ from typing import Callable, Sequence
 
 from codetailor.config import Settings
 from codetailor.prompt_format import PromptParts, Snippet, build, heal
+from codetailor.systems import System
 from engine.protocol import AdapterRef, EngineClient, GenerationRequest
 from evaluation.tasks import Task, extract_prediction
-
-SYSTEMS = ("base", "rag", "ft", "ft+rag")
-
 
 @dataclass(frozen=True)
 class Completion:
@@ -38,11 +36,11 @@ class Completion:
 
 
 def uses_adapter(system: str) -> bool:
-    return system.startswith("ft")
+    return System(system).uses_adapter
 
 
 def uses_retrieval(system: str) -> bool:
-    return system.endswith("rag")
+    return System(system).uses_retrieval
 
 
 def prompt_budget(settings: Settings) -> int:

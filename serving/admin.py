@@ -12,6 +12,7 @@ import logging
 from codetailor.adapters import AdapterStore, list_rows
 from codetailor.config import Settings
 from codetailor.home import Home, TenantPaths
+from codetailor.systems import System
 from serving.status import ServingError
 
 log = logging.getLogger("codetailor.serving.admin")
@@ -49,8 +50,8 @@ def _guardrail_rollback(settings: Settings, paths: TenantPaths) -> None:
 def status(paths: TenantPaths) -> dict:
     store = AdapterStore(paths)
     s = store.state()
-    return {"tenant": str(paths.tenant), "system": store.serving_system(), "active_version": s["active"] or "",
-            "previous_versions": list(s["previous"])}
+    return {"tenant": str(paths.tenant), "system": str(store.serving_system()), "active_version": s.active or "",
+            "previous_versions": list(s.previous)}
 
 
 def adapters(paths: TenantPaths) -> list[dict]:
@@ -70,18 +71,16 @@ def rollback(settings: Settings, paths: TenantPaths) -> dict:
 
 def refresh_tenant_gauges(home: Home, m) -> None:
     """Per-tenant gauges: active version number, system in use (one-hot), CQI."""
-    from codetailor.adapters import SYSTEMS
-
     for t in home.tenant_ids():
         paths = home.tenant(t)
         store = AdapterStore(paths)
         try:
             active, system = store.active(), store.serving_system()
-            cqi = ((store.meta(active).get("evaluation") or {}).get("cqi") or 0.0) if active else 0.0
+            cqi = (store.meta(active).cqi or 0.0) if active else 0.0
         except Exception as e:  # one broken tenant must not stop the others' gauges
             log.warning("tenant %s: cannot read adapter state: %s", t, e)
             continue
         m.active_version.set(int(active[1:]) if active else 0, tags={"tenant": str(t)})
-        for s in SYSTEMS:
-            m.system.set(1 if s == system else 0, tags={"tenant": str(t), "system": s})
+        for s in System:
+            m.system.set(1 if s == system else 0, tags={"tenant": str(t), "system": s.value})
         m.cqi.set(float(cqi), tags={"tenant": str(t)})

@@ -29,6 +29,7 @@ from codetailor.adapters import AdapterStore
 from codetailor.config import Settings
 from codetailor.errors import NotFound, PromptTooLong
 from codetailor.home import Home, TenantPaths
+from codetailor.systems import System
 from engine.protocol import AdapterLoadError, AdapterRef
 from serving.model import adapter_model_id
 from serving._loopback import pin_replica_grpc_to_loopback
@@ -74,10 +75,6 @@ class LineStartFilter:
         if sep:
             self.open = True
         return rest
-
-
-def _system(ft: bool, rag: bool) -> str:
-    return {(False, False): "base", (False, True): "rag", (True, False): "ft", (True, True): "ft+rag"}[(ft, rag)]
 
 
 class Ingress:
@@ -196,9 +193,9 @@ class Ingress:
         if self.settings.prompt.token_healing and not line_start:
             prefix, heal = pf.heal(prefix)
         wanted = AdapterStore(paths).serving_system()
-        ref = self._adapter(paths) if wanted in ("ft", "ft+rag") else None
+        ref = self._adapter(paths) if wanted.uses_adapter else None
         t0 = time.perf_counter()
-        hits, used_rag = self._retrieve(paths, prefix + heal) if wanted in ("rag", "ft+rag") else ([], False)
+        hits, used_rag = self._retrieve(paths, prefix + heal) if wanted.uses_retrieval else ([], False)
         retrieval_ms = (time.perf_counter() - t0) * 1000
         budget = min(self.settings.prompt.budget_tokens, self.settings.engine.max_model_len - req["max_tokens"])
         parts = pf.PromptParts(path=req["path"], prefix=prefix, suffix=req["suffix"],
@@ -215,7 +212,7 @@ class Ingress:
         model_req = {"request_id": req["request_id"], "prompt": built.text, "max_tokens": req["max_tokens"],
                      "temperature": req["temperature"], "stop": req["stop"], "adapter_id": adapter_model_id(ref),
                      "deadline": req.get("deadline"), "heal": heal}
-        return _Prepared(model_req, _system(ref is not None, used_rag and bool(snippets)), snippets,
+        return _Prepared(model_req, System.of(ref is not None, used_rag and bool(snippets)).value, snippets,
                          retrieval_ms, built.parts.suffix, str(paths.tenant), line_start)
 
     def _handle(self, prep: _Prepared, stream: bool):
@@ -232,7 +229,7 @@ class Ingress:
             raise ServingError("INTERNAL", f"internal error (request id {prep.model_req['request_id']})")
         system = prep.system
         if r["adapter_fallback"]:  # the adapter failed to load: the base model answered
-            system = "rag" if system == "ft+rag" else "base"
+            system = System(system).without_adapter().value
         return {"text": text, "finish_reason": r["finish_reason"], "prompt_tokens": r["prompt_tokens"],
                 "completion_tokens": r["completion_tokens"], "system": system,
                 "adapter_version": r["adapter_version"], "snippets": prep.snippets,

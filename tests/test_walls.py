@@ -78,3 +78,26 @@ def test_only_home_lays_out_tenant_directories():
                 if isinstance(node, ast.Constant) and node.value in ("tenants", "tenants/"):
                     offenders.append(str(p.relative_to(ROOT)))
     assert not offenders, offenders
+
+
+def _string_constants(tree: ast.AST) -> set[str]:
+    return {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+
+
+def test_adapter_records_have_one_owner():
+    """meta.json and state.json are named only by their owners, and their keys are spelled
+    as strings in one place: the artifact models (codetailor/artifacts.py, which also
+    migrates older key names). Everyone else reads and writes them as typed models."""
+    owners = {"meta.json": {"codetailor/adapters.py"}, "state.json": {"codetailor/home.py"}}
+    old_key_names = {"held_out", "base_model_checksum"}
+    bad = []
+    for pkg in PACKAGES:
+        for p, t in _modules(pkg):
+            rel = p.relative_to(ROOT).as_posix()
+            consts = _string_constants(t)
+            bad += [f"{rel} names {name}" for name, where in owners.items() if name in consts and rel not in where]
+            if rel != "codetailor/artifacts.py" and consts & old_key_names:
+                bad.append(f"{rel} spells adapter-meta keys {sorted(consts & old_key_names)}")
+    _, adapters = next((p, t) for p, t in _modules("codetailor") if p.name == "adapters.py")
+    assert not _imports(adapters) & {"json"}, "AdapterStore reads and writes its records only as artifacts"
+    assert not bad, bad

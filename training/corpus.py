@@ -12,11 +12,9 @@ code every machine has and nobody here wrote.
 
 from __future__ import annotations
 
-import hashlib
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from codetailor.errors import CodetailorError
 
@@ -102,38 +100,3 @@ def public_files(limit_bytes: int = 200_000) -> list[CorpusFile]:
     if not out:
         raise TrainingError(f"no Python standard-library sources under {root} for replay; use --replay-ratio 0")
     return out
-
-
-def _draw(seed: int, path: str) -> float:
-    # The same draw as evaluation's seeded split, so a tenant without an adapter
-    # is evaluated on the files a first training run would hold out.
-    h = hashlib.sha256(f"{seed}:{path}".encode()).digest()
-    return int.from_bytes(h[:8], "big") / 2**64
-
-
-@dataclass(frozen=True)
-class Split:
-    seed: int
-    fraction: float
-    train: tuple[str, ...]
-    heldout: tuple[str, ...]
-
-    def to_dict(self) -> dict:
-        # evaluation reads split["heldout_files"]
-        return {"seed": self.seed, "heldout_fraction": self.fraction, "by": "file",
-                "train_files": len(self.train), "heldout_files": list(self.heldout)}
-
-
-def split_files(paths: Sequence[str], seed: int, fraction: float) -> Split:
-    """Held-out vs train by file. A file's side depends only on (seed, its path), so it
-    stays put when other files come and go; with two or more files each side gets one."""
-    paths = sorted(set(paths))
-    draw = {p: _draw(seed, p) for p in paths}
-    heldout = {p for p in paths if draw[p] < fraction}
-    if len(paths) >= 2:
-        ranked = sorted(paths, key=lambda p: draw[p])
-        if not heldout:
-            heldout = {ranked[0]}
-        if len(heldout) == len(paths):
-            heldout.discard(ranked[-1])
-    return Split(seed, fraction, tuple(p for p in paths if p not in heldout), tuple(p for p in paths if p in heldout))

@@ -20,11 +20,13 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from codetailor.adapters import AdapterStore
+from codetailor.artifacts import AdapterMeta, BaseModelRecord
 from codetailor.home import TenantPaths
 from codetailor.model import model_checksum, resolve_base_model
 from codetailor.prompt_format import Snippet, snippets_from
+from codetailor.split import Split, split_files
 
-from training.corpus import CorpusFile, TrainingError, public_files, split_files, tenant_files, tenant_sources
+from training.corpus import CorpusFile, TrainingError, public_files, tenant_files, tenant_sources
 from training.examples import WINDOW, Example, ExampleBuilder, Neighbours
 from training.loop import Checkpoint, LoopConfig, mean_loss, run_loop, torch_threads
 from training.lora import attach_lora, load_base, save_adapter
@@ -126,6 +128,32 @@ def _fingerprint(*parts) -> str:
     return h.hexdigest()
 
 
+@dataclass(frozen=True)
+class SplitFiles:
+    """Phase 1 of training: the tenant's selected files and which of them are held out."""
+
+    split: Split
+    train: list[CorpusFile]
+    heldout: list[CorpusFile]
+
+
+def split_tenant_files(settings, paths: TenantPaths, selection=None,
+                       files: Sequence[CorpusFile] | None = None) -> SplitFiles:
+    """The tenant's files (`selection`, else each source's indexed one), split by path."""
+    if files is None:
+        files = tenant_files(settings, tenant_sources(settings, paths), selection)
+    if not files:
+        raise TrainingError(f"tenant {paths.tenant!r} has no indexable code in its sources "
+                            f"(after the selection and safety skips)")
+    if len(files) < 2:
+        raise TrainingError(f"tenant {paths.tenant!r} has only one selected file; training needs at least two "
+                            f"(one is held out for evaluation)")
+    cfg = settings.training
+    split = split_files([f.path for f in files], cfg.split_seed, cfg.heldout_fraction)
+    heldout = set(split.heldout)
+    return SplitFiles(split, [f for f in files if f.path not in heldout], [f for f in files if f.path in heldout])
+
+
 def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
                  neighbours_factory: Callable[[Sequence[str]], Neighbours] | None = None,
                  files: Sequence[CorpusFile] | None = None) -> dict:
@@ -140,19 +168,8 @@ def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
 
     # 1. files and the split
     selection_dict = opts.selection.to_dict() if opts.selection is not None else None
-    if files is None:
-        sources = tenant_sources(settings, paths)
-        files = tenant_files(settings, sources, opts.selection)
-    if not files:
-        raise TrainingError(f"tenant {paths.tenant!r} has no indexable code in its sources "
-                            f"(after the selection and safety skips)")
-    if len(files) < 2:
-        raise TrainingError(f"tenant {paths.tenant!r} has only one selected file; training needs at least two "
-                            f"(one is held out for evaluation)")
-    split = split_files([f.path for f in files], cfg.split_seed, cfg.heldout_fraction)
-    heldout = set(split.heldout)
-    train_files = [f for f in files if f.path not in heldout]
-    heldout_files = [f for f in files if f.path in heldout]
+    phase = split_tenant_files(settings, paths, opts.selection, files)
+    split, train_files, heldout_files = phase.split, phase.train, phase.heldout
 
     # 2. examples
     model, tokenizer = load_base(base_path, cfg.base_weights)
@@ -214,12 +231,12 @@ def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
     public_change = (public_adapter - public_base) / public_base if public_base else None
 
     store = AdapterStore(paths)
-    meta = {
-        "base_model": {"path": str(base_path), "checksum": checksum},
-        "selection": selection_dict,
-        "split": split.to_dict(),
-        "hyper_parameters": hyper,
-        "data": {"train_files": len(train_files), "heldout_files": len(heldout_files),
+    meta = AdapterMeta(
+        base_model=BaseModelRecord(path=str(base_path), checksum=checksum),
+        selection=selection_dict,
+        split=split.record(),
+        hyper_parameters=hyper,
+        data={"train_files": len(train_files), "heldout_files": len(heldout_files),
                  "train_bytes": sum(len(f.text.encode()) for f in train_files),
                  "tenant_examples": len(tenant_ex), "public_examples": len(public_ex),
                  "rag_examples": sum(e.rag for e in tenant_ex),
@@ -230,22 +247,22 @@ def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
                  "public_target_tokens": sum(e.n_target for e in public_ex),
                  "heldout_examples": len(heldout_ex), "public_eval_examples": len(public_eval),
                  "public_corpus": "python stdlib"},
-        "epochs_seen": round(epochs_seen, 4),
-        "stopped_by_budget": state.micro < round(len(examples) * opts.epochs),
-        "steps": state.step,
-        "train_tokens": state.tokens,
-        "seconds": round(state.seconds, 2),
-        "tokens_per_second": round(state.tokens / max(state.seconds, 1e-9), 1),
-        "torch_threads": threads,
-        "resumed_from_sequence": state.resumed_from,
-        "losses": {"train": train_loss, "train_recent": recent_loss, "heldout": heldout_loss,
-                   "heldout_base": heldout_loss_base, "public_base": public_base, "public_adapter": public_adapter},
-        "public_loss_change": public_change,
-    }
-    with store.new_version() as (version, tmp):
-        size = save_adapter(pm, tmp, base_path)
-        meta["adapter_bytes"] = size
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+        epochs_seen=round(epochs_seen, 4),
+        stopped_by_budget=state.micro < round(len(examples) * opts.epochs),
+        steps=state.step,
+        train_tokens=state.tokens,
+        seconds=round(state.seconds, 2),
+        tokens_per_second=round(state.tokens / max(state.seconds, 1e-9), 1),
+        torch_threads=threads,
+        resumed_from_sequence=state.resumed_from,
+        losses={"train": train_loss, "train_recent": recent_loss, "heldout": heldout_loss,
+                "heldout_base": heldout_loss_base, "public_base": public_base, "public_adapter": public_adapter},
+        public_loss_change=public_change,
+    )
+    with store.new_version() as staged:
+        size = save_adapter(pm, staged.dir, base_path)
+        staged.meta = meta.model_copy(update={"adapter_bytes": size})
+    version = staged.version
     ckpt.remove()
     return {
         "adapter_version": version,
@@ -253,7 +270,7 @@ def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
         "train_tokens": state.tokens,
         "epochs": round(epochs_seen, 4),
         "seconds": round(state.seconds, 2),
-        "tokens_per_second": meta["tokens_per_second"],
+        "tokens_per_second": meta.tokens_per_second,
         "train_loss": round(train_loss, 4),
         "heldout_loss": round(heldout_loss, 4) if heldout_loss is not None else None,
         "public_loss_change": round(public_change, 4) if public_change is not None else None,

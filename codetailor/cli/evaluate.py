@@ -6,9 +6,8 @@ from pathlib import Path
 
 from codetailor.cli import add_json_flag
 from codetailor.config import get_settings
+from codetailor.systems import NAMES
 from codetailor.tenants import registry_from_settings
-
-SYSTEM_CHOICES = ("base", "rag", "ft", "ft+rag")
 
 
 def _paths(tenant: str):
@@ -18,8 +17,8 @@ def _paths(tenant: str):
 def register(sub) -> None:
     e = sub.add_parser("eval", help="measure rag / ft / ft+rag against the generic model and compute the CQI")
     e.add_argument("--tenant", required=True)
-    e.add_argument("--systems", default="base,rag,ft,ft+rag",
-                   help="comma-separated, from base,rag,ft,ft+rag (base always runs; default all)")
+    e.add_argument("--systems", default=",".join(NAMES),
+                   help=f"comma-separated, from {','.join(NAMES)} (base always runs; default all)")
     e.add_argument("--n", type=int, default=None, help="number of tasks (default evaluation.n)")
     e.add_argument("--adapter", metavar="VERSION", help="adapter version to evaluate (default the latest)")
     e.add_argument("--report", type=Path, metavar="DIR", help="write report.md and PNG plots into DIR")
@@ -45,7 +44,7 @@ def register(sub) -> None:
     sy = acts.add_parser("system", help="show or override which system serving uses for the tenant")
     sy.add_argument("--tenant", required=True)
     g = sy.add_mutually_exclusive_group()
-    g.add_argument("--override", choices=SYSTEM_CHOICES, help="use this system whatever evaluation chose")
+    g.add_argument("--override", choices=NAMES, help="use this system whatever evaluation chose")
     g.add_argument("--clear-override", action="store_true", help="go back to evaluation's choice")
     add_json_flag(sy)
     sy.set_defaults(handler=_system)
@@ -118,5 +117,5 @@ def _system(args):
     elif args.clear_override:
         store.set_system(None, override=True)
     s = store.state()
-    return {"tenant": args.tenant, "serving_system": store.serving_system(), "evaluated": s["system"],
-            "override": s["system_override"], "active": s["active"]}
+    return {"tenant": args.tenant, "serving_system": store.serving_system(), "evaluated": s.system,
+            "override": s.system_override, "active": s.active}

@@ -44,9 +44,10 @@ def write_adapter(base_model, store: AdapterStore, seed: int, rank: int = 8, b_s
         for name, p in peft_model.named_parameters():
             if "lora_B" in name:
                 p.normal_(0.0, b_std)
-    with store.new_version() as (version, tmp):
-        peft_model.save_pretrained(tmp)
+    with store.new_version() as staged:
+        peft_model.save_pretrained(staged.dir)
         # PEFT saves under the adapter name's folder only for non-default names.
+    version = staged.version
     peft_model.unload()
     return version
 

@@ -97,9 +97,10 @@ def test_hot_add_and_remove(engine, lora_set):
 
 
 def _publish_copy(store: AdapterStore, source_dir) -> str:
-    with store.new_version() as (version, tmp):
+    with store.new_version() as staged:
         for name in ("adapter_config.json", "adapter_model.safetensors"):
-            shutil.copy(source_dir / name, tmp / name)
+            shutil.copy(source_dir / name, staged.dir / name)
+    version = staged.version
     return version
 
 
@@ -131,9 +132,10 @@ def test_corrupt_adapter_is_an_adapter_load_error_and_the_engine_survives(engine
     home = Home(lora_set.home)
     good = AdapterStore(home.tenant(ADAPTER_TENANTS[0]))
     store = AdapterStore(home.tenant("engine-bad"))
-    with store.new_version() as (version, tmp):
-        shutil.copy(good.path(good.active()) / "adapter_config.json", tmp)
-        (tmp / "adapter_model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
+    with store.new_version() as staged:
+        shutil.copy(good.path(good.active()) / "adapter_config.json", staged.dir)
+        (staged.dir / "adapter_model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
+    version = staged.version
     ref = engine.resolver.ref_for("engine-bad", version)
     with pytest.raises(AdapterLoadError, match="corrupt adapter_model.safetensors"):
         _run(engine.generate(GenerationRequest(PROMPTS[0], 4, adapter=ref)))

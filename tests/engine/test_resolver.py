@@ -20,9 +20,10 @@ def _safetensors(n_floats: int = 4) -> bytes:
 
 
 def _publish(store: AdapterStore, rank: int = 8, weights: bytes | None = None) -> str:
-    with store.new_version() as (version, tmp):
-        (tmp / "adapter_config.json").write_text(json.dumps({"r": rank, "lora_alpha": 16}))
-        (tmp / "adapter_model.safetensors").write_bytes(_safetensors() if weights is None else weights)
+    with store.new_version() as staged:
+        (staged.dir / "adapter_config.json").write_text(json.dumps({"r": rank, "lora_alpha": 16}))
+        (staged.dir / "adapter_model.safetensors").write_bytes(_safetensors() if weights is None else weights)
+    version = staged.version
     return version
 
 
@@ -39,7 +40,7 @@ def test_ref_for_follows_the_active_version(home):
     assert r.ref_for("acme") is None  # published, not active
     store.set_active(v1)
     ref = r.ref_for("acme")
-    assert (ref.tenant, ref.version, ref.uid) == ("acme", v1, store.meta(v1)["uid"])
+    assert (ref.tenant, ref.version, ref.uid) == ("acme", v1, store.meta(v1).uid)
     with pytest.raises(NotFound):
         r.ref_for("acme", "v0042")
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from codetailor.adapters import AdapterStore
+from codetailor.artifacts import AdapterMeta
 from codetailor.config import load_settings
 from codetailor.tenants import Registry
 from codetailor.home import Home
@@ -32,9 +33,9 @@ def tenant(settings, name: str = "acme"):
 def add_adapter(paths, *, base_sha: str = "a" * 64, cqi: float | None = None,
                 public_loss_change: float | None = 0.01, extra: dict | None = None) -> str:
     store = AdapterStore(paths)
-    with store.new_version() as (version, tmp):
+    with store.new_version() as staged:
         meta = {"base_model": {"checksum": base_sha}, "public_loss_change": public_loss_change, **(extra or {})}
         if cqi is not None:
             meta["evaluation"] = {"cqi": cqi, "eval_id": "test"}
-        (tmp / "meta.json").write_text(json.dumps(meta))
-    return version
+        staged.meta = AdapterMeta.from_dict(meta)  # as an unversioned file would read
+    return staged.version

@@ -9,11 +9,10 @@ formed, records and the report are written.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from codetailor.adapters import AdapterStore
+from codetailor.artifacts import AdapterMeta, BaseModelRecord, SplitRecord
 from codetailor.config import load_settings
 from codetailor.home import Home
 from codetailor.model import model_checksum
@@ -67,11 +66,12 @@ def e2e(tmp_path_factory, base_model_path, engine, engine_home):
     registry = Registry(Home(settings.home), pepper="e2e")
     paths, _ = registry.create_tenant("eval-acme")
     store = AdapterStore(paths)
-    with store.new_version() as (version, tmp):
-        _random_adapter(base_model_path, tmp)
-        (tmp / "meta.json").write_text(json.dumps({
-            "base_model": {"checksum": model_checksum(base_model_path)}, "public_loss_change": 0.0,
-            "split": {"heldout_files": ["pkg/report.py", "pkg/mod3.py"]}}))
+    with store.new_version() as staged:
+        _random_adapter(base_model_path, staged.dir)
+        staged.meta = AdapterMeta(base_model=BaseModelRecord(checksum=model_checksum(base_model_path)),
+                                  public_loss_change=0.0,
+                                  split=SplitRecord(heldout_files=("pkg/report.py", "pkg/mod3.py")))
+    version = staged.version
     import retrieval  # after the engine is up (bm25s/numba before vLLM broke its start)
 
     retrieval.index_source(settings, paths, root / "repo")
@@ -99,5 +99,5 @@ def test_eval_all_systems_through_the_engine(e2e, tmp_path):
     assert rag_tasks, "retrieval put snippets into the rag prompts"
     for t in rag_tasks:  # never the task's own file
         assert all(not s.startswith(t["path"] + ":") for s in t["snippets"]["rag"])
-    assert AdapterStore(paths).meta(version)["evaluation"]["eval_id"] == result["eval_id"]
+    assert AdapterStore(paths).meta(version).evaluation.eval_id == result["eval_id"]
     assert (tmp_path / "report" / "report.md").is_file()

@@ -100,8 +100,8 @@ def test_better_adapter_gets_high_cqi_records_and_report(env, tmp_path):
     saved = records.latest(paths)
     assert saved["eval_id"] == result["eval_id"] and len(saved["tasks"]) == 24
     store = AdapterStore(paths)
-    assert store.meta(version)["evaluation"]["cqi"] == c["value"]
-    assert store.state()["system"] == "ft"
+    assert store.meta(version).evaluation.cqi == c["value"]
+    assert store.state().system == "ft"
     # the guardrail now lets it in
     assert guardrail.activate(settings, paths, version)["active"] == version
     # the report renders, with its plots and examples
@@ -132,19 +132,17 @@ def test_worse_adapter_below_five(env):
 
 def test_without_adapter_the_split_is_trainings(env):
     """base/rag measured before training use the files training will hold out."""
-    from training.corpus import split_files
+    from training.run import split_tenant_files
 
     settings, paths, files = env
     result = evaluate(settings, paths, systems="base", engine=OracleEngine(files), progress=False)
-    split = split_files([f"main:{p}" for p in files], settings.training.split_seed,
-                        settings.training.heldout_fraction)
     assert result["split"]["source"] == "seeded"
-    assert {t["path"] for t in result["tasks"]} <= {k.split(":", 1)[1] for k in split.heldout}
+    assert {t["path"] for t in result["tasks"]} <= set(split_tenant_files(settings, paths).split.heldout)
 
 
-def test_recorded_split_with_source_keys(env):
+def test_an_old_meta_naming_the_split_heldout_still_reads(env):
     settings, paths, files = env
-    add_adapter(paths, extra={"split": {"heldout": ["main:pkg/mod2.py"]}})
+    add_adapter(paths, extra={"split": {"heldout": ["pkg/mod2.py"]}})
     result = evaluate(settings, paths, systems="ft", engine=OracleEngine(files), progress=False)
     assert {t["path"] for t in result["tasks"]} == {"pkg/mod2.py"}
 

@@ -1,26 +1,29 @@
 import pytest
 
 from codetailor.adapters import AdapterStore, list_rows
+from codetailor.artifacts import AdapterMeta
 from codetailor.errors import NotFound
 from codetailor.home import Home
 
 
 def _publish(store, note):
-    with store.new_version() as (version, tmp):
-        (tmp / "adapter_config.json").write_text("{}")
-    return version
+    with store.new_version() as staged:
+        (staged.dir / "adapter_config.json").write_text("{}")
+        staged.meta = AdapterMeta(steps=note)
+    return staged.version
 
 
 def test_versions_activation_and_rollback(tmp_path):
     store = AdapterStore(Home(tmp_path).tenant("acme"))
     v1, v2 = _publish(store, 1), _publish(store, 2)
     assert (v1, v2) == ("v0001", "v0002") and store.latest() == "v0002"
-    assert store.meta(v1)["uid"] != store.meta(v2)["uid"]
+    assert store.meta(v1).uid != store.meta(v2).uid
+    assert (store.meta(v2).steps, store.meta(v2).version, store.meta(v2).tenant) == (2, v2, "acme")
     assert store.active() is None and store.serving_system() == "rag"
     store.set_active(v1)
     store.set_active(v2)
     assert store.serving_system() == "ft+rag"
-    assert store.rollback()["active"] == v1
+    assert store.rollback().active == v1
     rows = {r["version"]: r for r in list_rows(store)}
     assert rows[v1]["active"] and rows[v2]["latest"]
     with pytest.raises(NotFound):
@@ -30,8 +33,8 @@ def test_versions_activation_and_rollback(tmp_path):
 def test_failed_version_is_not_published(tmp_path):
     store = AdapterStore(Home(tmp_path).tenant("acme"))
     with pytest.raises(RuntimeError):
-        with store.new_version() as (version, tmp):
-            (tmp / "adapter_model.safetensors").write_bytes(b"half")
+        with store.new_version() as staged:
+            (staged.dir / "adapter_model.safetensors").write_bytes(b"half")
             raise RuntimeError("killed")
     assert store.versions() == []
 

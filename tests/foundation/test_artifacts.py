@@ -74,3 +74,34 @@ def test_absence_is_the_callers_decision(tmp_path):
     with pytest.raises(FileNotFoundError):
         Thing.read(tmp_path / "missing.json")
     assert Thing.read_or_none(tmp_path / "missing.json") is None
+
+
+def test_an_unversioned_adapter_meta_migrates(tmp_path):
+    """A meta.json as training wrote it before versioning (and older key spellings) still reads."""
+    from codetailor.artifacts import AdapterMeta
+
+    p = tmp_path / "meta.json"
+    p.write_text(json.dumps({"base_model": {"path": "/m", "checksum": "abc"}, "uid": "u1", "version": "v0001",
+                             "split": {"seed": 1, "heldout_fraction": 0.1, "by": "file", "train_files": 3,
+                                       "heldout_files": ["a.py"]},
+                             "evaluation": {"cqi": 7.5, "eval_id": "e", "system": "ft+rag"},
+                             "public_loss_change": 0.01, "losses": {"train": 1.0, "heldout": None}}))
+    m = AdapterMeta.read(p)
+    assert (m.uid, m.base_model.checksum, m.heldout, m.cqi, m.evaluation.system) == ("u1", "abc", ("a.py",), 7.5, "ft+rag")
+    p.write_text(json.dumps({"heldout": ["b.py"], "base_model_checksum": "def"}))
+    m = AdapterMeta.read(p)
+    assert (m.heldout, m.base_model.checksum) == (("b.py",), "def")
+    p.write_text(json.dumps({"split": {"held_out": ["c.py"]}}))
+    assert AdapterMeta.read(p).heldout == ("c.py",)
+
+
+def test_adapter_records_refuse_bad_systems_and_newer_files(tmp_path):
+    from codetailor.artifacts import AdapterMeta, AdapterState
+
+    p = tmp_path / "state.json"
+    p.write_text(json.dumps({"active": "v0001", "system": "magic"}))
+    with pytest.raises(ArtifactError, match="system"):
+        AdapterState.read(p)
+    p.write_text(json.dumps({"schema_version": AdapterMeta.SCHEMA_VERSION + 1}))
+    with pytest.raises(ArtifactError, match="newer codetailor"):
+        AdapterMeta.read(p)

@@ -58,26 +58,25 @@ def publish_unique_version(paths, base_model: Path, peft_model, seed: int, numbe
     import torch
 
     from codetailor.adapters import AdapterStore
-    from codetailor.atomic import atomic_write_json
+    from codetailor.artifacts import AdapterMeta, BaseModelRecord, EvaluationSummary
     from codetailor.model import model_checksum
 
     store = AdapterStore(paths)
     placeholders = []
     while (int(store.latest()[1:]) if store.latest() else 0) < number - 1:
-        with store.new_version() as (v, tmp):
-            atomic_write_json(tmp / "meta.json", {"placeholder": True})
-        placeholders.append(v)
+        with store.new_version() as staged:
+            staged.meta = AdapterMeta()
+        placeholders.append(staged.version)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in peft_model.named_parameters():
             if "lora_" in name:
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
-    with store.new_version() as (version, tmp):
-        peft_model.save_pretrained(tmp)
-        checksum = model_checksum(base_model)  # both layouts: training's, and the older flat one
-        atomic_write_json(tmp / "meta.json", {"base_model": {"path": str(base_model), "checksum": checksum},
-                                              "base_model_checksum": checksum,
-                                              "evaluation": {"cqi": 8.0}, "public_loss_change": 0.0})
+    with store.new_version() as staged:
+        peft_model.save_pretrained(staged.dir)
+        staged.meta = AdapterMeta(base_model=BaseModelRecord(path=str(base_model), checksum=model_checksum(base_model)),
+                                  evaluation=EvaluationSummary(cqi=8.0), public_loss_change=0.0)
+    version = staged.version
     for v in placeholders:
         shutil.rmtree(store.path(v))
     store.set_active(version)

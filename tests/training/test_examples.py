@@ -8,7 +8,8 @@ import pytest
 
 from codetailor.config import PromptConfig
 from codetailor.prompt_format import FILE_SEP, SUFFIX_MARK, Snippet, parse, render
-from training.corpus import CorpusFile, public_files, split_files
+from codetailor.split import split_files
+from training.corpus import CorpusFile, public_files
 from training.examples import ExampleBuilder
 from training.run import build_examples, replay_count
 
@@ -42,14 +43,6 @@ def test_split_is_stable_disjoint_and_local():
     # Two files: one on each side.
     two = split_files(["a.py", "b.py"], 1, 0.1)
     assert len(two.heldout) == 1 and len(two.train) == 1
-
-
-def test_split_matches_evaluations_seeded_split():
-    data = pytest.importorskip("evaluation.data")
-    paths = [f"src/f{i}.py" for i in range(100)]
-    train, heldout = data.seeded_split(paths, 0.1, 1234)
-    s = split_files(paths, 1234, 0.1)
-    assert list(s.heldout) == heldout and list(s.train) == train
 
 
 def test_examples_use_the_shared_prompt_layout(tokenizer):

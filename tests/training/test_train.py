@@ -76,12 +76,12 @@ def test_train_publishes_an_inactive_peft_adapter(tiny_llama, tenant_repo):
     assert set(cfg["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
     assert cfg["r"] == 8 and cfg["lora_alpha"] == 16
     meta = store.meta("v0001")
-    held = meta["split"]["heldout_files"]
-    assert held and meta["split"]["train_files"] + len(held) == 6
-    assert meta["base_model"]["checksum"] and meta["public_loss_change"] == pytest.approx(summary["public_loss_change"], abs=1e-4)
-    d = meta["data"]
+    held = meta.split.heldout_files
+    assert held and meta.split.train_files + len(held) == 6
+    assert meta.base_model.checksum and meta.public_loss_change == pytest.approx(summary["public_loss_change"], abs=1e-4)
+    d = meta.data
     # packed (the default): windows train the plain cursors, replay holds the ratio in target tokens
-    assert d["kinds"]["window"] > 0 and meta["hyper_parameters"]["packing"] is True
+    assert d["kinds"]["window"] > 0 and meta.hyper_parameters["packing"] is True
     pub, ten = d["public_target_tokens"], d["tenant_target_tokens"]
     assert abs(pub / (pub + ten) - 0.25) < 0.05
     assert d["target_tokens_per_epoch"] == pub + ten < d["tokens_per_epoch"]
@@ -178,6 +178,6 @@ def test_killed_run_leaves_no_version_and_resumes(tiny_llama, tmp_path):
     store = AdapterStore(paths)
     assert store.versions() == ["v0001"]
     meta = store.meta("v0001")
-    assert meta["resumed_from_sequence"] > 0 and meta["epochs_seen"] == pytest.approx(3.0)
+    assert meta.resumed_from_sequence > 0 and meta.epochs_seen == pytest.approx(3.0)
     assert not list(work.glob("*.pt"))
     assert not [p for p in paths.adapters_dir.iterdir() if p.name.startswith(".")]
