@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from codetailor.artifacts import AdapterMeta
 from codetailor.config import Settings
-from codetailor.errors import CodetailorError, NotFound
+from codetailor.errors import CodetailorError
 from codetailor.home import TenantPaths
 from codetailor.split import split_files
 
@@ -29,27 +29,20 @@ class EvalData:
 
 
 def tenant_files(settings: Settings, paths: TenantPaths, meta: AdapterMeta | None) -> dict[str, str]:
-    """path -> text of every file the tenant's sources select (secrets, vendored and
-    generated files already skipped by retrieval's selection). The selection is the
-    adapter's (its split was drawn from those files), else the one each source was
+    """path -> text of every file the tenant's index selected (secrets, vendored and generated
+    files already skipped), read through retrieval. The selection is the adapter's when it
+    recorded one (its split was drawn from those files), else the one each source was
     indexed with."""
-    from retrieval.selection import Selection, select_files
-    from training.corpus import TrainingError, tenant_sources
+    from retrieval.files import SourceGone, tenant_files as selected, tenant_sources
+    from retrieval.selection import Selection
 
-    try:  # the same sources training drew its split from
-        sources = tenant_sources(settings, paths)
-    except TrainingError:
-        raise NoHeldOutFiles(f"tenant {paths.tenant!r} has no sources: run `codetailor index` first") from None
-    files: dict[str, str] = {}
-    for name, (location, indexed_selection) in sorted(sources.items()):
-        selection = Selection.from_dict((meta.selection if meta else None) or indexed_selection)
-        try:
-            result = select_files(location, selection, settings.retrieval)
-        except NotFound:
-            raise NoHeldOutFiles(f"source {name!r} of tenant {paths.tenant!r} is gone: {location}") from None
-        for sf in result.files:
-            files.setdefault(sf.path, sf.text)
-    return files
+    if not tenant_sources(settings, paths):
+        raise NoHeldOutFiles(f"tenant {paths.tenant!r} has no sources: run `codetailor index` first")
+    selection = Selection.from_dict(meta.selection) if meta is not None and meta.selection else None
+    try:
+        return {f.path: f.text for f in selected(settings, paths, selection)}
+    except SourceGone as e:
+        raise NoHeldOutFiles(str(e)) from None
 
 
 def load(settings: Settings, paths: TenantPaths, meta: AdapterMeta | None, version: str | None) -> EvalData:

@@ -59,9 +59,9 @@ class Plan:
         self.meta = store.meta(self.version) if self.version else None  # NotFound for a bad --adapter
         if self.meta is not None and any(uses_adapter(s) for s in self.systems):
             check_base_model(settings, paths, self.version, self.meta)
-        from retrieval.segments import read_manifest  # cheap: bm25s loads on first search
+        from retrieval.files import has_index  # cheap: bm25s loads on first search
 
-        if any(uses_retrieval(s) for s in self.systems) and read_manifest(paths) is None:
+        if any(uses_retrieval(s) for s in self.systems) and not has_index(paths):
             raise EvaluationError(f"tenant {paths.tenant!r} has no index: run `codetailor index` first")
         resolve_base_model(settings)  # NotFound with the fix when the model is not fetched
 

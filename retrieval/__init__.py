@@ -4,7 +4,9 @@ Public surface:
 - `index_source(settings, paths, root, source=..., selection=..., chunking=...)` -> summary dict
 - `search(settings, paths, query, mode="hybrid", top_k=None, exclude_paths=())` -> list[Hit]
 - `Selection`, `select_files`, `file_chunks`, `iter_selected_files`: the selection knobs and the
-  secret-free file listing that fine-tuning reuses
+  secret-free file listing
+- `retrieval.files`: the files the index selected, re-read with their hash checked (what training
+  and evaluation use instead of selecting again), and whether a tenant has an index
 - `drop_tenant_vectors(settings, paths)`: called when a tenant is deleted
 
 Importing this package is cheap: bm25s (numba/llvmlite), torch and Qdrant load on first use.

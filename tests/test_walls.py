@@ -101,3 +101,29 @@ def test_adapter_records_have_one_owner():
     _, adapters = next((p, t) for p, t in _modules("codetailor") if p.name == "adapters.py")
     assert not _imports(adapters) & {"json"}, "AdapterStore reads and writes its records only as artifacts"
     assert not bad, bad
+
+
+# What other packages may import of retrieval: its package API and these modules. The manifest,
+# segments and vector store are retrieval's private files (read through retrieval.files).
+RETRIEVAL_API = {"retrieval", "retrieval.files", "retrieval.selection", "retrieval.embed"}
+
+
+def _full_imports(tree: ast.AST) -> set[str]:
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("package", ["training", "evaluation", "serving", "engine", "codetailor"])
+def test_no_package_reads_retrievals_private_files(package):
+    bad = []
+    for p, t in _modules(package):
+        private = {m for m in _full_imports(t) if m.split(".")[0] == "retrieval" and m not in RETRIEVAL_API}
+        names = _string_constants(t) & {"manifest.json", "chunks.jsonl"}
+        if private or names:
+            bad.append(f"{p.relative_to(ROOT)}: {sorted(private | names)}")
+    assert not bad, bad

@@ -1,8 +1,9 @@
 """What training reads: the tenant's selected files, the public replay corpus, the split.
 
-Tenant files come from retrieval's selection (the same knobs and safety skips as
-indexing: .gitignore, binaries, vendored/generated code, files holding secrets),
-so no secret can reach a training example. Each file carries the line ranges its
+Tenant files are the ones indexing selected (the selection knobs and safety skips:
+.gitignore, binaries, vendored/generated code, files holding secrets), read through
+retrieval.files, which uses a file only while its content is the one indexing
+scanned, so no secret can reach a training example. Each file carries the line ranges its
 selection prefers (chunks kept by --exclude-deprecated / --since), which the
 example builder samples more often.
 
@@ -13,6 +14,7 @@ code every machine has and nobody here wrote.
 from __future__ import annotations
 
 import sysconfig
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,44 +38,20 @@ class CorpusFile:
         return any(a <= end and start <= b for a, b in self.preferred)
 
 
-def tenant_sources(settings, paths) -> dict[str, tuple[str, dict | None]]:
-    """{source: (location, selection recorded at index time)}: the index manifest, else the registry."""
-    from retrieval.segments import read_manifest
+def tenant_files(settings, paths, selection=None, skipped: Counter | None = None) -> list[CorpusFile]:
+    """The tenant's selected, secret-free files as indexing selected them (retrieval.files
+    re-checks each one's hash): `selection` when given, else the one each source was
+    indexed with. `skipped` counts files changed or gone since indexing."""
+    from retrieval.files import SourceGone, tenant_files as selected, tenant_sources
 
-    from codetailor.home import Home
-    from codetailor.tenants import Registry
-
-    indexed = (read_manifest(paths) or {}).get("sources", {})
-    sources = {name: (info["location"], info.get("selection")) for name, info in indexed.items()}
-    if not sources:
-        sources = {name: (src["location"], None)
-                   for name, src in Registry(Home(settings.home)).sources(paths.tenant).items()}
-    if not sources:
+    if not tenant_sources(settings, paths):
         raise TrainingError(f"tenant {paths.tenant!r} has no sources: run `codetailor index --tenant "
                             f"{paths.tenant} PATH` first")
-    return sources
-
-
-def tenant_files(settings, sources: dict[str, tuple[str, dict | None]], selection=None) -> list[CorpusFile]:
-    """The selected, secret-free files of the tenant's sources (retrieval's selection):
-    `selection` when given, else the one each source was indexed with."""
-    from retrieval import Selection, iter_selected_files
-
-    out: list[CorpusFile] = []
-    seen: set[str] = set()
-    for name in sorted(sources):
-        location, indexed_selection = sources[name]
-        if not Path(location).is_dir():
-            raise TrainingError(f"source {name!r} at {location} is no longer a directory; re-run `codetailor index`")
-        sel = selection if selection is not None else Selection.from_dict(indexed_selection)
-        filtered = bool(sel.exclude_deprecated or sel.since)
-        for sf, chunks in iter_selected_files(location, sel, settings.retrieval):
-            if sf.path in seen:   # retrieval and evaluation key files by path
-                continue
-            seen.add(sf.path)
-            preferred = tuple((c.start_line, c.end_line) for c in chunks) if filtered else None
-            out.append(CorpusFile(sf.path, sf.text, name, preferred))
-    return out
+    try:
+        return [CorpusFile(f.path, f.text, f.source, f.preferred)
+                for f in selected(settings, paths, selection, skipped)]
+    except SourceGone as e:
+        raise TrainingError(str(e)) from None
 
 
 # Standard-library parts that are tests, data or vendored third-party code.

@@ -26,7 +26,7 @@ from codetailor.model import model_checksum, resolve_base_model
 from codetailor.prompt_format import Snippet, snippets_from
 from codetailor.split import Split, split_files
 
-from training.corpus import CorpusFile, TrainingError, public_files, tenant_files, tenant_sources
+from training.corpus import CorpusFile, TrainingError, public_files, tenant_files
 from training.examples import WINDOW, Example, ExampleBuilder, Neighbours
 from training.loop import Checkpoint, LoopConfig, mean_loss, run_loop, torch_threads
 from training.lora import attach_lora, load_base, save_adapter
@@ -141,7 +141,7 @@ def split_tenant_files(settings, paths: TenantPaths, selection=None,
                        files: Sequence[CorpusFile] | None = None) -> SplitFiles:
     """The tenant's files (`selection`, else each source's indexed one), split by path."""
     if files is None:
-        files = tenant_files(settings, tenant_sources(settings, paths), selection)
+        files = tenant_files(settings, paths, selection)
     if not files:
         raise TrainingError(f"tenant {paths.tenant!r} has no indexable code in its sources "
                             f"(after the selection and safety skips)")

@@ -269,7 +269,7 @@ def test_planted_secrets_never_leave_the_repo(serving_stack, tmp_path, local_ing
     from transformers import AutoTokenizer
 
     from retrieval.vectors import close_edge_shards
-    from training.corpus import tenant_files, tenant_sources
+    from training.corpus import tenant_files
     from training.examples import ExampleBuilder
     from training.run import build_examples
 
@@ -289,7 +289,7 @@ def test_planted_secrets_never_leave_the_repo(serving_stack, tmp_path, local_ing
     for p in paths.index_dir.rglob("*"):                                  # the index, every file
         if p.is_file():
             no_secret(p.read_bytes(), str(p.relative_to(paths.index_dir)))
-    files = tenant_files(st, tenant_sources(st, paths))                   # training corpus
+    files = tenant_files(st, paths)                   # training corpus
     assert files and all(f.path.startswith("clean_") for f in files), [f.path for f in files]
     tok = AutoTokenizer.from_pretrained(serving_stack.base_model)
     builder = ExampleBuilder(tok, st.prompt, st.training.seq_len, st.training.target_tokens, None,
