@@ -27,13 +27,13 @@ from typing import Any, ClassVar, Self
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from codetailor.atomic import atomic_write_text
-from codetailor.errors import CodetailorError
+from codetailor.errors import Incompatible
 from codetailor.systems import System
 
 log = logging.getLogger(__name__)
 
 
-class ArtifactError(CodetailorError):
+class ArtifactError(Incompatible):
     """An artifact file is unreadable, of an unknown schema, or from a newer codetailor."""
 
 

@@ -12,27 +12,33 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import AsyncIterator, Protocol, runtime_checkable
 
+from codetailor.errors import InvalidRequest, Overloaded, Unavailable
 from codetailor.names import TenantId
 
 
-class EngineError(Exception):
-    """The engine could not serve a request (dead engine, bad adapter, ...)."""
+class EngineError(Unavailable):
+    """The engine could not serve a request (dead engine, bad adapter, ...). Its text may name
+    paths and engine state: clients get `client_message` (codetailor.errors)."""
+
+    client_message = "the model is unavailable; retry shortly"
 
 
 class AdapterLoadError(EngineError):
     """An adapter's files are missing or corrupt; callers may fall back to the base model."""
 
 
-class EngineOverloaded(EngineError):
-    pass
+class EngineOverloaded(Overloaded, EngineError):
+    client_message = "the engine is at capacity; retry later"
 
 
 class EngineDead(EngineError):
     """The engine process failed or was shut down; it must be restarted."""
 
 
-class RequestRejected(EngineError):
+class RequestRejected(InvalidRequest, EngineError):
     """The engine refused this request (e.g. prompt longer than max_model_len); others still run."""
+
+    client_message = "the engine rejected the request (prompt or parameters out of range)"
 
 
 @dataclass(frozen=True)

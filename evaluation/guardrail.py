@@ -18,17 +18,17 @@ from __future__ import annotations
 from codetailor.adapters import AdapterStore, list_rows
 from codetailor.artifacts import AdapterMeta
 from codetailor.config import Settings
-from codetailor.errors import CodetailorError
+from codetailor.errors import Incompatible, Refused
 from codetailor.home import TenantPaths
 from codetailor.model import model_checksum, resolve_base_model
 
 
-class GuardrailRefused(CodetailorError):
-    exit_code = 8
+class GuardrailRefused(Refused):
+    pass
 
 
-class BaseModelMismatch(CodetailorError):
-    exit_code = 9
+class BaseModelMismatch(Incompatible):
+    pass
 
 
 def check_base_model(settings: Settings, paths: TenantPaths, version: str, meta: AdapterMeta) -> None:

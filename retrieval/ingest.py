@@ -26,7 +26,7 @@ from collections import Counter
 from pathlib import Path
 
 from codetailor.atomic import atomic_write_json, remove_stale_partials, staging_dir
-from codetailor.errors import CodetailorError
+from codetailor.errors import Busy, CodetailorError
 from codetailor.home import TenantPaths
 from codetailor.names import SourceName
 from codetailor.tenants import registry_from_settings
@@ -37,8 +37,8 @@ from retrieval.selection import Selection, chunk_params, file_chunks, select_fil
 from retrieval.vectors import VecPoint, open_store
 
 
-class IndexBusy(CodetailorError):
-    exit_code = 9
+class IndexBusy(Busy):
+    pass
 
 
 class NothingToIndex(CodetailorError):

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from typing import Protocol, Sequence
 
 
-from codetailor.errors import CodetailorError
+from codetailor.errors import CodetailorError, Unavailable
 from codetailor.home import TenantPaths
 
 
-class VectorStoreUnavailable(CodetailorError):
-    exit_code = 8
+class VectorStoreUnavailable(Unavailable):
+    pass
 
 
 @dataclass(frozen=True)

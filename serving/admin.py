@@ -13,7 +13,6 @@ from codetailor.adapters import AdapterStore, list_rows
 from codetailor.config import Settings
 from codetailor.home import Home, TenantPaths
 from codetailor.systems import System
-from serving.status import ServingError
 
 log = logging.getLogger("codetailor.serving.admin")
 
@@ -29,12 +28,7 @@ def _guardrail():
 def _guardrail_activate(settings: Settings, paths: TenantPaths, version: str) -> None:
     g = _guardrail()
     if g is not None and hasattr(g, "activate"):
-        try:
-            g.activate(settings, paths, version)
-        except Exception as e:
-            if type(e).__name__ in ("GuardrailRefused", "BaseModelMismatch"):
-                raise ServingError("FAILED_PRECONDITION", str(e)) from None
-            raise
+        g.activate(settings, paths, version)  # refusals map through codetailor.errors
         return
     AdapterStore(paths).set_active(version)  # until evaluation's guardrail exists
 

@@ -40,7 +40,7 @@ from typing import Any, Callable
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from codetailor.config import Settings, load_settings
-from codetailor.errors import CodetailorError, ConfigError
+from codetailor.errors import ConfigError, Unavailable
 from codetailor.model import resolve_base_model
 from serving._loopback import ENV as LOOPBACK_ENV
 
@@ -65,8 +65,8 @@ SERVE_FAST_PATH = {
 }
 
 
-class ServingUnavailable(CodetailorError):
-    exit_code = 8
+class ServingUnavailable(Unavailable):
+    pass
 
 
 # -- the application graph -------------------------------------------------------------------------

@@ -22,6 +22,7 @@ import time
 from typing import AsyncIterator
 
 from codetailor.config import Settings
+from codetailor.errors import client_text, outcome
 from engine.protocol import AdapterLoadError, AdapterRef, EngineError, GenerationRequest
 from serving._loopback import pin_replica_grpc_to_loopback
 from serving.status import ServingError
@@ -163,14 +164,9 @@ class ModelServer:
                 "generation_ms": r.generation_ms, "adapter_version": r.adapter.version if r.adapter else "",
                 "adapter_tenant": str(r.adapter.tenant) if r.adapter else "", "adapter_fallback": fallback}
 
-    def _engine_error(self, req: dict, e: Exception) -> dict:
-        name = type(e).__name__
-        log.warning("request %s: engine error %s: %s", req["request_id"], name, e)
-        if name == "RequestRejected":
-            return _error("INVALID_ARGUMENT", "the engine rejected the request (prompt or parameters out of range)")
-        if name == "EngineOverloaded":
-            return _error("RESOURCE_EXHAUSTED", "the engine is at capacity; retry later")
-        return _error("UNAVAILABLE", "the model is unavailable; retry shortly")
+    def _engine_error(self, req: dict, e: EngineError) -> dict:
+        log.warning("request %s: engine error %s: %s", req["request_id"], type(e).__name__, e)
+        return _error(outcome(e).status, client_text(e))
 
     async def generate(self, req: dict) -> dict:
         remaining = self._remaining(req)

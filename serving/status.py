@@ -1,4 +1,4 @@
-"""The status-code contract, in one place (table in docs/serving.md).
+"""The status-code contract of the servers (codetailor.errors holds the table; docs/serving.md shows it).
 
 Deployments never raise for an expected failure: they return (or yield)
 `{"error": {"code": NAME, "message": ...}}` with a gRPC status *name*, so replicas
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
-from codetailor.errors import AuthError, CodetailorError, NotFound, PermissionDenied, PromptTooLong
+from codetailor.errors import CodetailorError, client_text, outcome
 
 
 class ServingError(Exception):
@@ -39,17 +39,10 @@ def classify(exc: BaseException) -> tuple[str, str | None]:
     """(status name, client-safe message or None for 'internal')."""
     if isinstance(exc, ServingError):
         return exc.code, exc.message
-    if isinstance(exc, AuthError):
-        return "UNAUTHENTICATED", str(exc)
-    if isinstance(exc, PermissionDenied):
-        return "PERMISSION_DENIED", str(exc)
-    if isinstance(exc, NotFound):
-        return "NOT_FOUND", str(exc)
-    if isinstance(exc, (PromptTooLong, CodetailorError)):
-        return "INVALID_ARGUMENT", str(exc)
+    if isinstance(exc, CodetailorError):
+        return outcome(exc).status, client_text(exc)
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
         return "DEADLINE_EXCEEDED", "the deadline passed before the completion was ready; it was cancelled"
-    name = type(exc).__name__
     try:  # Ray's exceptions, without importing Ray in processes that do not need it
         from ray.serve.exceptions import (BackPressureError, DeploymentUnavailableError,
                                           ReplicaUnavailableError, RequestCancelledError)
@@ -64,6 +57,4 @@ def classify(exc: BaseException) -> tuple[str, str | None]:
             return "UNAVAILABLE", "the model service is unavailable; retry shortly"
     except ImportError:
         pass
-    if name in ("EngineDead", "EngineOverloaded"):
-        return ("UNAVAILABLE" if name == "EngineDead" else "RESOURCE_EXHAUSTED"), "the engine cannot take this request now"
     return "INTERNAL", None

@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Any
 
-from codetailor.errors import CodetailorError
+from codetailor.errors import INTERRUPTED_EXIT, CodetailorError, outcome
 
 # Command groups, in the order --help lists them. Each module registers its own subcommands.
 COMMAND_MODULES = [
@@ -90,10 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except CodetailorError as e:
         print(f"codetailor: error: {e}", file=sys.stderr)
-        return e.exit_code
+        return outcome(e).exit_code
     except KeyboardInterrupt:
         print("codetailor: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED_EXIT
 
 
 if __name__ == "__main__":

@@ -9,11 +9,11 @@ from pathlib import Path
 
 from codetailor.cli import add_json_flag, read_cursor
 from codetailor.config import get_settings
-from codetailor.errors import CodetailorError
+from codetailor.errors import CodetailorError, RemoteFailed
 
 
-class CompletionFailed(CodetailorError):
-    exit_code = 8
+class CompletionFailed(RemoteFailed):
+    pass
 
 
 def register(sub) -> None:
