@@ -3,14 +3,16 @@
 In the spirit of vLLM's own EngineClient: generate, stream, adapters, health.
 Callers name adapters only by `AdapterRef` (tenant + version + the version's
 unique id), never by a path; the resolver inside the engine turns a ref into
-whatever the backend needs. Tests of code above the engine can use any object
-that satisfies this protocol.
+whatever the backend needs. Every engine, the test fakes included, subclasses
+`EngineClient`: a missing method fails when the engine is built, and one
+conformance suite (tests/engine/test_contract.py) runs against them all.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import AsyncIterator, Protocol, runtime_checkable
+from typing import AsyncIterator
 
 from codetailor.errors import InvalidRequest, Overloaded, Unavailable
 from codetailor.names import TenantId
@@ -83,29 +85,37 @@ class EngineHealth:
     detail: str = ""
 
 
-@runtime_checkable
-class EngineClient(Protocol):
+class EngineClient(ABC):
+    @abstractmethod
     async def generate(self, request: GenerationRequest) -> GenerationResult:
-        """Run one request to completion."""
+        """Run one request to completion; the result carries the request's `request_id`
+        when it has one."""
 
+    @abstractmethod
     def stream(self, request: GenerationRequest) -> AsyncIterator[GenerationResult]:
         """Yield the completion as it grows (each item carries the new text); the
         last item has finish_reason set. Closing the iterator aborts the request."""
 
+    @abstractmethod
     async def abort(self, request_id: str) -> None:
-        """Cancel a running request and free its KV cache."""
+        """Cancel a running request and free its KV cache (an unknown id is no error)."""
 
+    @abstractmethod
     async def add_adapter(self, adapter: AdapterRef) -> None:
         """Load an adapter ahead of traffic (optional: generate loads on first use)."""
 
+    @abstractmethod
     async def remove_adapter(self, adapter: AdapterRef) -> None:
         """Drop an adapter from the engine's caches."""
 
+    @abstractmethod
     async def health(self) -> EngineHealth:
-        ...
+        """Whether the engine can serve, and its running and waiting requests."""
 
+    @abstractmethod
     def count_tokens(self, text: str) -> int:
         """Tokens of `text` with the engine's tokenizer (for the prompt budget)."""
 
+    @abstractmethod
     async def shutdown(self) -> None:
-        ...
+        """Stop the engine; later calls fail with EngineDead."""

@@ -36,6 +36,7 @@ from codetailor.home import Home
 from engine.protocol import (
     AdapterLoadError,
     AdapterRef,
+    EngineClient,
     EngineDead,
     EngineError,
     EngineHealth,
@@ -63,7 +64,7 @@ def _engine_env(cfg: EngineConfig) -> None:
     os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
 
 
-class VllmEngine:
+class VllmEngine(EngineClient):
     def __init__(self, llm: "AsyncLLM", loop: LoopThread, resolver: AdapterResolver, config: EngineConfig,
                  model_path: Path):
         self._llm = llm

@@ -1,4 +1,5 @@
-"""A protocol-satisfying engine for tests of the code around the engine.
+"""An EngineClient for tests of the code around the engine (the contract suite,
+tests/engine/test_contract.py, holds it to what the real engine does).
 
 It answers from the true files: `oracle(adapter)` decides per request whether
 to return the real continuation at the cursor (found by parsing the prompt
@@ -8,10 +9,12 @@ tests and the end-to-end evaluation test."""
 from __future__ import annotations
 
 from codetailor.prompt_format import parse
-from engine.protocol import EngineHealth, GenerationRequest, GenerationResult
+from engine.protocol import EngineClient, EngineHealth, GenerationRequest, GenerationResult
+
+CHARS_PER_TOKEN = 4
 
 
-class OracleEngine:
+class OracleEngine(EngineClient):
     def __init__(self, files: dict[str, str], right_when=lambda request: request.adapter is not None):
         self.files = files
         self.right_when = right_when
@@ -35,14 +38,22 @@ class OracleEngine:
             cont = cont[:2] + "wrong_guess(0)\n"
         lines = cont.split("\n")
         text = "\n".join(lines[:3])
+        finish = "stop"
+        if len(text) > request.max_tokens * CHARS_PER_TOKEN:
+            text, finish = text[:request.max_tokens * CHARS_PER_TOKEN], "length"
         for s in request.stop:
             if s in text:
-                text = text[: text.index(s)]
-        return GenerationResult(request.request_id or "r", text, "stop", self.count_tokens(request.prompt),
-                                len(text.split()), request.adapter)
+                text, finish = text[: text.index(s)], "stop"
+        return GenerationResult(request.request_id or "r", text, finish, self.count_tokens(request.prompt),
+                                self.count_tokens(text) if text else 0, request.adapter)
 
-    async def stream(self, request):  # pragma: no cover - not used by evaluation
-        yield await self.generate(request)
+    async def stream(self, request):
+        whole = await self.generate(request)
+        pieces = [whole.text[i:i + CHARS_PER_TOKEN] for i in range(0, len(whole.text), CHARS_PER_TOKEN)] or [""]
+        for i, piece in enumerate(pieces):
+            last = i == len(pieces) - 1
+            yield GenerationResult(whole.request_id, piece, whole.finish_reason if last else None,
+                                   whole.prompt_tokens, whole.completion_tokens if last else i + 1, whole.adapter)
 
     async def abort(self, request_id: str) -> None:
         pass
@@ -57,7 +68,7 @@ class OracleEngine:
         return EngineHealth(ok=True)
 
     def count_tokens(self, text: str) -> int:
-        return max(1, len(text) // 4)
+        return max(1, -(-len(text) // CHARS_PER_TOKEN))
 
     async def shutdown(self) -> None:
         pass
