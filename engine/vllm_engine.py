@@ -66,8 +66,9 @@ def _engine_env(cfg: EngineConfig) -> None:
 
 class VllmEngine(EngineClient):
     def __init__(self, llm: "AsyncLLM", loop: LoopThread, resolver: AdapterResolver, config: EngineConfig,
-                 model_path: Path):
+                 model_path: Path, counts: "SchedulerCounts | None" = None):
         self._llm = llm
+        self._counts = counts or SchedulerCounts()
         self._loop = loop
         self.resolver = resolver
         self.config = config
@@ -115,8 +116,10 @@ class VllmEngine(EngineClient):
             distributed_executor_backend="uni",
             disable_log_stats=False,
         )
+        counts = SchedulerCounts()
+
         async def build():
-            return AsyncLLM.from_engine_args(args)
+            return AsyncLLM.from_engine_args(args, stat_loggers=[_counts_logger(counts)])
 
         loop = LoopThread()
         try:
@@ -125,7 +128,7 @@ class VllmEngine(EngineClient):
             loop.stop()
             raise EngineError(f"the vLLM engine failed to start for {model_path}: {type(e).__name__}: {e}") from e
         home = home if isinstance(home, Home) else Home(Path(home))
-        return cls(llm, loop, AdapterResolver(home, cfg.max_lora_rank), cfg, model_path)
+        return cls(llm, loop, AdapterResolver(home, cfg.max_lora_rank), cfg, model_path, counts)
 
     async def _call(self, coro):
         """Run one of our coroutines on the engine's own loop."""
@@ -324,7 +327,11 @@ class VllmEngine(EngineClient):
         except Exception as e:
             return EngineHealth(ok=False, detail=f"{type(e).__name__}: {e}")
         unfinished = self._llm.get_num_unfinished_requests()
-        return EngineHealth(ok=True, running_requests=unfinished, loaded_adapters=loaded)
+        # The scheduler's last step said how many of them wait for a slot; an idle engine has
+        # no step to report that the queue emptied.
+        waiting = min(self._counts.waiting, unfinished)
+        return EngineHealth(ok=True, running_requests=unfinished - waiting, waiting_requests=waiting,
+                            loaded_adapters=loaded)
 
     def count_tokens(self, text: str) -> int:
         return len(self._tokenizer.encode(text, add_special_tokens=False))
@@ -360,6 +367,33 @@ class VllmEngine(EngineClient):
 @functools.cache
 def _without_del(cls: type) -> type:
     return type(cls.__name__, (cls,), {"__del__": lambda self: None})
+
+
+@dataclasses.dataclass
+class SchedulerCounts:
+    """The scheduler's request counts after its latest step (vLLM's stat loggers report them)."""
+
+    running: int = 0
+    waiting: int = 0
+
+
+def _counts_logger(counts: SchedulerCounts):
+    """A vLLM stat-logger factory that keeps the scheduler's counts in `counts`."""
+    from vllm.v1.metrics.loggers import StatLoggerBase
+
+    class CountsLogger(StatLoggerBase):
+        def __init__(self, vllm_config, engine_index: int = 0):
+            pass
+
+        def record(self, scheduler_stats, iteration_stats, mm_cache_stats=None, engine_idx: int = 0):
+            if scheduler_stats is not None:
+                counts.running = scheduler_stats.num_running_reqs
+                counts.waiting = scheduler_stats.num_waiting_reqs + scheduler_stats.num_skipped_waiting_reqs
+
+        def log_engine_initialized(self):
+            pass
+
+    return CountsLogger
 
 
 class _Closed:

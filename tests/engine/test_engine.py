@@ -166,3 +166,24 @@ def test_count_tokens_matches_the_hf_tokenizer(engine, base_model_path):
     tok = AutoTokenizer.from_pretrained(base_model_path)
     text = "<repo_name>r<file_sep>a.py\ndef f(x):\n    return x  # ünïcode"
     assert engine.count_tokens(text) == len(tok(text, add_special_tokens=False).input_ids)
+
+
+def test_health_reports_requests_waiting_for_a_slot(engine):
+    """More requests than max_num_seqs: the scheduler's waiting count reaches health (and the
+    queue-depth gauge), fed by vLLM's stat logger."""
+    n = engine.config.max_num_seqs + 16
+
+    async def load_and_watch():
+        seen = []
+        jobs = asyncio.gather(*(engine.generate(GenerationRequest(PROMPTS[i % len(PROMPTS)], 16))
+                                for i in range(n)))
+        task = asyncio.ensure_future(jobs)
+        while not task.done():
+            seen.append((await engine.health()).waiting_requests)
+            await asyncio.sleep(0.05)
+        await task
+        return seen, (await engine.health()).waiting_requests
+
+    seen, after = _run(load_and_watch())
+    assert max(seen) > 0, seen
+    assert after == 0
