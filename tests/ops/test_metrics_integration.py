@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 import urllib.error
 import urllib.parse
@@ -96,15 +97,35 @@ def served_app(base_model_path, tmp_path_factory):
         "CODETAILOR_ENGINE__KV_CACHE_GIB": "1",
         "CODETAILOR_ENGINE__MAX_NUM_SEQS": "8",
         "CODETAILOR_SERVING__METRICS_PORT": str(metrics_port),
+        # one tenant's load must be able to queue in Serve in front of the model (test_every_alerts_metric_moves_under_load)
+        "CODETAILOR_SERVING__TENANT_CONCURRENCY": "64",
         "VLLM_CPU_KVCACHE_SPACE": "1",
     })
     # Tenant and key through the app's own registry, in the app's home.
     code = ("import json; from codetailor.config import load_settings; from codetailor.tenants import registry_from_settings;"
             "r = registry_from_settings(load_settings()); r.create_tenant('opsacme');"
             "print(json.dumps(r.create_key('opsacme', 'developer')))")
+    # A second tenant whose active adapter is corrupt: its requests count adapter-load failures.
+    broken = textwrap.dedent("""
+        import json
+        from codetailor.adapters import AdapterStore
+        from codetailor.config import load_settings
+        from codetailor.tenants import registry_from_settings
+        r = registry_from_settings(load_settings())
+        paths, _ = r.create_tenant('opsbroken')
+        store = AdapterStore(paths)
+        with store.new_version() as staged:
+            (staged.dir / 'adapter_config.json').write_text('{}')   # no rank: the engine cannot load it
+            (staged.dir / 'adapter_model.safetensors').write_bytes(b'x')
+        store.set_active(staged.version)
+        print(json.dumps(r.create_key('opsbroken', 'developer')))
+    """)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     key = json.loads(out.stdout.strip().splitlines()[-1])
+    out = subprocess.run([sys.executable, "-c", broken], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    broken_key = json.loads(out.stdout.strip().splitlines()[-1])
 
     log = root / "serve.log"
     exe = str(Path(sys.executable).with_name("codetailor"))
@@ -121,7 +142,8 @@ def served_app(base_model_path, tmp_path_factory):
                 return r.status == health_pb2.HealthCheckResponse.SERVING
 
         _wait(healthy, APP_START_TIMEOUT_S, "codetailor serve to become healthy", proc, log)
-        yield {"env": env, "grpc_port": grpc_port, "metrics_port": metrics_port, "key": key, "exe": exe, "log": log}
+        yield {"env": env, "grpc_port": grpc_port, "metrics_port": metrics_port, "key": key, "exe": exe, "log": log,
+               "broken_key": broken_key}
     finally:
         _stop(proc)
 
@@ -215,3 +237,57 @@ def test_rules_evaluate_without_errors(prometheus, traffic):
     rules = _wait(evaluated, 30, "every rule evaluated once")
     bad = {r["name"]: r.get("lastError") for r in rules if r["health"] != "ok"}
     assert not bad, bad
+
+
+# Every series an alert reads, and what the load below does to it: it must move, or (for health flags
+# that only fall when something breaks) read healthy. A series in no list fails the test: an alert on
+# a series nothing feeds can never fire.
+MOVED_BY_LOAD = {
+    "ray_codetailor_requests_total", "ray_codetailor_request_latency_ms_bucket", "ray_codetailor_outcomes_total",
+    "ray_serve_deployment_queued_queries",        # more concurrent requests than the replica takes
+    "ray_codetailor_adapter_load_failures_total",  # the tenant whose active adapter is corrupt
+}
+HEALTH_FLAGS = {"ray_codetailor_model_replicas_healthy": True,
+                "ray_codetailor_retrieval_backend_up": False}   # set once a tenant with an index completes
+
+
+def _load(app, n: int = 32) -> None:
+    """n concurrent completions (more than the replica's max_num_seqs), outcomes for some, and
+    requests of the tenant whose adapter is corrupt."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from serving.client import CompletionClient
+
+    def one(i: int) -> None:
+        key = app["broken_key"] if i % 8 == 0 else app["key"]
+        with CompletionClient("127.0.0.1", app["grpc_port"], key) as c:
+            r = c.complete(prefix=f"def f{i}(a, b):\n    return", max_tokens=24, timeout=300)
+            if key == app["key"] and i % 2:
+                c.report_outcome(r["id"], "accepted" if i % 4 == 1 else "rejected")
+
+    with ThreadPoolExecutor(n) as pool:
+        list(pool.map(one, range(n)))
+
+
+def test_every_alerts_metric_moves_under_load(prometheus, traffic, served_app):
+    alert_series = set()
+    recorded = {r["record"]: r["expr"] for r in promql.rules() if "record" in r}
+    for r in promql.rules():
+        if "alert" in r:
+            names = promql.metric_names(r["expr"])
+            for rec in names & set(recorded):
+                names |= promql.metric_names(recorded[rec])
+            alert_series |= {n for n in names if n not in recorded}
+    unclassified = alert_series - MOVED_BY_LOAD - set(HEALTH_FLAGS)
+    assert not unclassified, f"alerts read series this test does not know how to move: {unclassified}"
+
+    _load(served_app)
+    for name in sorted(MOVED_BY_LOAD & alert_series):
+        q = f"sum(changes({name}[10m]))"
+        _wait(lambda: float((_get(f"{prometheus}/api/v1/query?query=" + urllib.parse.quote(q))["data"]["result"]
+                             or [{"value": [0, "0"]}])[0]["value"][1]) > 0, SCRAPE_TIMEOUT_S,
+              f"{name} to change under load")
+    for name, required in HEALTH_FLAGS.items():
+        result = _get(f"{prometheus}/api/v1/query?query=" + urllib.parse.quote(f"min({name})"))["data"]["result"]
+        if required or result:
+            assert result and float(result[0]["value"][1]) >= 1, f"{name} does not read healthy: {result}"
