@@ -140,7 +140,7 @@ async def _inproc(home: Path, runs: dict, concurrency: int) -> dict:
 
     def prepared(r: dict) -> GenerationRequest:  # what serving.ingress._prepare builds (no index: no snippets)
         paths = h.tenant(r["tenant"])
-        ref = resolver.ref_for(paths.tenant) if AdapterStore(paths).serving_system() in ("ft", "ft+rag") else None
+        ref = resolver.ref_for(paths.tenant) if AdapterStore(paths).serving_system().uses_adapter else None
         budget = min(settings.prompt.budget_tokens, settings.engine.max_model_len - r["max_tokens"])
         prefix, line_start = at_line_start(r["prefix"])
         partial = ""
