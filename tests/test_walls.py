@@ -4,7 +4,9 @@
 - training never imports serving;
 - `vllm` is imported only inside engine/;
 - only engine/resolver.py builds a LoRARequest;
-- only codetailor/home.py joins tenant paths under the home ("tenants" literal).
+- only codetailor/home.py joins tenant paths under the home ("tenants" literal);
+- only AdapterStore names meta.json, and adapter-meta keys are spelled only in the artifact models;
+- no package imports retrieval's private modules (manifest, segments) or names its files.
 """
 
 from __future__ import annotations
