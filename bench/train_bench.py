@@ -40,6 +40,8 @@ def main() -> None:
     ap.add_argument("--dtype", default="auto", help="comma-separated: auto, float32, bfloat16")
     ap.add_argument("--busy", default="0", help="comma-separated: 0 (as idle as the machine is), 1 (one core taken)")
     ap.add_argument("--wait-policy", choices=["passive", "active"])
+    ap.add_argument("--grad-accum", type=int, help="sequences per step (default: the config's); a short run on a "
+                                                  "loaded machine needs a small one to finish a step")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     apply_wait_policy(args.wait_policy)
@@ -87,7 +89,7 @@ def main() -> None:
             torch_threads(n)
             for busy in [int(x) for x in args.busy.split(",")]:
                 before = load()
-                loop = LoopConfig(lr=cfg.lr, grad_accum=cfg.grad_accum, epochs=1.0,
+                loop = LoopConfig(lr=cfg.lr, grad_accum=args.grad_accum or cfg.grad_accum, epochs=1.0,
                                   warmup_fraction=cfg.warmup_fraction, seed=cfg.seed, time_budget=args.seconds,
                                   autocast=torch_dtype(dtype))
                 with busy_core(bool(busy)):

@@ -76,13 +76,28 @@ def plan_kv_cache(*, bytes_per_token: int, seq_tokens: int, max_model_len: int, 
     return KvPlan(gib=gib, max_num_seqs=seqs, bytes_per_token=bytes_per_token, seq_tokens=seq, reason=why)
 
 
-def available_memory() -> int:
-    """MemAvailable from /proc/meminfo in bytes (0 if unknown)."""
+def available_memory(meminfo: str = "/proc/meminfo", cgroup: str = "/sys/fs/cgroup") -> int:
+    """Bytes this process can still allocate (0 if unknown): MemAvailable, or less where a cgroup
+    (a container's memory limit) leaves less; /proc/meminfo shows the host's memory inside containers."""
+    avail = 0
     try:
-        with open("/proc/meminfo", encoding="ascii") as f:
+        with open(meminfo, encoding="ascii") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    avail = int(line.split()[1]) * 1024
     except (OSError, ValueError):
         pass
-    return 0
+    for limit_file, usage_file in (("memory.max", "memory.current"),                          # cgroup v2
+                                   ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):  # v1
+        try:
+            with open(f"{cgroup}/{limit_file}", encoding="ascii") as f:
+                limit = f.read().strip()
+            with open(f"{cgroup}/{usage_file}", encoding="ascii") as f:
+                used = int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+        if limit.isdigit() and int(limit) < 1 << 60:   # "max" or a huge v1 value: no limit
+            left = max(0, int(limit) - used)
+            avail = min(avail, left) if avail else left
+        break
+    return avail

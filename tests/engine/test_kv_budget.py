@@ -94,3 +94,20 @@ def test_engine_env_sets_the_openmp_wait_policy(monkeypatch, tmp_path):
     os.environ["OMP_WAIT_POLICY"] = "ACTIVE"   # a user's own setting wins
     vllm_engine._engine_env(cfg, vllm_engine.plan_engine(cfg, tmp_path))
     assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_available_memory_respects_a_container_limit(tmp_path):
+    from engine.kv_budget import available_memory
+
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24000000 kB\nMemAvailable:   20000000 kB\n")
+    host = 20_000_000 * 1024
+    assert available_memory(str(meminfo), str(tmp_path / "nocgroup")) == host
+    cg = tmp_path / "cg"
+    cg.mkdir()
+    (cg / "memory.max").write_text("max\n")
+    (cg / "memory.current").write_text("1000\n")
+    assert available_memory(str(meminfo), str(cg)) == host                  # no limit
+    (cg / "memory.max").write_text(f"{4 * GIB}\n")
+    (cg / "memory.current").write_text(f"{1 * GIB}\n")
+    assert available_memory(str(meminfo), str(cg)) == 3 * GIB              # the pod's limit binds
