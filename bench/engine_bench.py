@@ -9,6 +9,11 @@ before each request. The CPU LoRA path is chosen with CODETAILOR_CPU_LORA
 
     CODETAILOR_CPU_LORA=segment .venv/bin/python bench/engine_bench.py --out /tmp/bench.json
 
+--dtype (default auto: codetailor/hardware.py's choice), --threads (the engine's OpenMP
+threads, 0 = inherit) and --wait-policy (OMP_WAIT_POLICY, set before torch loads) pick
+the engine's settings; --busy 0,1 repeats each scenario with another process spinning on
+one core. The JSON holds the hardware record and the dtype the engine ran.
+
 Adapters are random rank-16 all-linear LoRAs of the base model (PEFT layout),
 written once under --workdir. Results go to stdout as JSON (and --out).
 """
@@ -19,11 +24,14 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import statistics
-import subprocess
+import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.machine import apply_wait_policy, busy_core, load, record, uptime  # noqa: E402
 
 PROMPTS = [
     "def parse_config(path):\n    ",
@@ -35,10 +43,6 @@ PROMPTS = [
     "def to_snake_case(name):\n    ",
     "class Matrix:\n    def __mul__(self, other):\n        ",
 ]
-
-
-def _uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def make_adapters(base: Path, workdir: Path, n: int, rank: int) -> list[str]:
@@ -110,9 +114,10 @@ def naive_baseline(base: Path, adapter_dirs: list[Path], n_requests: int, max_to
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tdtype = {"bfloat16": torch.bfloat16, "float32": torch.float32}[dtype]
+    from codetailor.hardware import torch_dtype
+
     tok = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=tdtype)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch_dtype(dtype))
     peft_model = None
     latencies, tokens = [], []
     t0 = time.perf_counter()
@@ -141,7 +146,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", type=Path, default=Path(".home/test/models/smollm2-135m-instruct"))
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/codetailor-engine-bench"))
-    ap.add_argument("--dtype", default="bfloat16")
+    ap.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32"])
+    ap.add_argument("--threads", type=int, default=0, help="engine OpenMP threads (0: inherit)")
+    ap.add_argument("--wait-policy", choices=["passive", "active"])
+    ap.add_argument("--busy", default="0", help="comma-separated: 0 (as idle as it gets), 1 (one core taken)")
     ap.add_argument("--scenarios", default="0,1,8,64", help="numbers of distinct adapters")
     ap.add_argument("--requests", type=int, default=64)
     ap.add_argument("--concurrency", type=int, default=16)
@@ -153,17 +161,17 @@ def main() -> None:
     ap.add_argument("--ops-only", action="store_true", help="only the LoRA op micro-benchmark")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
+    apply_wait_policy(args.wait_policy)
     if args.ops_only:
         os.environ["CODETAILOR_CPU_LORA"] = "off"  # keep the stock op until ops_microbench registers
-        from engine.cpu_lora_plugin import op_microbench
+        from bench.lora_ops_bench import op_microbench
 
-        print(json.dumps({"uptime": _uptime(), **op_microbench()}, indent=2))
+        print(json.dumps({"uptime": uptime(), **op_microbench(dtype=args.dtype)}, indent=2))
         return
 
     scenarios = [int(s) for s in args.scenarios.split(",")]
     tenants = make_adapters(args.model, args.workdir, max(scenarios + [1]), args.rank)
-    result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.processor() or
-              platform.machine(), "cpus": os.cpu_count(), "uptime_before": _uptime(),
+    result = {**record(wait_policy=args.wait_policy or "default"), "uptime_before": uptime(),
               "cpu_lora_mode": os.environ.get("CODETAILOR_CPU_LORA", "segment"), "args": {
                   k: str(v) for k, v in vars(args).items()}, "scenarios": []}
 
@@ -172,18 +180,27 @@ def main() -> None:
     from engine.vllm_engine import VllmEngine
 
     cfg = EngineConfig(dtype=args.dtype, max_model_len=1024, max_loras=args.max_loras, max_lora_rank=args.rank,
-                       max_cpu_loras=args.max_cpu_loras, kv_cache_gib=1, max_num_seqs=args.concurrency)
+                       max_cpu_loras=args.max_cpu_loras, kv_cache_gib=1, max_num_seqs=args.concurrency,
+                       threads=args.threads)
     t = time.perf_counter()
     engine = VllmEngine.start(cfg, args.model, home=Home(args.workdir / "home"))
     result["engine_start_s"] = round(time.perf_counter() - t, 1)
+    result["engine_plan"] = engine.plan.as_dict()
+    dtype = engine.plan.dtype.value
     try:
         async def all_scenarios():
             refs_all = [engine.resolver.ref_for(t) for t in tenants]
             await run_scenario(engine, refs_all[:1], 4, 4, 8)  # warm-up (first LoRA path, caches)
-            for k in scenarios:
-                r = await run_scenario(engine, refs_all[:k], args.requests, args.concurrency, args.max_tokens)
-                print(json.dumps(r), flush=True)
-                result["scenarios"].append(r)
+            for busy in [int(b) for b in args.busy.split(",")]:
+                for k in scenarios:
+                    before = load()
+                    with busy_core(bool(busy)):
+                        r = await run_scenario(engine, refs_all[:k], args.requests, args.concurrency,
+                                               args.max_tokens)
+                    r.update(dtype=dtype, threads=args.threads, busy_core=bool(busy),
+                             wait_policy=args.wait_policy or "default", load_before=before, load_after=load())
+                    print(json.dumps(r), flush=True)
+                    result["scenarios"].append(r)
         asyncio.run(all_scenarios())
     finally:
         engine.close()
@@ -192,15 +209,15 @@ def main() -> None:
         from codetailor.adapters import AdapterStore
 
         dirs = [AdapterStore(home.tenant(t)).path(AdapterStore(home.tenant(t)).active()) for t in tenants]
-        result["naive_hf_peft"] = naive_baseline(args.model, dirs, args.naive_requests, args.max_tokens, args.dtype)
+        result["naive_hf_peft"] = naive_baseline(args.model, dirs, args.naive_requests, args.max_tokens, dtype)
         print(json.dumps(result["naive_hf_peft"]), flush=True)
-    by_k = {s["adapters"]: s["tok_per_s"] for s in result["scenarios"]}
+    by_k = {s["adapters"]: s["tok_per_s"] for s in result["scenarios"] if not s["busy_core"]}
     if 0 in by_k and max(by_k) > 0:
         kmax = max(by_k)
         result[f"ratio_{kmax}_adapters_vs_base"] = round(by_k[kmax] / by_k[0], 2)
         if "naive_hf_peft" in result:
             result[f"ratio_{kmax}_adapters_vs_naive"] = round(by_k[kmax] / result["naive_hf_peft"]["tok_per_s"], 2)
-    result["uptime_after"] = _uptime()
+    result["uptime_after"] = uptime()
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

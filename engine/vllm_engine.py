@@ -24,6 +24,7 @@ import contextlib
 import dataclasses
 import functools
 import gc
+import json
 import logging
 import os
 import time
@@ -32,7 +33,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, AsyncIterator
 
 from codetailor.config import EngineConfig, Settings
+from codetailor.hardware import Choice, child_processes, choose_dtypes, detect, openmp_env
 from codetailor.home import Home
+from engine.kv_budget import KvPlan, available_memory, bytes_per_token, plan_kv_cache
 from engine.protocol import (
     AdapterLoadError,
     AdapterRef,
@@ -53,15 +56,51 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _engine_env(cfg: EngineConfig) -> None:
-    # vLLM reads these lazily from the environment when the engine is built.
-    os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(cfg.kv_cache_gib)
+@dataclasses.dataclass(frozen=True)
+class EnginePlan:
+    """What the engine is started with, resolved from the config and this machine."""
+
+    dtype: Choice
+    kv: KvPlan
+
+    def as_dict(self) -> dict:
+        return {"dtype": dataclasses.asdict(self.dtype), "kv_cache": self.kv.as_dict()}
+
+
+def plan_engine(cfg: EngineConfig, model_path: Path, seq_tokens: int | None = None) -> EnginePlan:
+    """The dtype (an "auto" resolved by codetailor/hardware.py, never passed on to vLLM) and the KV
+    cache sized for `seq_tokens` per sequence (default max_model_len)."""
+    dtype = choose_dtypes(detect(), engine=cfg.dtype).engine
+    try:
+        model_config = json.loads((model_path / "config.json").read_text())
+        per_token = bytes_per_token(model_config, dtype.value)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise EngineError(f"cannot read the model config at {model_path}: {e}") from None
+    requested = 0 if cfg.kv_cache_gib == "auto" else cfg.kv_cache_gib
+    kv = plan_kv_cache(bytes_per_token=per_token, seq_tokens=seq_tokens or cfg.max_model_len,
+                       max_model_len=cfg.max_model_len, max_num_seqs=cfg.max_num_seqs,
+                       available_bytes=available_memory(), requested_gib=requested)
+    return EnginePlan(dtype, kv)
+
+
+def _engine_env(cfg: EngineConfig, plan: EnginePlan) -> None:
+    # vLLM reads these lazily from the environment when the engine is built; the OpenMP ones are
+    # read by the runtime when the engine-core process vLLM spawns next loads torch.
+    os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(plan.kv.gib)
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-    if cfg.threads:  # read by torch in the engine-core process vLLM spawns next
+    if cfg.threads:
         os.environ["OMP_NUM_THREADS"] = str(cfg.threads)
+    for key, value in openmp_env().items():
+        os.environ.setdefault(key, value)
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     # vLLM logs to stdout by default, which would corrupt `--json` output: keep stdout for results.
     os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
+
+
+def sequence_tokens(settings: Settings) -> int:
+    """Tokens one sequence may need: the prompt budget plus the longest completion asked for."""
+    longest = max(settings.serving.max_tokens_limit, settings.evaluation.max_new_tokens)
+    return min(settings.engine.max_model_len, settings.prompt.budget_tokens + longest)
 
 
 class VllmEngine(EngineClient):
@@ -77,6 +116,7 @@ class VllmEngine(EngineClient):
         self._registered: set[int] = set()  # lora ids add_lora has accepted
         self._prefix_index = None  # token healing's vocabulary index, built on first use
         self._closed = False
+        self.plan: EnginePlan | None = None   # set by start()
 
     # -- construction -----------------------------------------------------------
     @classmethod
@@ -88,10 +128,13 @@ class VllmEngine(EngineClient):
         home: Home | Path | None = None,
     ) -> "VllmEngine":
         """Build the engine (≈ 20–35 s for SmolLM2 on 2 cores). `home` is where
-        adapters are resolved; it defaults to the settings' home."""
+        adapters are resolved; it defaults to the settings' home. The KV cache is sized for
+        the settings' prompt budget plus the longest completion (else for max_model_len)."""
+        seq_tokens = None
         if isinstance(settings_or_config, Settings):
             cfg = settings_or_config.engine
             home = home if home is not None else Home(settings_or_config.home)
+            seq_tokens = sequence_tokens(settings_or_config)
         else:
             cfg = settings_or_config
             if home is None:
@@ -99,19 +142,20 @@ class VllmEngine(EngineClient):
         model_path = Path(model_path)
         if not (model_path / "config.json").is_file():
             raise EngineError(f"no model checkpoint at {model_path} (config.json missing)")
-        _engine_env(cfg)
+        plan = plan_engine(cfg, model_path, seq_tokens)
+        _engine_env(cfg, plan)
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
         args = AsyncEngineArgs(
             model=str(model_path),
-            dtype=cfg.dtype,
+            dtype=plan.dtype.value,
             max_model_len=cfg.max_model_len,
             enable_lora=cfg.enable_lora,
             max_loras=cfg.max_loras,
             max_lora_rank=cfg.max_lora_rank,
             max_cpu_loras=max(cfg.max_cpu_loras, cfg.max_loras),
-            max_num_seqs=cfg.max_num_seqs,
+            max_num_seqs=plan.kv.max_num_seqs,
             seed=cfg.seed,
             distributed_executor_backend="uni",
             disable_log_stats=False,
@@ -128,7 +172,14 @@ class VllmEngine(EngineClient):
             loop.stop()
             raise EngineError(f"the vLLM engine failed to start for {model_path}: {type(e).__name__}: {e}") from e
         home = home if isinstance(home, Home) else Home(Path(home))
-        return cls(llm, loop, AdapterResolver(home, cfg.max_lora_rank), cfg, model_path, counts)
+        engine = cls(llm, loop, AdapterResolver(home, cfg.max_lora_rank), cfg, model_path, counts)
+        engine.plan = plan
+        return engine
+
+    def process_report(self) -> list[dict]:
+        """The engine-core process(es) vLLM spawned for this engine and the OpenMP runtime each loaded
+        (vLLM rewrites LD_PRELOAD for them, so it may differ from this process's)."""
+        return [p for p in child_processes() if "EngineCore" in p["name"] or "VLLM" in p["name"]]
 
     async def _call(self, coro):
         """Run one of our coroutines on the engine's own loop."""

@@ -16,6 +16,7 @@ from typing import Sequence
 from codetailor.adapters import AdapterStore
 from codetailor.config import Settings
 from codetailor.errors import CodetailorError
+from codetailor.hardware import hardware_record
 from codetailor.home import TenantPaths
 from codetailor.model import resolve_base_model
 from codetailor.prompt_format import query_lines, snippets_from
@@ -125,6 +126,7 @@ async def run(plan: Plan, engine: EngineClient, *, progress: bool = True, report
         "split": data.split,
         "internal_apis": len(apis),
         "chosen_system": records.choose_system(cqi),
+        "hardware": _hardware(engine),
         "tasks": _task_rows(tasks, completions, scores),
     }
     records.save(paths, result)
@@ -137,6 +139,12 @@ async def run(plan: Plan, engine: EngineClient, *, progress: bool = True, report
 
         result["report"] = str(render(result, report_dir))
     return result
+
+
+def _hardware(engine: EngineClient) -> dict:
+    """The machine and what the engine was started with (its resolved dtype and KV cache)."""
+    plan = getattr(engine, "plan", None)
+    return hardware_record(engine=plan.as_dict() if plan is not None else None)
 
 
 def _task_rows(tasks, completions, scores) -> list[dict]:

@@ -1,6 +1,7 @@
 """The optimisation loop: one sequence per micro-batch (no padding), gradient
-accumulation, a warmup + cosine schedule, bf16 autocast on CPU, checkpoints so a
-killed run resumes where it stopped.
+accumulation, a warmup + cosine schedule, autocast in the dtype codetailor/hardware.py
+chose for this CPU (none when that is float32), checkpoints so a killed run resumes
+where it stopped.
 
 Loss is computed only where it is needed: the decoder runs over the whole
 sequence, the LM head (49k-way, a fifth of the model's FLOPs) only over the
@@ -12,6 +13,7 @@ used / time budget, so a budgeted run still anneals to zero before it stops.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
@@ -56,6 +58,14 @@ class LoopConfig:
     seed: int
     time_budget: float | None = None
     checkpoint_seconds: float = 60.0
+    autocast: torch.dtype | None = None   # None: no autocast (the float32 choice)
+
+
+def autocast(dtype: torch.dtype | None):
+    """CPU autocast to `dtype`, or nothing for None / float32."""
+    if dtype is None or dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast("cpu", dtype=dtype)
 
 
 def sequence_loss(pm, ex: Example) -> tuple[torch.Tensor, int]:
@@ -70,27 +80,20 @@ def sequence_loss(pm, ex: Example) -> tuple[torch.Tensor, int]:
 
 
 @torch.no_grad()
-def mean_loss(pm, examples: Sequence[Example], adapter: bool = True) -> float | None:
-    """Mean completion-token loss, with the adapter or with the base model alone."""
+def mean_loss(pm, examples: Sequence[Example], adapter: bool = True,
+              dtype: torch.dtype | None = None) -> float | None:
+    """Mean completion-token loss, with the adapter or with the base model alone, under autocast(dtype)."""
     if not examples:
         return None
     total, n = 0.0, 0
     pm.eval()
-    ctx = pm.disable_adapter() if not adapter else _Null()
-    with ctx, torch.autocast("cpu", dtype=torch.bfloat16):
+    ctx = pm.disable_adapter() if not adapter else contextlib.nullcontext()
+    with ctx, autocast(dtype):
         for ex in examples:
             loss, k = sequence_loss(pm, ex)
             total += float(loss)
             n += k
     return total / max(n, 1)
-
-
-class _Null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
 
 
 def order(n: int, epochs: float, seed: int) -> list[int]:
@@ -174,7 +177,7 @@ def run_loop(pm, examples: Sequence[Example], cfg: LoopConfig, checkpoint: Check
             if over and state.micro % cfg.grad_accum == 0:
                 break
             ex = examples[plan[state.micro]]
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with autocast(cfg.autocast):
                 loss_sum, n = sequence_loss(pm, ex)
             (loss_sum / max(n, 1) / cfg.grad_accum).backward()
             value = loss_sum.detach().item()

@@ -1,8 +1,9 @@
 """The base model with LoRA on every linear layer of its Llama blocks, and the adapter files.
 
-Frozen base weights are kept in bfloat16 (by default) so the bf16 autocast does
-not re-cast 135M parameters on every forward; the LoRA matrices stay float32 for
-the optimizer. The adapter is saved in the PEFT layout vLLM loads, weights in bf16.
+Frozen base weights are kept in the dtype codetailor/hardware.py chose for this CPU
+(the autocast dtype where that is native, so autocast does not re-cast 135M
+parameters on every forward); the LoRA matrices stay float32 for the optimizer. The
+adapter is saved in the PEFT layout vLLM loads, in hardware.ADAPTER_STORAGE.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from codetailor.hardware import ADAPTER_STORAGE, FP32, torch_dtype
 from training.corpus import TrainingError
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -37,8 +39,9 @@ def check_layers(model) -> int:
     return len(layers)
 
 
-def load_base(path: Path, weights: str = "bfloat16"):
-    """(model, tokenizer) from a local checkpoint directory, checked for the expected layers."""
+def load_base(path: Path, weights: str = FP32):
+    """(model, tokenizer) from a local checkpoint directory, checked for the expected layers;
+    `weights` names the frozen weights' dtype (a resolved choice, never "auto")."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     try:
@@ -47,8 +50,7 @@ def load_base(path: Path, weights: str = "bfloat16"):
         raise BaseModelError(f"cannot read the base model config at {path}: {e}") from None
     if not hasattr(config, "num_hidden_layers"):
         raise BaseModelError(f"base model at {path} ({config.model_type}) is not a decoder-only transformer")
-    dtype = torch.bfloat16 if weights == "bfloat16" else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(weights))
     check_layers(model)
     tokenizer = AutoTokenizer.from_pretrained(path)
     return model, tokenizer
@@ -87,12 +89,14 @@ def load_lora_state(pm, state: dict[str, torch.Tensor]) -> None:
 
 
 def save_adapter(pm, out: Path, base_path: Path) -> int:
-    """Write adapter_config.json + adapter_model.safetensors (bf16) into `out`; returns the bytes written."""
+    """Write adapter_config.json + adapter_model.safetensors (ADAPTER_STORAGE) into `out`; returns the bytes
+    written."""
     from safetensors.torch import load_file, save_file
 
     pm.save_pretrained(out, safe_serialization=True)
     weights = out / "adapter_model.safetensors"
-    tensors = {k: v.to(torch.bfloat16).contiguous() for k, v in load_file(weights).items()}
+    storage = torch_dtype(ADAPTER_STORAGE)
+    tensors = {k: v.to(storage).contiguous() for k, v in load_file(weights).items()}
     save_file(tensors, weights, metadata={"format": "pt"})
     cfg_path = out / "adapter_config.json"
     cfg = json.loads(cfg_path.read_text())

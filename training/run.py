@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 
 from codetailor.adapters import AdapterStore
 from codetailor.artifacts import AdapterMeta, BaseModelRecord
+from codetailor.hardware import choose_dtypes, detect, hardware_record, torch_dtype
 from codetailor.home import TenantPaths
 from codetailor.model import model_checksum, resolve_base_model
 from codetailor.prompt_format import Snippet, snippets_from
@@ -160,6 +161,8 @@ def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
     t0 = time.monotonic()
     cfg = settings.training
     threads = torch_threads(cfg.threads)
+    dtypes = choose_dtypes(detect(), base_weights=cfg.base_weights, autocast=cfg.autocast)
+    autocast_dtype = torch_dtype(dtypes.autocast.value)   # float32: no autocast (training.loop.autocast)
     base_path = resolve_base_model(settings)
     if opts.rank > settings.engine.max_lora_rank:
         # The engine sizes its LoRA buffers by max_lora_rank; a larger adapter could not be served.
@@ -172,7 +175,7 @@ def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
     split, train_files, heldout_files = phase.split, phase.train, phase.heldout
 
     # 2. examples
-    model, tokenizer = load_base(base_path, cfg.base_weights)
+    model, tokenizer = load_base(base_path, dtypes.base_weights.value)
     neighbours = None
     if opts.rag_augmented:
         neighbours = (neighbours_factory or (lambda ex: retrieval_neighbours(settings, paths, ex)))(split.heldout)
@@ -201,14 +204,15 @@ def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
     pm = attach_lora(model, opts.rank, opts.alpha, cfg.seed)
     loop_cfg = LoopConfig(lr=cfg.lr, grad_accum=cfg.grad_accum, epochs=opts.epochs,
                           warmup_fraction=cfg.warmup_fraction, seed=cfg.seed, time_budget=opts.time_budget,
-                          checkpoint_seconds=cfg.checkpoint_seconds)
+                          checkpoint_seconds=cfg.checkpoint_seconds, autocast=autocast_dtype)
     checksum = model_checksum(base_path)
     hyper = {"rank": opts.rank, "alpha": opts.alpha, "lr": cfg.lr, "seq_len": cfg.seq_len,
              "target_tokens": cfg.target_tokens, "grad_accum": cfg.grad_accum, "micro_batch": 1,
              "epochs": opts.epochs, "warmup_fraction": cfg.warmup_fraction, "schedule": "cosine",
              "replay_ratio": opts.replay_ratio, "rag_augmented": opts.rag_augmented,
              "rag_fraction": cfg.rag_fraction if opts.rag_augmented else 0.0, "seed": cfg.seed,
-             "base_weights": cfg.base_weights, "autocast": "bfloat16", "target_modules": "q,k,v,o,gate,up,down",
+             "base_weights": dtypes.base_weights.value, "autocast": dtypes.autocast.value,
+             "target_modules": "q,k,v,o,gate,up,down",
              "time_budget_s": opts.time_budget, "packing": cfg.packing,
              "window_context": cfg.window_context if cfg.packing else None,
              "cursor_fraction": cfg.cursor_fraction if cfg.packing else None}
@@ -224,10 +228,10 @@ def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
     recent_loss = sum(state.recent[-5:]) / max(1, len(state.recent[-5:])) if state.recent else None
 
     # 4. losses after training
-    heldout_loss = mean_loss(pm, heldout_ex, adapter=True)
-    heldout_loss_base = mean_loss(pm, heldout_ex, adapter=False)
-    public_base = mean_loss(pm, public_eval, adapter=False)
-    public_adapter = mean_loss(pm, public_eval, adapter=True)
+    heldout_loss = mean_loss(pm, heldout_ex, adapter=True, dtype=autocast_dtype)
+    heldout_loss_base = mean_loss(pm, heldout_ex, adapter=False, dtype=autocast_dtype)
+    public_base = mean_loss(pm, public_eval, adapter=False, dtype=autocast_dtype)
+    public_adapter = mean_loss(pm, public_eval, adapter=True, dtype=autocast_dtype)
     public_change = (public_adapter - public_base) / public_base if public_base else None
 
     store = AdapterStore(paths)
@@ -254,6 +258,7 @@ def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
         seconds=round(state.seconds, 2),
         tokens_per_second=round(state.tokens / max(state.seconds, 1e-9), 1),
         torch_threads=threads,
+        hardware=hardware_record(dtypes, threads=threads),
         resumed_from_sequence=state.resumed_from,
         losses={"train": train_loss, "train_recent": recent_loss, "heldout": heldout_loss,
                 "heldout_base": heldout_loss_base, "public_base": public_base, "public_adapter": public_adapter},

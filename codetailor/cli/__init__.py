@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "codetailor.cli.evaluate",
     "codetailor.cli.generate",
     "codetailor.cli.serve",
+    "codetailor.cli.doctor",
 ]
 
 
@@ -82,6 +83,10 @@ def emit(result: Any, as_json: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Before any command imports torch: the OpenMP runtime reads these once, when it loads.
+    from codetailor.hardware import apply_openmp_env
+
+    apply_openmp_env()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

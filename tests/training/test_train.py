@@ -79,6 +79,9 @@ def test_train_publishes_an_inactive_peft_adapter(tiny_llama, tenant_repo):
     held = meta.split.heldout_files
     assert held and meta.split.train_files + len(held) == 6
     assert meta.base_model.checksum and meta.public_loss_change == pytest.approx(summary["public_loss_change"], abs=1e-4)
+    hw, hyper = meta.hardware, meta.hyper_parameters   # the run records its machine and choices
+    assert hw["dtypes"]["autocast"] == hyper["autocast"] in ("bfloat16", "float32") and hw["threads"] == 1
+    assert hw["dtypes"]["base_weights"] == hyper["base_weights"] != "auto"
     d = meta.data
     # packed (the default): windows train the plain cursors, replay holds the ratio in target tokens
     assert d["kinds"]["window"] > 0 and meta.hyper_parameters["packing"] is True
@@ -95,6 +98,15 @@ def test_train_publishes_an_inactive_peft_adapter(tiny_llama, tenant_repo):
         tuned = PeftModel.from_pretrained(base, out)(ids).logits
     assert not torch.allclose(plain, tuned)
     assert not (paths.work_dir / "train").exists() or not list((paths.work_dir / "train").glob("*.pt"))
+
+
+def test_explicit_float32_trains_without_autocast(tiny_llama, tenant_repo):
+    _, paths, _ = tenant_repo
+    settings = tiny_settings(paths.root.parents[1], tiny_llama, threads=1, base_weights="float32",
+                             autocast="float32")
+    train_tenant(settings, paths, _opts(replay_ratio=0.0))
+    hyper = AdapterStore(paths).meta("v0001")["hyper_parameters"]
+    assert (hyper["base_weights"], hyper["autocast"]) == ("float32", "float32")
 
 
 def test_budget_too_small_and_no_code_are_clear_errors(tiny_llama, tenant_repo, tmp_path):
