@@ -39,7 +39,7 @@ from serving import admin as admin_ops
 from serving.outcomes import OutcomeStore
 from serving.status import ServingError, classify, from_dict
 from serving.stubs import load as load_stubs
-from serving.validation import new_request_id, validate_completion
+from serving.validation import loggable_request_id, new_request_id, validate_completion
 
 log = logging.getLogger("codetailor.serving.front")
 pb, pb_grpc, apb, apb_grpc = load_stubs()
@@ -268,7 +268,7 @@ class FrontServer:
             raise ServingError("INVALID_ARGUMENT", "the request is not a valid CompleteRequest (bad UTF-8 in a string field?)")
         if not request.request_id:
             request.request_id = rid
-        inp = validate_completion(request, self.cfg)
+        inp = validate_completion(request, self.cfg)  # refuses a malformed client id
         return dict(inp.as_dict(), tenant=str(principal.tenant), deadline=deadline)
 
     def _info(self, s: dict, auth_ms: float, total_ms: float):
@@ -296,7 +296,7 @@ class FrontServer:
     # -- CompletionService ---------------------------------------------------------------------
     async def Complete(self, request, context):
         t0 = time.perf_counter()
-        rid = getattr(request, "request_id", "") or new_request_id()
+        rid = loggable_request_id(getattr(request, "request_id", ""))
         tenant = ""
         try:
             principal = self._auth(context)
@@ -322,7 +322,7 @@ class FrontServer:
 
     async def CompleteStream(self, request, context):
         t0 = time.perf_counter()
-        rid = getattr(request, "request_id", "") or new_request_id()
+        rid = loggable_request_id(getattr(request, "request_id", ""))
         tenant = ""
         try:
             principal = self._auth(context)
