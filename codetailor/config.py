@@ -157,6 +157,19 @@ class ServingConfig(_Section):
     max_queued_requests: int = Field(128, ge=0)
     metrics_port: int = Field(8080, ge=1, le=65535)
 
+    @model_validator(mode="after")
+    def _tls_whole(self) -> "ServingConfig":
+        # Half a TLS config would serve plaintext to clients who believe they configured TLS.
+        if (self.tls_cert is None) != (self.tls_key is None):
+            given, missing = ("tls_cert", "tls_key") if self.tls_key is None else ("tls_key", "tls_cert")
+            raise ValueError(f"{given} is set but {missing} is not: TLS needs both (or neither, for plaintext)")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        """Whether the front server serves TLS (certificate and key are set together)."""
+        return self.tls_cert is not None
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(

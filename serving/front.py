@@ -32,7 +32,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from codetailor.config import Settings
-from codetailor.errors import AuthError, PermissionDenied
+from codetailor.errors import AuthError, ConfigError, PermissionDenied
 from codetailor.home import Home
 from codetailor.tenants import Principal, Registry, Role
 from serving import admin as admin_ops
@@ -141,6 +141,7 @@ class FrontServer:
         self._health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
         self._tasks: list[asyncio.Task] = []
         self.port: int | None = None
+        self.tls = False  # what start() really serves
         from serving.metrics import metrics
 
         self.metrics = metrics()
@@ -157,8 +158,9 @@ class FrontServer:
                  reflection.SERVICE_NAME)
         reflection.enable_server_reflection(names, server)
         addr = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
-        if self.cfg.tls_cert and self.cfg.tls_key:
-            creds = grpc.ssl_server_credentials([(self.cfg.tls_key.read_bytes(), self.cfg.tls_cert.read_bytes())])
+        self.tls = self.cfg.tls
+        if self.tls:
+            creds = grpc.ssl_server_credentials([(self._read_tls(self.cfg.tls_key), self._read_tls(self.cfg.tls_cert))])
             self.port = server.add_secure_port(addr, creds)
         else:
             self.port = server.add_insecure_port(addr)
@@ -167,6 +169,13 @@ class FrontServer:
         await self._set_health(True)
         self._tasks.append(asyncio.get_running_loop().create_task(self._background()))
         return self.port
+
+    @staticmethod
+    def _read_tls(path) -> bytes:
+        try:
+            return path.read_bytes()
+        except OSError as e:
+            raise ConfigError(f"cannot read the TLS file {path}: {e.strerror or e}") from None
 
     async def stop(self, grace: float = 2.0) -> None:
         await self._set_health(False)
