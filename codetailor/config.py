@@ -191,6 +191,14 @@ class Settings(BaseSettings):
     def _absolute_home(cls, v: Path) -> Path:
         return Path(v).expanduser().resolve()
 
+    @field_validator("key_pepper")
+    @classmethod
+    def _pepper_not_empty(cls, v: str | None) -> str | None:
+        # Unset means <home>/secrets/pepper; an empty value is a mistake (an empty Secret), never a key.
+        if v is not None and not v.strip():
+            raise ValueError("key_pepper is empty: unset it to use <home>/secrets/pepper, or give the secret")
+        return v
+
     @classmethod
     def settings_customise_sources(
         cls,

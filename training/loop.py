@@ -127,10 +127,12 @@ class Checkpoint:
         if not self.path.is_file():
             return None
         try:
-            data = torch.load(self.path, map_location="cpu", weights_only=False)
-        except Exception:   # a torn or foreign file: start over rather than fail
+            # Tensors and plain containers only: unpickling anything else could run code planted
+            # in the tenant's work dir. The loop state is saved as plain JSON-able data for this.
+            data = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception:   # a torn, foreign or code-carrying file: start over rather than fail
             return None
-        if data.get("key") != self.key:
+        if not isinstance(data, dict) or data.get("key") != self.key:
             return None
         load_lora_state(pm, data["lora"])
         opt.load_state_dict(data["optimizer"])
