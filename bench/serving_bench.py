@@ -17,6 +17,12 @@ for both paths; their difference is what the stack adds. Its parts are measured 
   - one Serve handle hop: driver -> Ingress.count_tokens and driver -> Model.count_tokens.
 Tenant/adapter creation (torch + peft) runs in its own subprocess too, so neither the bench process
 (which hosts the front server) nor the in-process engine shares a process with it.
+
+The per-tenant prefix-cache salt (serving.tenant_cache_salt) is measured in the in-process engine,
+`--salt-pairs N` (alone: `--salt-only`): two base-model tenants send the same ~600-token prompt, A then B,
+salted (as serving sends them) and unsalted, interleaved pair by pair in one engine. Unsalted, B reuses
+A's cached prefix; salted it prefills again. B's latency salted vs unsalted is the salt's cost, and the
+unsalted gap between A and B is what a timing probe could see without it.
 """
 
 from __future__ import annotations
@@ -114,7 +120,7 @@ def make_home(home: Path, counts: list[int]) -> dict:
 
 # -- subprocess 2: the same requests to the engine in process -----------------------------------------
 
-async def _inproc(home: Path, runs: dict, concurrency: int) -> dict:
+async def _inproc(home: Path, runs: dict, concurrency: int, salt_pairs: int = 0) -> dict:
     from tokenizers import Tokenizer
 
     from codetailor import prompt_format as pf
@@ -166,6 +172,9 @@ async def _inproc(home: Path, runs: dict, concurrency: int) -> dict:
         return summarise(list(rows), time.perf_counter() - t)
 
     try:
+        if salt_pairs:
+            out["salt"] = await salt_cost(engine, salt_pairs)
+            print(f"in process, cache salt: {json.dumps(out['salt'])}", file=sys.stderr, flush=True)
         for n, spec in runs.items():
             await run(spec["warmup"])  # loads this run's adapters, as the gRPC side's warm-up does
             out["runs"][n] = run_res = await run(spec["measured"])
@@ -174,6 +183,43 @@ async def _inproc(home: Path, runs: dict, concurrency: int) -> dict:
     finally:
         await engine.shutdown()
     return out
+
+
+SHARED_BODY = "".join(f"def handler_{i}(request, context):\n    value = request.payload[{i}]\n"
+                      f"    context.log('handled {i}', value)\n    return value * {i}\n\n" for i in range(24))
+
+
+async def salt_cost(engine, pairs: int) -> dict:
+    """Latency of tenant B's request right after tenant A sent the same prompt, with and without the
+    per-tenant cache salt. Each pair's prompt is new (its first line differs), so only A->B reuse counts."""
+    from engine.protocol import GenerationRequest
+
+    rows = {m: {"a": [], "b": []} for m in ("unsalted", "salted")}
+    for i in range(pairs):
+        for mode in (("unsalted", "salted") if i % 2 == 0 else ("salted", "unsalted")):
+            prompt = f"# request {i} {mode} {time.time_ns()}\n{SHARED_BODY}def handler_next("
+            for tenant in ("a", "b"):
+                t = time.perf_counter()
+                await engine.generate(GenerationRequest(prompt, 2, cache_salt=tenant if mode == "salted" else None))
+                rows[mode][tenant].append((time.perf_counter() - t) * 1000)
+    out = {"pairs": pairs, "prompt_tokens": engine.count_tokens(SHARED_BODY) + 12, "max_tokens": 2}
+    for mode, r in rows.items():
+        out[f"{mode}_a_p50_ms"], out[f"{mode}_b_p50_ms"] = pct(r["a"], 50), pct(r["b"], 50)
+    out["salt_cost_b_p50_ratio"] = out["salted_b_p50_ms"] / out["unsalted_b_p50_ms"]
+    out["load_avg"] = os.getloadavg()
+    return out
+
+
+async def _salt_only(pairs: int) -> dict:
+    from engine.vllm_engine import VllmEngine
+
+    with tempfile.TemporaryDirectory(prefix="ct-bench-") as d:
+        engine = VllmEngine.start(settings_for(Path(d)), BASE)
+        try:
+            await salt_cost(engine, 2)  # warm-up
+            return await salt_cost(engine, pairs)
+        finally:
+            await engine.shutdown()
 
 
 # -- the bench process: the stack, the front server, gRPC clients ------------------------------------------
@@ -319,6 +365,8 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=16)
     ap.add_argument("--overhead-calls", type=int, default=200, help="calls per front/handle overhead p50")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "serving.json")
+    ap.add_argument("--salt-pairs", type=int, default=12, help="tenant pairs for the cache-salt cost (0: skip)")
+    ap.add_argument("--salt-only", action="store_true", help="measure only the cache-salt cost (in process)")
     ap.add_argument("--phase", choices=["make-home", "in-process"], help=argparse.SUPPRESS)
     ap.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -334,8 +382,19 @@ def main() -> None:
         # runs of this bench measured 14.7 s and 26 s p50 in process against 0.75 s through Serve.
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         spec = json.loads((a.dir / "plan.json").read_text())
-        res = asyncio.run(_inproc(a.dir / "home", spec["runs"], spec["concurrency"]))
+        res = asyncio.run(_inproc(a.dir / "home", spec["runs"], spec["concurrency"], spec.get("salt_pairs", 0)))
         (a.dir / "inproc.json").write_text(json.dumps(res))
+        return
+
+    if a.salt_only:
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+        os.environ.setdefault("OMP_NUM_THREADS", "1")  # as in a replica (see the in-process phase)
+        res = {"machine": f"{platform.node()}, {os.cpu_count()} cores, {platform.machine()}",
+               "date": time.strftime("%Y-%m-%d %H:%M"), "command": " ".join(["python"] + sys.argv),
+               "engine": ENGINE, "load_avg_start": os.getloadavg(), "salt": asyncio.run(_salt_only(a.salt_pairs))}
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(json.dumps(res, indent=2))
+        print(json.dumps(res, indent=2))
         return
 
     me = [sys.executable, str(Path(__file__).resolve())]
@@ -388,10 +447,12 @@ def main() -> None:
 
         print("the same requests to the engine in process (fresh subprocess) ...", file=sys.stderr, flush=True)
         (work / "plan.json").write_text(json.dumps({"runs": {str(n): r for n, r in runs.items()},
-                                                    "concurrency": a.concurrency}))
+                                                    "concurrency": a.concurrency, "salt_pairs": a.salt_pairs}))
         subprocess.run(me + ["--phase", "in-process", "--dir", str(work)], check=True)
         inproc = json.loads((work / "inproc.json").read_text())
         results["in_process_engine"] = {k: inproc[k] for k in ("engine_start_s", "omp_num_threads", "torch_threads")}
+        if "salt" in inproc:
+            results["cache_salt"] = inproc["salt"]
         for n in counts:
             r = results["runs"][n]
             r["in_process"] = p = inproc["runs"][str(n)]

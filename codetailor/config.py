@@ -156,6 +156,9 @@ class ServingConfig(_Section):
     max_ongoing_requests: int = Field(64, ge=1)
     max_queued_requests: int = Field(128, ge=0)
     metrics_port: int = Field(8080, ge=1, le=65535)
+    # Each tenant's prompts reuse only its own prefix-cache entries (vLLM cache_salt), so response
+    # timings cannot reveal what another tenant sent. False shares the cache: for benchmarks only.
+    tenant_cache_salt: bool = True
 
     @model_validator(mode="after")
     def _tls_whole(self) -> "ServingConfig":

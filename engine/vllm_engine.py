@@ -203,7 +203,7 @@ class VllmEngine:
         engine_id = uuid.uuid4().hex
         self._live.setdefault(request_id, set()).add(engine_id)
         t0 = time.perf_counter()
-        prompt, head, head_ids = request.prompt, "", []
+        prompt, head, head_ids = self._salted({"prompt": request.prompt}, request), "", []
         finished = False
         try:
             if request.heal:
@@ -275,7 +275,7 @@ class VllmEngine:
             params = SamplingParams(max_tokens=1, temperature=request.temperature, seed=request.seed,
                                     allowed_token_ids=allowed, output_kind=RequestOutputKind.FINAL_ONLY)
             token = None
-            async for o in self._llm.generate({"prompt_token_ids": ids + out}, params,
+            async for o in self._llm.generate(self._salted({"prompt_token_ids": ids + out}, request), params,
                                               f"{engine_id}-heal{len(out)}", lora_request=lora):
                 if o.finished and o.outputs[0].token_ids:
                     token = o.outputs[0].token_ids[0]
@@ -285,7 +285,13 @@ class VllmEngine:
             rest = index.consume(rest, token)
         spelled = "".join(index.text_of.get(t, "") for t in out)
         head = spelled[len(request.heal):] if spelled.startswith(request.heal) else ""
-        return {"prompt_token_ids": ids + out}, head, out
+        return self._salted({"prompt_token_ids": ids + out}, request), head, out
+
+    @staticmethod
+    def _salted(prompt: dict, request: GenerationRequest) -> dict:
+        if request.cache_salt:
+            prompt["cache_salt"] = request.cache_salt
+        return prompt
 
     def _hf_tokenizer(self):
         from transformers import AutoTokenizer

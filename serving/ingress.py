@@ -214,7 +214,8 @@ class Ingress:
                     for h in hits if (h.path, h.start_line, h.end_line) in kept]
         model_req = {"request_id": req["request_id"], "prompt": built.text, "max_tokens": req["max_tokens"],
                      "temperature": req["temperature"], "stop": req["stop"], "adapter_id": adapter_model_id(ref),
-                     "deadline": req.get("deadline"), "heal": heal}
+                     "deadline": req.get("deadline"), "heal": heal,
+                     "cache_salt": str(paths.tenant) if self.settings.serving.tenant_cache_salt else None}
         return _Prepared(model_req, _system(ref is not None, used_rag and bool(snippets)), snippets,
                          retrieval_ms, built.parts.suffix, str(paths.tenant), line_start)
 

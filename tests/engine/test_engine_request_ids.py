@@ -105,3 +105,12 @@ def test_abort_by_client_id_reaches_the_engine_ids(tmp_path):
     assert llm.aborted == [llm.ids[0]]
     assert result.finish_reason == "abort"
     asyncio.run(eng.shutdown())
+
+
+def test_the_cache_salt_reaches_vllm_with_the_prompt(tmp_path):
+    llm = KeyedLLM()
+    eng = _engine(llm, tmp_path)
+    asyncio.run(eng.generate(GenerationRequest("def a():", STEPS, cache_salt="acme")))
+    asyncio.run(eng.generate(GenerationRequest("def a():", STEPS)))
+    assert llm.salts == ["acme", None]
+    asyncio.run(eng.shutdown())
