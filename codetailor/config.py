@@ -101,6 +101,10 @@ class TrainingConfig(_Section):
     base_weights: Literal["bfloat16", "float32"] = "bfloat16"  # frozen base weights; LoRA stays float32
     eval_examples: int = Field(24, ge=1)        # held-out and public-code examples for the losses
     checkpoint_seconds: float = Field(60.0, gt=0)
+    # The most training-loop seconds one tenant's run may take, resumed parts included: training
+    # runs on shared machines, so no tenant holds them longer. A run without --time-budget gets
+    # what is left of it as its budget (its schedule anneals in time); a larger --time-budget is refused.
+    max_seconds: float = Field(4 * 3600.0, gt=0)
     threads: int = Field(0, ge=0)                # torch threads; 0 = every core this process may use
     # Packing (docs/training.md): plain line/midline cursors are trained as long file windows, each
     # file token a target once, instead of one full prompt per span (-39% processed tokens per epoch
