@@ -318,6 +318,47 @@ def front_alone(settings, loop, key: str, n: int) -> dict:
     return out
 
 
+def shared_state_cost(settings, loop, key: str, n: int) -> dict:
+    """What keeping the tenant limit and completion ids in the cluster's actor (serving/tenant_state.py)
+    adds to a Complete: a FrontServer with an ingress that answers at once, its state in this process
+    vs in the shared actor, at concurrency 1 and 4, in one run."""
+    from serving.client import CompletionClient
+    from serving.front import FrontServer
+    from serving.tenant_state import LocalTenantState, SharedTenantState
+
+    out = {}
+    fronts = {"local": FrontServer(settings, _Instant.calls(), None, tenant_state=LocalTenantState()),
+              "shared": FrontServer(settings, _Instant.calls(), None, tenant_state=SharedTenantState.connect())}
+    ports = {k: asyncio.run_coroutine_threadsafe(f.start(port=0), loop).result(30) for k, f in fronts.items()}
+    try:
+        for conc in (1, 4):
+            for rnd in range(2):  # alternate the two, twice, to even out the shared machine's drift
+                for kind in (("local", "shared") if rnd == 0 else ("shared", "local")):
+                    local = threading.local()
+
+                    def call(_):
+                        if not hasattr(local, "c"):
+                            local.c = CompletionClient("127.0.0.1", ports[kind], key)
+                        t = time.perf_counter()
+                        local.c.complete(prefix="def f():\n    return", path="m.py", max_tokens=1)
+                        return (time.perf_counter() - t) * 1000
+
+                    with cf.ThreadPoolExecutor(conc) as pool:
+                        list(pool.map(call, range(20)))  # warm-up
+                        lat = list(pool.map(call, range(n)))
+                    out.setdefault(f"complete_c{conc}_{kind}_p50_ms", []).append(statistics.median(lat))
+        for k in list(out):
+            out[k] = statistics.median(out[k])
+        for conc in (1, 4):
+            out[f"shared_state_adds_c{conc}_p50_ms"] = (out[f"complete_c{conc}_shared_p50_ms"]
+                                                        - out[f"complete_c{conc}_local_p50_ms"])
+    finally:
+        for f in fronts.values():
+            asyncio.run_coroutine_threadsafe(f.stop(0.1), loop).result(30)
+    out["load_avg"] = os.getloadavg()
+    return out
+
+
 def handle_hops(stack, loop, n: int) -> dict:
     """One Serve handle call from this driver to a cheap method of each deployment."""
     def hop(handle):
@@ -357,6 +398,10 @@ def ingress_work(settings, tenants: dict, n: int) -> dict:
     return out
 
 
+class _Done(Exception):
+    """--overhead-only: the measurements asked for are taken."""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--adapters", default="0,1,8,64")
@@ -367,6 +412,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "serving.json")
     ap.add_argument("--salt-pairs", type=int, default=12, help="tenant pairs for the cache-salt cost (0: skip)")
     ap.add_argument("--salt-only", action="store_true", help="measure only the cache-salt cost (in process)")
+    ap.add_argument("--overhead-only", action="store_true",
+                    help="start the stack, measure the per-request overheads (front, handles, shared tenant "
+                         "state), skip the adapter runs and the in-process engine")
     ap.add_argument("--phase", choices=["make-home", "in-process"], help=argparse.SUPPRESS)
     ap.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -436,6 +484,10 @@ def main() -> None:
                                    **ingress_work(settings, tenants, a.overhead_calls),
                                    "load_avg": os.getloadavg()}
             print(f"overhead: {json.dumps(results['overhead'])}", file=sys.stderr, flush=True)
+            results["shared_tenant_state"] = shared_state_cost(settings, loop, keys[first], a.overhead_calls)
+            print(f"shared tenant state: {json.dumps(results['shared_tenant_state'])}", file=sys.stderr, flush=True)
+            if a.overhead_only:
+                counts = []
             for n in counts:
                 grpc_run(port, keys, runs[n]["warmup"], a.concurrency)  # loads this run's adapters
                 results["runs"][n] = {"grpc": grpc_run(port, keys, runs[n]["measured"], a.concurrency)}
@@ -445,6 +497,8 @@ def main() -> None:
             loop.call_soon_threadsafe(loop.stop)
             stack.stop()
 
+        if a.overhead_only:
+            raise _Done
         print("the same requests to the engine in process (fresh subprocess) ...", file=sys.stderr, flush=True)
         (work / "plan.json").write_text(json.dumps({"runs": {str(n): r for n, r in runs.items()},
                                                     "concurrency": a.concurrency, "salt_pairs": a.salt_pairs}))
@@ -459,6 +513,8 @@ def main() -> None:
             g = r["grpc"]
             r["stack_adds_p50_ms"] = g["p50_ms"] - p["p50_ms"]
             r["stack_adds_outside_engine_p50_ms"] = g["outside_engine_p50_ms"] - p["outside_engine_p50_ms"]
+        results["load_avg_end"] = os.getloadavg()
+    except _Done:
         results["load_avg_end"] = os.getloadavg()
     finally:
         shutil.rmtree(work, ignore_errors=True)

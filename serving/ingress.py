@@ -107,8 +107,11 @@ class Ingress:
         self._front_start: asyncio.Task | None = None
         if front_port is not None:
             from serving.front import FrontServer, LocalIngress
+            from serving.tenant_state import SharedTenantState
 
-            self._front = FrontServer(settings, LocalIngress(self), model_handle, reuse_port=reuse_port)
+            # Limits and completion ids hold across every replica's front server (and gateways).
+            self._front = FrontServer(settings, LocalIngress(self), model_handle, reuse_port=reuse_port,
+                                      tenant_state=SharedTenantState.connect())
             # On the loop this replica's requests run on (Serve runs __init__ there, as
             # serving.model's health task relies on too).
             self._front_start = asyncio.get_event_loop().create_task(self._front.start(port=front_port))

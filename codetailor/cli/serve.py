@@ -115,7 +115,9 @@ def _run_front(settings, stack, where: str) -> None:
         front = None
         port = getattr(stack, "port", None)
         if port is None:
-            front = FrontServer(settings, stack.ingress, stack.model)
+            from serving.tenant_state import SharedTenantState
+
+            front = FrontServer(settings, stack.ingress, stack.model, tenant_state=SharedTenantState.connect())
             port = await front.start()
             served_tls = front.tls
         else:  # the Ingress replica's front server started from these same (validated) settings
