@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import yaml
 from platformdirs import user_data_dir
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from codetailor.errors import ConfigError
@@ -69,6 +69,9 @@ class RetrievalConfig(_Section):
     vector_store: Literal["edge", "service"] = "edge"
     qdrant_url: str | None = None            # for vector_store=service
     qdrant_collection: str = "codetailor_chunks"
+    # The Qdrant service's API key (its QDRANT__SERVICE__API_KEY); from the environment or a Secret,
+    # never the config file in a ConfigMap. Without it anyone who reaches the service reads every tenant.
+    qdrant_api_key: SecretStr | None = None
     top_k: int = Field(3, ge=0)
     query_lines: int = Field(10, ge=1)       # lines above the cursor used as query
     bug_fix_pattern: str = r"(?i)\b(fix(e[sd])?|bug|hotfix|patch|regression)\b"
