@@ -71,6 +71,11 @@ class IngressCalls:
     def complete_stream(self, req: dict) -> AsyncIterator[dict]:
         raise NotImplementedError
 
+    async def tenant_write(self, settings: Settings, op: str, tenant: str, args: dict) -> dict:
+        """A change to the tenant's files (serving.admin.tenant_write), here: this process may write
+        the home. The gateway's home is read-only, so HandleIngress asks the Ingress deployment."""
+        return await asyncio.to_thread(admin_ops.tenant_write, settings, op, tenant, args)
+
 
 class LocalIngress(IngressCalls):
     """The Ingress object of this process (the front runs in its replica)."""
@@ -98,6 +103,9 @@ class HandleIngress(IngressCalls):
         except asyncio.CancelledError:  # deadline or client gone: Serve cancels the replica's work
             response.cancel()
             raise
+
+    async def tenant_write(self, settings: Settings, op: str, tenant: str, args: dict) -> dict:
+        return await self._handle.tenant_write.remote(op, tenant, args)
 
     async def complete_stream(self, req: dict) -> AsyncIterator[dict]:
         gen = self._handle.options(stream=True).complete_stream.remote(req)
@@ -376,9 +384,9 @@ class FrontServer:
             if not await self.state.claim(request.completion_id):
                 self.metrics.requests.inc(tags={"tenant": tenant, "method": "ReportOutcome", "code": "OK"})
                 return pb.ReportOutcomeResponse(duplicate=True)
-            paths = self.home.tenant(principal.tenant)
-            await asyncio.to_thread(OutcomeStore(paths).record, request.completion_id, outcome, kept,
-                                    system=issued["system"], adapter_version=issued["adapter_version"])
+            await self._write("record_outcome", tenant, {
+                "completion_id": request.completion_id, "outcome": outcome, "kept": kept,
+                "system": issued["system"], "adapter_version": issued["adapter_version"]})
             self.metrics.outcomes.inc(tags={"tenant": tenant, "outcome": outcome})
             if kept:
                 self.metrics.accepted_chars.inc(kept, tags={"tenant": tenant})
@@ -407,6 +415,12 @@ class FrontServer:
         except Exception as e:
             await self._fail(context, method, tenant, rid, e)
 
+    async def _write(self, op: str, tenant: str, args: dict):
+        r = await self.ingress.tenant_write(self.settings, op, tenant, args)
+        if "error" in r:
+            raise from_dict(r)
+        return r["result"]
+
     def _status_msg(self, s: dict):
         return apb.TenantStatus(**s)
 
@@ -429,14 +443,14 @@ class FrontServer:
         async def act(paths, req):
             if not req.version:
                 raise ServingError("INVALID_ARGUMENT", "version is required")
-            s = await asyncio.to_thread(admin_ops.activate, self.settings, paths, req.version)
+            s = await self._write("activate", str(paths.tenant), {"version": req.version})
             await asyncio.to_thread(admin_ops.refresh_tenant_gauges, self.home, self.metrics)
             return self._status_msg(s)
         return await self._admin(context, "ActivateAdapter", request, act)
 
     async def RollbackAdapter(self, request, context):
         async def act(paths, _):
-            s = await asyncio.to_thread(admin_ops.rollback, self.settings, paths)
+            s = await self._write("rollback", str(paths.tenant), {})
             await asyncio.to_thread(admin_ops.refresh_tenant_gauges, self.home, self.metrics)
             return self._status_msg(s)
         return await self._admin(context, "RollbackAdapter", request, act)

@@ -147,6 +147,13 @@ class Ingress:
     def count_tokens(self, text: str) -> int:
         return len(self._tok.encode(text, add_special_tokens=False).ids)
 
+    async def tenant_write(self, op: str, tenant: str, args: dict) -> dict:
+        """A front server's change to a tenant's files (serving.admin.tenant_write), for a gateway
+        whose home is mounted read-only."""
+        from serving import admin as admin_ops
+
+        return await asyncio.to_thread(admin_ops.tenant_write, self.settings, op, tenant, args)
+
     # -- per request ---------------------------------------------------------------------
     def _adapter(self, paths: TenantPaths) -> AdapterRef | None:
         try:
