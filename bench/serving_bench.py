@@ -17,6 +17,12 @@ for both paths; their difference is what the stack adds. Its parts are measured 
   - one Serve handle hop: driver -> Ingress.count_tokens and driver -> Model.count_tokens.
 Tenant/adapter creation (torch + peft) runs in its own subprocess too, so neither the bench process
 (which hosts the front server) nor the in-process engine shares a process with it.
+
+The per-tenant prefix-cache salt (serving.tenant_cache_salt) is measured in the in-process engine,
+`--salt-pairs N` (alone: `--salt-only`): two base-model tenants send the same ~600-token prompt, A then B,
+salted (as serving sends them) and unsalted, interleaved pair by pair in one engine. Unsalted, B reuses
+A's cached prefix; salted it prefills again. B's latency salted vs unsalted is the salt's cost, and the
+unsalted gap between A and B is what a timing probe could see without it.
 """
 
 from __future__ import annotations
@@ -115,7 +121,7 @@ def make_home(home: Path, counts: list[int]) -> dict:
 
 # -- subprocess 2: the same requests to the engine in process -----------------------------------------
 
-async def _inproc(home: Path, runs: dict, concurrency: int) -> dict:
+async def _inproc(home: Path, runs: dict, concurrency: int, salt_pairs: int = 0) -> dict:
     from tokenizers import Tokenizer
 
     from codetailor import prompt_format as pf
@@ -167,6 +173,9 @@ async def _inproc(home: Path, runs: dict, concurrency: int) -> dict:
         return summarise(list(rows), time.perf_counter() - t)
 
     try:
+        if salt_pairs:
+            out["salt"] = await salt_cost(engine, salt_pairs)
+            print(f"in process, cache salt: {json.dumps(out['salt'])}", file=sys.stderr, flush=True)
         for n, spec in runs.items():
             await run(spec["warmup"])  # loads this run's adapters, as the gRPC side's warm-up does
             out["runs"][n] = run_res = await run(spec["measured"])
@@ -175,6 +184,43 @@ async def _inproc(home: Path, runs: dict, concurrency: int) -> dict:
     finally:
         await engine.shutdown()
     return out
+
+
+SHARED_BODY = "".join(f"def handler_{i}(request, context):\n    value = request.payload[{i}]\n"
+                      f"    context.log('handled {i}', value)\n    return value * {i}\n\n" for i in range(24))
+
+
+async def salt_cost(engine, pairs: int) -> dict:
+    """Latency of tenant B's request right after tenant A sent the same prompt, with and without the
+    per-tenant cache salt. Each pair's prompt is new (its first line differs), so only A->B reuse counts."""
+    from engine.protocol import GenerationRequest
+
+    rows = {m: {"a": [], "b": []} for m in ("unsalted", "salted")}
+    for i in range(pairs):
+        for mode in (("unsalted", "salted") if i % 2 == 0 else ("salted", "unsalted")):
+            prompt = f"# request {i} {mode} {time.time_ns()}\n{SHARED_BODY}def handler_next("
+            for tenant in ("a", "b"):
+                t = time.perf_counter()
+                await engine.generate(GenerationRequest(prompt, 2, cache_salt=tenant if mode == "salted" else None))
+                rows[mode][tenant].append((time.perf_counter() - t) * 1000)
+    out = {"pairs": pairs, "prompt_tokens": engine.count_tokens(SHARED_BODY) + 12, "max_tokens": 2}
+    for mode, r in rows.items():
+        out[f"{mode}_a_p50_ms"], out[f"{mode}_b_p50_ms"] = pct(r["a"], 50), pct(r["b"], 50)
+    out["salt_cost_b_p50_ratio"] = out["salted_b_p50_ms"] / out["unsalted_b_p50_ms"]
+    out["load_avg"] = os.getloadavg()
+    return out
+
+
+async def _salt_only(pairs: int) -> dict:
+    from engine.vllm_engine import VllmEngine
+
+    with tempfile.TemporaryDirectory(prefix="ct-bench-") as d:
+        engine = VllmEngine.start(settings_for(Path(d)), BASE)
+        try:
+            await salt_cost(engine, 2)  # warm-up
+            return await salt_cost(engine, pairs)
+        finally:
+            await engine.shutdown()
 
 
 # -- the bench process: the stack, the front server, gRPC clients ------------------------------------------
@@ -273,6 +319,47 @@ def front_alone(settings, loop, key: str, n: int) -> dict:
     return out
 
 
+def shared_state_cost(settings, loop, key: str, n: int) -> dict:
+    """What keeping the tenant limit and completion ids in the cluster's actor (serving/tenant_state.py)
+    adds to a Complete: a FrontServer with an ingress that answers at once, its state in this process
+    vs in the shared actor, at concurrency 1 and 4, in one run."""
+    from serving.client import CompletionClient
+    from serving.front import FrontServer
+    from serving.tenant_state import LocalTenantState, SharedTenantState
+
+    out = {}
+    fronts = {"local": FrontServer(settings, _Instant.calls(), None, tenant_state=LocalTenantState()),
+              "shared": FrontServer(settings, _Instant.calls(), None, tenant_state=SharedTenantState.connect())}
+    ports = {k: asyncio.run_coroutine_threadsafe(f.start(port=0), loop).result(30) for k, f in fronts.items()}
+    try:
+        for conc in (1, 4):
+            for rnd in range(2):  # alternate the two, twice, to even out the shared machine's drift
+                for kind in (("local", "shared") if rnd == 0 else ("shared", "local")):
+                    local = threading.local()
+
+                    def call(_):
+                        if not hasattr(local, "c"):
+                            local.c = CompletionClient("127.0.0.1", ports[kind], key)
+                        t = time.perf_counter()
+                        local.c.complete(prefix="def f():\n    return", path="m.py", max_tokens=1)
+                        return (time.perf_counter() - t) * 1000
+
+                    with cf.ThreadPoolExecutor(conc) as pool:
+                        list(pool.map(call, range(20)))  # warm-up
+                        lat = list(pool.map(call, range(n)))
+                    out.setdefault(f"complete_c{conc}_{kind}_p50_ms", []).append(statistics.median(lat))
+        for k in list(out):
+            out[k] = statistics.median(out[k])
+        for conc in (1, 4):
+            out[f"shared_state_adds_c{conc}_p50_ms"] = (out[f"complete_c{conc}_shared_p50_ms"]
+                                                        - out[f"complete_c{conc}_local_p50_ms"])
+    finally:
+        for f in fronts.values():
+            asyncio.run_coroutine_threadsafe(f.stop(0.1), loop).result(30)
+    out["load_avg"] = os.getloadavg()
+    return out
+
+
 def handle_hops(stack, loop, n: int) -> dict:
     """One Serve handle call from this driver to a cheap method of each deployment."""
     def hop(handle):
@@ -312,6 +399,10 @@ def ingress_work(settings, tenants: dict, n: int) -> dict:
     return out
 
 
+class _Done(Exception):
+    """--overhead-only: the measurements asked for are taken."""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--adapters", default="0,1,8,64")
@@ -320,6 +411,11 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=16)
     ap.add_argument("--overhead-calls", type=int, default=200, help="calls per front/handle overhead p50")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "serving.json")
+    ap.add_argument("--salt-pairs", type=int, default=12, help="tenant pairs for the cache-salt cost (0: skip)")
+    ap.add_argument("--salt-only", action="store_true", help="measure only the cache-salt cost (in process)")
+    ap.add_argument("--overhead-only", action="store_true",
+                    help="start the stack, measure the per-request overheads (front, handles, shared tenant "
+                         "state), skip the adapter runs and the in-process engine")
     ap.add_argument("--phase", choices=["make-home", "in-process"], help=argparse.SUPPRESS)
     ap.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -335,8 +431,19 @@ def main() -> None:
         # runs of this bench measured 14.7 s and 26 s p50 in process against 0.75 s through Serve.
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         spec = json.loads((a.dir / "plan.json").read_text())
-        res = asyncio.run(_inproc(a.dir / "home", spec["runs"], spec["concurrency"]))
+        res = asyncio.run(_inproc(a.dir / "home", spec["runs"], spec["concurrency"], spec.get("salt_pairs", 0)))
         (a.dir / "inproc.json").write_text(json.dumps(res))
+        return
+
+    if a.salt_only:
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+        os.environ.setdefault("OMP_NUM_THREADS", "1")  # as in a replica (see the in-process phase)
+        res = {"machine": f"{platform.node()}, {os.cpu_count()} cores, {platform.machine()}",
+               "date": time.strftime("%Y-%m-%d %H:%M"), "command": " ".join(["python"] + sys.argv),
+               "engine": ENGINE, "load_avg_start": os.getloadavg(), "salt": asyncio.run(_salt_only(a.salt_pairs))}
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(json.dumps(res, indent=2))
+        print(json.dumps(res, indent=2))
         return
 
     me = [sys.executable, str(Path(__file__).resolve())]
@@ -378,6 +485,10 @@ def main() -> None:
                                    **ingress_work(settings, tenants, a.overhead_calls),
                                    "load_avg": os.getloadavg()}
             print(f"overhead: {json.dumps(results['overhead'])}", file=sys.stderr, flush=True)
+            results["shared_tenant_state"] = shared_state_cost(settings, loop, keys[first], a.overhead_calls)
+            print(f"shared tenant state: {json.dumps(results['shared_tenant_state'])}", file=sys.stderr, flush=True)
+            if a.overhead_only:
+                counts = []
             for n in counts:
                 grpc_run(port, keys, runs[n]["warmup"], a.concurrency)  # loads this run's adapters
                 results["runs"][n] = {"grpc": grpc_run(port, keys, runs[n]["measured"], a.concurrency)}
@@ -387,18 +498,24 @@ def main() -> None:
             loop.call_soon_threadsafe(loop.stop)
             stack.stop()
 
+        if a.overhead_only:
+            raise _Done
         print("the same requests to the engine in process (fresh subprocess) ...", file=sys.stderr, flush=True)
         (work / "plan.json").write_text(json.dumps({"runs": {str(n): r for n, r in runs.items()},
-                                                    "concurrency": a.concurrency}))
+                                                    "concurrency": a.concurrency, "salt_pairs": a.salt_pairs}))
         subprocess.run(me + ["--phase", "in-process", "--dir", str(work)], check=True)
         inproc = json.loads((work / "inproc.json").read_text())
         results["in_process_engine"] = {k: inproc[k] for k in ("engine_start_s", "omp_num_threads", "torch_threads")}
+        if "salt" in inproc:
+            results["cache_salt"] = inproc["salt"]
         for n in counts:
             r = results["runs"][n]
             r["in_process"] = p = inproc["runs"][str(n)]
             g = r["grpc"]
             r["stack_adds_p50_ms"] = g["p50_ms"] - p["p50_ms"]
             r["stack_adds_outside_engine_p50_ms"] = g["outside_engine_p50_ms"] - p["outside_engine_p50_ms"]
+        results["load_avg_end"] = os.getloadavg()
+    except _Done:
         results["load_avg_end"] = os.getloadavg()
     finally:
         shutil.rmtree(work, ignore_errors=True)

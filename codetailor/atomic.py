@@ -4,6 +4,10 @@ Files are written to a temporary sibling, fsynced, then renamed over the target
 (rename is atomic within one filesystem). Directories are built under a
 temporary name and renamed into place; a manifest naming the live version is
 written last, so a crash at any point leaves the previous state readable.
+
+Everything under the home is a tenant's code, a model trained on it, or a secret, and
+the machine may have other local users: files are owner-only (0600) and directories
+0700 unless a caller asks otherwise.
 """
 
 from __future__ import annotations
@@ -26,9 +30,31 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+
+def private_dir(path: Path) -> Path:
+    """Create `path` and any missing parents as owner-only directories; an existing
+    directory keeps its mode (the caller may have chosen it)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    missing = []
+    p = path
+    while not p.exists():
+        missing.append(p)
+        if p.parent == p:
+            break
+        p = p.parent
+    for d in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another process made it first
+            d.mkdir(mode=DIR_MODE)
+            os.chmod(d, DIR_MODE)  # mkdir's mode is filtered by the umask
+    return path
+
+
+def atomic_write_bytes(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
+    path = Path(path)
+    private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -44,11 +70,11 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
     _fsync_dir(path.parent)
 
 
-def atomic_write_text(path: Path, text: str, mode: int = 0o644) -> None:
+def atomic_write_text(path: Path, text: str, mode: int = FILE_MODE) -> None:
     atomic_write_bytes(path, text.encode("utf-8"), mode)
 
 
-def atomic_write_json(path: Path, obj: Any, mode: int = 0o644) -> None:
+def atomic_write_json(path: Path, obj: Any, mode: int = FILE_MODE) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n", mode)
 
 
@@ -65,9 +91,9 @@ def staging_dir(final: Path) -> Iterator[Path]:
     temporary directory is removed and `final` is untouched.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(final.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
-    os.chmod(tmp, 0o755)
+    os.chmod(tmp, DIR_MODE)
     try:
         yield tmp
         os.replace(tmp, final)

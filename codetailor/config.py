@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import yaml
 from platformdirs import user_data_dir
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from codetailor.errors import ConfigError
@@ -82,6 +82,9 @@ class RetrievalConfig(_Section):
     vector_store: Literal["edge", "service"] = "edge"
     qdrant_url: str | None = None            # for vector_store=service
     qdrant_collection: str = "codetailor_chunks"
+    # The Qdrant service's API key (its QDRANT__SERVICE__API_KEY); from the environment or a Secret,
+    # never the config file in a ConfigMap. Without it anyone who reaches the service reads every tenant.
+    qdrant_api_key: SecretStr | None = None
     top_k: int = Field(3, ge=0)
     query_lines: int = Field(10, ge=1)       # lines above the cursor used as query
     bug_fix_pattern: str = r"(?i)\b(fix(e[sd])?|bug|hotfix|patch|regression)\b"
@@ -117,6 +120,10 @@ class TrainingConfig(_Section):
     autocast: Literal["bfloat16", "float32", "auto"] = "auto"
     eval_examples: int = Field(24, ge=1)        # held-out and public-code examples for the losses
     checkpoint_seconds: float = Field(60.0, gt=0)
+    # The most training-loop seconds one tenant's run may take, resumed parts included: training
+    # runs on shared machines, so no tenant holds them longer. A run without --time-budget gets
+    # what is left of it as its budget (its schedule anneals in time); a larger --time-budget is refused.
+    max_seconds: float = Field(4 * 3600.0, gt=0)
     threads: int = Field(0, ge=0)                # torch threads; 0 = every core this process may use
     # Packing (docs/training.md): plain line/midline cursors are trained as long file windows, each
     # file token a target once, instead of one full prompt per span (-39% processed tokens per epoch
@@ -172,6 +179,22 @@ class ServingConfig(_Section):
     max_ongoing_requests: int = Field(64, ge=1)
     max_queued_requests: int = Field(128, ge=0)
     metrics_port: int = Field(8080, ge=1, le=65535)
+    # Each tenant's prompts reuse only its own prefix-cache entries (vLLM cache_salt), so response
+    # timings cannot reveal what another tenant sent. False shares the cache: for benchmarks only.
+    tenant_cache_salt: bool = True
+
+    @model_validator(mode="after")
+    def _tls_whole(self) -> "ServingConfig":
+        # Half a TLS config would serve plaintext to clients who believe they configured TLS.
+        if (self.tls_cert is None) != (self.tls_key is None):
+            given, missing = ("tls_cert", "tls_key") if self.tls_key is None else ("tls_key", "tls_cert")
+            raise ValueError(f"{given} is set but {missing} is not: TLS needs both (or neither, for plaintext)")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        """Whether the front server serves TLS (certificate and key are set together)."""
+        return self.tls_cert is not None
 
 
 class Settings(BaseSettings):
@@ -193,6 +216,14 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute_home(cls, v: Path) -> Path:
         return Path(v).expanduser().resolve()
+
+    @field_validator("key_pepper")
+    @classmethod
+    def _pepper_not_empty(cls, v: str | None) -> str | None:
+        # Unset means <home>/secrets/pepper; an empty value is a mistake (an empty Secret), never a key.
+        if v is not None and not v.strip():
+            raise ValueError("key_pepper is empty: unset it to use <home>/secrets/pepper, or give the secret")
+        return v
 
     @classmethod
     def settings_customise_sources(

@@ -10,6 +10,7 @@ finds the published directory and returns at once.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import subprocess
@@ -127,8 +128,25 @@ def model_checksum(path: Path) -> str:
     info = path / _INFO
     if info.is_file():
         return json.loads(info.read_text())["sha256"]
+    files = sorted(path.glob("*.safetensors")) + [path / "config.json"]
+    # Hashing a checkpoint reads every weight (seconds per GB); each adapter activation asks again.
+    # Keyed by the files' identity and times, so a changed checkpoint is hashed anew.
+    return _hashed_checkpoint(tuple((str(f), *_identity(f)) for f in files))
+
+
+def _identity(f: Path) -> tuple:
+    try:
+        st = f.stat()
+    except FileNotFoundError:
+        return (None,)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _hashed_checkpoint(files: tuple) -> str:
     h = hashlib.sha256()
-    for f in sorted(path.glob("*.safetensors")) + [path / "config.json"]:
+    for entry in files:
+        f = Path(entry[0])
         h.update(f.name.encode())
         h.update(_sha256(f).encode())
     return h.hexdigest()

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from enum import Enum
 
 
-from codetailor.atomic import atomic_write_json, read_json
-from codetailor.errors import AlreadyExists, AuthError, NotFound
+from codetailor.atomic import DIR_MODE, atomic_write_json, private_dir, read_json
+from codetailor.errors import AlreadyExists, AuthError, ConfigError, NotFound
 from codetailor.home import Home, TenantPaths
 from codetailor.names import SourceName, TenantId
 
@@ -65,9 +65,11 @@ class Registry:
     def create_tenant(self, name: str) -> tuple[TenantPaths, str]:
         """Create a tenant and its first admin key; returns (paths, the key in clear)."""
         paths = self.home.tenant(TenantId(name))
-        paths.root.parent.mkdir(parents=True, exist_ok=True)
+        self._pepper_bytes()  # a missing/unusable pepper fails here, before anything is written
+        private_dir(paths.root.parent)
         try:
-            paths.root.mkdir()
+            paths.root.mkdir(mode=DIR_MODE)
+            os.chmod(paths.root, DIR_MODE)  # other local users must not read a tenant's code
         except FileExistsError:
             if paths.record.exists():
                 raise AlreadyExists(f"tenant {name!r} already exists") from None
@@ -108,7 +110,7 @@ class Registry:
         if self._pepper is None:
             path = self.home.secrets_dir / "pepper"
             if not path.exists():
-                path.parent.mkdir(parents=True, exist_ok=True)
+                private_dir(path.parent)
                 try:  # O_EXCL: two first-time processes agree on one pepper
                     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                     with os.fdopen(fd, "w") as f:
@@ -120,6 +122,9 @@ class Registry:
                 if value:
                     break
                 time.sleep(0.01)
+            if not value:  # an empty key would make every stored hash a plain SHA-256 of the secret
+                raise ConfigError(f"{path} is empty: remove it to have a new pepper made (every API key must "
+                                  f"then be issued again), or restore the pepper from your backup")
             self._pepper = value.encode()
         return self._pepper
 

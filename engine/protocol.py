@@ -62,6 +62,9 @@ class GenerationRequest:
     # Token healing (engine/token_healing.py): the partial word the prompt format took off the
     # prompt's end; the completion's first tokens must spell it, and the result's text omits it.
     heal: str = ""
+    # Prefix-cache namespace (vLLM's cache_salt): requests reuse cached prefixes only within one
+    # salt. Serving sets it per tenant, so a timing probe cannot tell what another tenant sent.
+    cache_salt: str | None = None
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,7 @@ class VllmEngine(EngineClient):
         self.model_path = model_path
         self._tokenizer = llm.tokenizer
         self._registered: set[int] = set()  # lora ids add_lora has accepted
+        self._live: dict[str, set[str]] = {}  # caller's request id -> the engine ids running under it
         self._prefix_index = None  # token healing's vocabulary index, built on first use
         self._closed = False
         self.plan: EnginePlan | None = None   # set by start()
@@ -250,13 +251,18 @@ class VllmEngine(EngineClient):
         self._raise_if_dead()
         params = self._params(request, delta)
         lora = await self._lora(request.adapter)
+        # vLLM keys requests (and abort) by id in one namespace for every tenant: it gets an id
+        # made here, never the client's, so one tenant cannot cancel or collide with another's
+        # request by reusing its id. The client's id stays on results and in logs.
         request_id = request.request_id or uuid.uuid4().hex
+        engine_id = uuid.uuid4().hex
+        self._live.setdefault(request_id, set()).add(engine_id)
         t0 = time.perf_counter()
-        prompt, head, head_ids = request.prompt, "", []
+        prompt, head, head_ids = self._salted({"prompt": request.prompt}, request), "", []
         finished = False
         try:
             if request.heal:
-                prompt, head, head_ids = await self._heal(request, lora, request_id)
+                prompt, head, head_ids = await self._heal(request, lora, engine_id)
                 left = request.max_tokens - len(head_ids)
                 if left <= 0:  # the healing steps used the whole budget (the word is spelled out anyway)
                     finished = True
@@ -266,7 +272,7 @@ class VllmEngine(EngineClient):
                     return
                 params = self._params(dataclasses.replace(request, max_tokens=left), delta)
             prompt_tokens, completion_tokens = 0, len(head_ids)
-            async for out in self._llm.generate(prompt, params, request_id, lora_request=lora):
+            async for out in self._llm.generate(prompt, params, engine_id, lora_request=lora):
                 c = out.outputs[0]
                 prompt_tokens = len(out.prompt_token_ids or ()) - len(head_ids)
                 completion_tokens = (completion_tokens + len(c.token_ids)) if delta else len(head_ids) + len(c.token_ids)
@@ -294,11 +300,16 @@ class VllmEngine(EngineClient):
                 raise RequestRejected(f"request rejected by the engine: {e}") from None
             raise EngineError(f"generation failed: {type(e).__name__}: {e}") from e
         finally:
+            ids = self._live.get(request_id)
+            if ids is not None:
+                ids.discard(engine_id)
+                if not ids:
+                    del self._live[request_id]
             if not finished:  # the caller closed the stream early, or an error: free the KV cache
                 with contextlib.suppress(Exception):
-                    await self._llm.abort(request_id)
+                    await self._llm.abort(engine_id)
 
-    async def _heal(self, request: GenerationRequest, lora, request_id: str) -> tuple[dict, str, list[int]]:
+    async def _heal(self, request: GenerationRequest, lora, engine_id: str) -> tuple[dict, str, list[int]]:
         """Generate, one constrained token at a time, the first tokens that spell `request.heal`
         (engine/token_healing.py). Returns the prompt to continue from (token ids), the text
         those tokens add beyond `heal`, and their ids. Short: one or two engine steps."""
@@ -319,8 +330,8 @@ class VllmEngine(EngineClient):
             params = SamplingParams(max_tokens=1, temperature=request.temperature, seed=request.seed,
                                     allowed_token_ids=allowed, output_kind=RequestOutputKind.FINAL_ONLY)
             token = None
-            async for o in self._llm.generate({"prompt_token_ids": ids + out}, params,
-                                              f"{request_id}-heal{len(out)}", lora_request=lora):
+            async for o in self._llm.generate(self._salted({"prompt_token_ids": ids + out}, request), params,
+                                              f"{engine_id}-heal{len(out)}", lora_request=lora):
                 if o.finished and o.outputs[0].token_ids:
                     token = o.outputs[0].token_ids[0]
             if token is None:
@@ -329,7 +340,13 @@ class VllmEngine(EngineClient):
             rest = index.consume(rest, token)
         spelled = "".join(index.text_of.get(t, "") for t in out)
         head = spelled[len(request.heal):] if spelled.startswith(request.heal) else ""
-        return {"prompt_token_ids": ids + out}, head, out
+        return self._salted({"prompt_token_ids": ids + out}, request), head, out
+
+    @staticmethod
+    def _salted(prompt: dict, request: GenerationRequest) -> dict:
+        if request.cache_salt:
+            prompt["cache_salt"] = request.cache_salt
+        return prompt
 
     def _hf_tokenizer(self):
         from transformers import AutoTokenizer
@@ -361,7 +378,15 @@ class VllmEngine(EngineClient):
                 await self._loop.call(chunks.aclose())
 
     async def abort(self, request_id: str) -> None:
-        await self._call(self._llm.abort(request_id))
+        """Cancel the requests running under the caller's id `request_id` in this engine.
+        Serving never calls this (a cancelled call or a closed stream aborts its own request);
+        a caller sharing the engine between tenants must not pass ids another tenant chose."""
+        await self._call(self._abort(request_id))
+
+    async def _abort(self, request_id: str) -> None:
+        ids = list(self._live.get(request_id, ()))
+        if ids:
+            await self._llm.abort(ids)
 
     # -- status -------------------------------------------------------------------------
     async def health(self) -> EngineHealth:

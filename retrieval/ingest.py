@@ -48,7 +48,7 @@ class NothingToIndex(CodetailorError):
 @contextlib.contextmanager
 def _tenant_lock(paths: TenantPaths):
     paths.index_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(paths.index_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(paths.index_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -171,22 +171,23 @@ def close_edge_shards() -> None:
 
 # -- service: qdrant-client -------------------------------------------------------------
 
-_clients: dict[str, object] = {}
+_clients: dict[tuple[str, str | None], object] = {}
 
 
-def _client(url: str):
+def _client(url: str, api_key: str | None = None):
     from qdrant_client import QdrantClient
 
     with _edge_lock:
-        if url not in _clients:
-            _clients[url] = QdrantClient(location=":memory:") if url == ":memory:" else QdrantClient(url=url, timeout=5)
-        return _clients[url]
+        if (url, api_key) not in _clients:
+            _clients[(url, api_key)] = (QdrantClient(location=":memory:") if url == ":memory:"
+                                        else QdrantClient(url=url, api_key=api_key, timeout=5))
+        return _clients[(url, api_key)]
 
 
 class ServiceStore:
     def __init__(self, url: str, collection: str, paths: TenantPaths, dim: int, hnsw_ef: int = 64,
-                 exact: bool = False):
-        self.client = _client(url)
+                 exact: bool = False, api_key: str | None = None):
+        self.client = _client(url, api_key)
         self.collection, self.tenant = collection, str(paths.tenant)
         self.dim, self.hnsw_ef, self.exact = dim, hnsw_ef, exact
 
@@ -284,5 +285,7 @@ def open_store(settings, paths: TenantPaths, dim: int) -> VectorStore:
     if cfg.vector_store == "service":
         if not cfg.qdrant_url:
             raise CodetailorError("retrieval.vector_store=service needs retrieval.qdrant_url")
-        return ServiceStore(cfg.qdrant_url, cfg.qdrant_collection, paths, dim, cfg.hnsw_ef, cfg.exact_vectors)
+        key = cfg.qdrant_api_key.get_secret_value() if cfg.qdrant_api_key else None
+        return ServiceStore(cfg.qdrant_url, cfg.qdrant_collection, paths, dim, cfg.hnsw_ef, cfg.exact_vectors,
+                            api_key=key)
     return EdgeStore(paths, dim, cfg.hnsw_ef, cfg.exact_vectors)

@@ -78,3 +78,29 @@ def refresh_tenant_gauges(home: Home, m) -> None:
         for s in System:
             m.system.set(1 if s == system else 0, tags={"tenant": str(t), "system": s.value})
         m.cqi.set(float(cqi), tags={"tenant": str(t)})
+
+
+def tenant_write(settings: Settings, op: str, tenant: str, args: dict) -> dict:
+    """Every change a front server makes to a tenant's files, in the process that may write the
+    home: {"result": ...} or an error dict (serving.status). A gateway that mounts the home
+    read-only asks the Ingress deployment to run this (serving/front.py `IngressCalls`)."""
+    from serving.outcomes import OutcomeStore
+    from serving.status import classify
+
+    paths = Home(settings.home).tenant(tenant)
+    try:
+        if op == "activate":
+            return {"result": activate(settings, paths, args["version"])}
+        if op == "rollback":
+            return {"result": rollback(settings, paths)}
+        if op == "record_outcome":
+            OutcomeStore(paths).record(args["completion_id"], args["outcome"], args["kept"],
+                                       system=args["system"], adapter_version=args["adapter_version"])
+            return {"result": None}
+        raise ServingError("INVALID_ARGUMENT", f"unknown tenant operation {op!r}")
+    except Exception as e:
+        code, message = classify(e)
+        if message is None:
+            log.error("tenant %s: %s failed", tenant, op, exc_info=e)
+            message = f"internal error during {op}"
+        return ServingError(code, message).as_dict()

@@ -19,12 +19,10 @@ invalid UTF-8 becomes INVALID_ARGUMENT rather than grpc's generic error.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import time
 import uuid
-from contextlib import aclosing, contextmanager
-from dataclasses import dataclass
+from contextlib import aclosing, asynccontextmanager
 from typing import AsyncIterator
 
 import grpc
@@ -32,20 +30,20 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from codetailor.config import Settings
-from codetailor.errors import AuthError, PermissionDenied
+from codetailor.errors import AuthError, ConfigError, PermissionDenied
 from codetailor.home import Home
 from codetailor.tenants import Principal, Registry, Role
 from serving import admin as admin_ops
 from serving.outcomes import OutcomeStore
 from serving.status import ServingError, classify, from_dict
 from serving.stubs import load as load_stubs
-from serving.validation import new_request_id, validate_completion
+from serving.tenant_state import MAX_HOLD_S, LocalTenantState
+from serving.validation import loggable_request_id, new_request_id, validate_completion
 
 log = logging.getLogger("codetailor.serving.front")
 pb, pb_grpc, apb, apb_grpc = load_stubs()
 SERVICE = "codetailor.v1.CompletionService"
 ADMIN_SERVICE = "codetailor.v1.AdminService"
-_REMEMBERED = 100_000
 _OUTCOME_NAMES = {pb.OUTCOME_ACCEPTED: "accepted", pb.OUTCOME_REJECTED: "rejected", pb.OUTCOME_EDITED: "edited"}
 
 
@@ -72,6 +70,11 @@ class IngressCalls:
 
     def complete_stream(self, req: dict) -> AsyncIterator[dict]:
         raise NotImplementedError
+
+    async def tenant_write(self, settings: Settings, op: str, tenant: str, args: dict) -> dict:
+        """A change to the tenant's files (serving.admin.tenant_write), here: this process may write
+        the home. The gateway's home is read-only, so HandleIngress asks the Ingress deployment."""
+        return await asyncio.to_thread(admin_ops.tenant_write, settings, op, tenant, args)
 
 
 class LocalIngress(IngressCalls):
@@ -101,6 +104,9 @@ class HandleIngress(IngressCalls):
             response.cancel()
             raise
 
+    async def tenant_write(self, settings: Settings, op: str, tenant: str, args: dict) -> dict:
+        return await self._handle.tenant_write.remote(op, tenant, args)
+
     async def complete_stream(self, req: dict) -> AsyncIterator[dict]:
         gen = self._handle.options(stream=True).complete_stream.remote(req)
         done = False
@@ -113,21 +119,16 @@ class HandleIngress(IngressCalls):
                 gen.cancel()
 
 
-@dataclass
-class _Issued:
-    tenant: str
-    length: int
-    system: str
-    adapter_version: str
-    reported: bool = False
-
-
 class FrontServer:
     """ingress: an `IngressCalls`, or a Serve handle to the Ingress deployment.
     reuse_port: let several processes (the Ingress replicas) listen on one port; off,
-    a port that is taken fails the start instead of being silently shared."""
+    a port that is taken fails the start instead of being silently shared.
+    tenant_state: where requests in flight and issued completion ids are kept
+    (serving/tenant_state.py): this process by default; with several front servers,
+    the cluster's shared one."""
 
-    def __init__(self, settings: Settings, ingress, model_handle=None, *, reuse_port: bool = False):
+    def __init__(self, settings: Settings, ingress, model_handle=None, *, reuse_port: bool = False,
+                 tenant_state=None):
         self.settings = settings
         self.cfg = settings.serving
         self.home = Home(settings.home)
@@ -135,12 +136,12 @@ class FrontServer:
         self.ingress = ingress if isinstance(ingress, IngressCalls) else HandleIngress(ingress)
         self.model = model_handle
         self.reuse_port = reuse_port
-        self._inflight: dict[str, int] = collections.defaultdict(int)
-        self._issued: collections.OrderedDict[str, _Issued] = collections.OrderedDict()
+        self.state = tenant_state if tenant_state is not None else LocalTenantState()
         self._server: grpc.aio.Server | None = None
         self._health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
         self._tasks: list[asyncio.Task] = []
         self.port: int | None = None
+        self.tls = False  # what start() really serves
         from serving.metrics import metrics
 
         self.metrics = metrics()
@@ -157,8 +158,9 @@ class FrontServer:
                  reflection.SERVICE_NAME)
         reflection.enable_server_reflection(names, server)
         addr = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
-        if self.cfg.tls_cert and self.cfg.tls_key:
-            creds = grpc.ssl_server_credentials([(self.cfg.tls_key.read_bytes(), self.cfg.tls_cert.read_bytes())])
+        self.tls = self.cfg.tls
+        if self.tls:
+            creds = grpc.ssl_server_credentials([(self._read_tls(self.cfg.tls_key), self._read_tls(self.cfg.tls_cert))])
             self.port = server.add_secure_port(addr, creds)
         else:
             self.port = server.add_insecure_port(addr)
@@ -167,6 +169,13 @@ class FrontServer:
         await self._set_health(True)
         self._tasks.append(asyncio.get_running_loop().create_task(self._background()))
         return self.port
+
+    @staticmethod
+    def _read_tls(path) -> bytes:
+        try:
+            return path.read_bytes()
+        except OSError as e:
+            raise ConfigError(f"cannot read the TLS file {path}: {e.strerror or e}") from None
 
     async def stop(self, grace: float = 2.0) -> None:
         await self._set_health(False)
@@ -234,16 +243,19 @@ class FrontServer:
             raise AuthError("missing API key: send `authorization: Bearer <key>` metadata")
         return self.registry.authenticate(value[len("Bearer "):].strip())
 
-    @contextmanager
-    def _tenant_slot(self, tenant: str):
-        if self._inflight[tenant] >= self.cfg.tenant_concurrency:
+    @asynccontextmanager
+    async def _tenant_slot(self, tenant: str, deadline: float | None = None):
+        """One of the tenant's `tenant_concurrency` slots, across every front server that shares
+        `self.state`; held until the request ends (or its lease expires, should this process die)."""
+        hold = MAX_HOLD_S if deadline is None else deadline - time.time() + 5.0
+        slot = await self.state.acquire(tenant, self.cfg.tenant_concurrency, hold)
+        if slot is None:
             raise ServingError("RESOURCE_EXHAUSTED",
                                f"this tenant already has {self.cfg.tenant_concurrency} requests in flight; retry later")
-        self._inflight[tenant] += 1
         try:
             yield
         finally:
-            self._inflight[tenant] -= 1
+            self.state.release(slot)
 
     async def _fail(self, context, method: str, tenant: str, rid: str, exc: BaseException):
         code, message = classify(exc)
@@ -268,7 +280,7 @@ class FrontServer:
             raise ServingError("INVALID_ARGUMENT", "the request is not a valid CompleteRequest (bad UTF-8 in a string field?)")
         if not request.request_id:
             request.request_id = rid
-        inp = validate_completion(request, self.cfg)
+        inp = validate_completion(request, self.cfg)  # refuses a malformed client id
         return dict(inp.as_dict(), tenant=str(principal.tenant), deadline=deadline)
 
     def _info(self, s: dict, auth_ms: float, total_ms: float):
@@ -279,10 +291,9 @@ class FrontServer:
             latency=pb.Latency(auth_ms=auth_ms, retrieval_ms=s["retrieval_ms"], queue_ms=s["queue_ms"],
                                generation_ms=s["generation_ms"], total_ms=total_ms))
 
-    def _remember(self, cid: str, tenant: str, text_len: int, s: dict) -> None:
-        self._issued[cid] = _Issued(tenant, text_len, s["system"], s["adapter_version"])
-        while len(self._issued) > _REMEMBERED:
-            self._issued.popitem(last=False)
+    async def _remember(self, cid: str, tenant: str, text_len: int, s: dict) -> None:
+        await self.state.remember(cid, {"tenant": tenant, "length": text_len, "system": s["system"],
+                                        "adapter_version": s["adapter_version"]})
 
     def _observe(self, tenant: str, method: str, s: dict, auth_ms: float, total_ms: float) -> None:
         m = self.metrics
@@ -296,7 +307,7 @@ class FrontServer:
     # -- CompletionService ---------------------------------------------------------------------
     async def Complete(self, request, context):
         t0 = time.perf_counter()
-        rid = getattr(request, "request_id", "") or new_request_id()
+        rid = loggable_request_id(getattr(request, "request_id", ""))
         tenant = ""
         try:
             principal = self._auth(context)
@@ -304,14 +315,14 @@ class FrontServer:
             auth_ms = (time.perf_counter() - t0) * 1000
             req = self._completion_input(request, principal, rid, self._deadline(context))
             rid = req["request_id"]
-            with self._tenant_slot(tenant):
+            async with self._tenant_slot(tenant, req["deadline"]):
                 left = None if req["deadline"] is None else req["deadline"] - time.time()
                 s = await asyncio.wait_for(self.ingress.complete(req), left)  # a timeout cancels it
             if "error" in s:
                 raise from_dict(s)
-            total_ms = (time.perf_counter() - t0) * 1000
             cid = "cmp-" + uuid.uuid4().hex
-            self._remember(cid, tenant, len(s["text"]), s)
+            await self._remember(cid, tenant, len(s["text"]), s)
+            total_ms = (time.perf_counter() - t0) * 1000
             self._observe(tenant, "Complete", s, auth_ms, total_ms)
             return pb.CompleteResponse(id=cid, text=s["text"], info=self._info(s, auth_ms, total_ms), request_id=rid)
         except asyncio.CancelledError:
@@ -322,7 +333,7 @@ class FrontServer:
 
     async def CompleteStream(self, request, context):
         t0 = time.perf_counter()
-        rid = getattr(request, "request_id", "") or new_request_id()
+        rid = loggable_request_id(getattr(request, "request_id", ""))
         tenant = ""
         try:
             principal = self._auth(context)
@@ -333,15 +344,15 @@ class FrontServer:
             cid = "cmp-" + uuid.uuid4().hex
             length = 0
             # Closing the stream (return, error, cancellation) stops the generation (IngressCalls).
-            with self._tenant_slot(tenant):
+            async with self._tenant_slot(tenant, req["deadline"]):
                 async with aclosing(self.ingress.complete_stream(req)) as gen:
                     async for item in gen:
                         if "error" in item:
                             raise from_dict(item)
                         if "final" in item:
                             s = item["final"]
+                            await self._remember(cid, tenant, length, s)
                             total_ms = (time.perf_counter() - t0) * 1000
-                            self._remember(cid, tenant, length, s)
                             self._observe(tenant, "CompleteStream", s, auth_ms, total_ms)
                             yield pb.CompleteChunk(id=cid, info=self._info(s, auth_ms, total_ms), request_id=rid)
                             return
@@ -361,22 +372,21 @@ class FrontServer:
             tenant = str(principal.tenant)
             if isinstance(request, _Unparsable):
                 raise ServingError("INVALID_ARGUMENT", "the request is not a valid ReportOutcomeRequest")
-            issued = self._issued.get(request.completion_id)
-            if issued is None or issued.tenant != tenant:  # another tenant's id looks unknown
+            issued = await self.state.lookup(request.completion_id, tenant)
+            if issued is None:  # unknown, expired, or another tenant's (which must look unknown)
                 raise ServingError("NOT_FOUND", "unknown or expired completion id")
             outcome = _OUTCOME_NAMES.get(request.outcome)
             if outcome is None:
                 raise ServingError("INVALID_ARGUMENT", "outcome must be ACCEPTED, REJECTED or EDITED")
-            kept = {"accepted": issued.length, "rejected": 0}.get(outcome, request.kept_chars)
-            if not 0 <= kept <= issued.length:
-                raise ServingError("INVALID_ARGUMENT", f"kept_chars must be 0..{issued.length}")
-            if issued.reported:
+            kept = {"accepted": issued["length"], "rejected": 0}.get(outcome, request.kept_chars)
+            if not 0 <= kept <= issued["length"]:
+                raise ServingError("INVALID_ARGUMENT", f"kept_chars must be 0..{issued['length']}")
+            if not await self.state.claim(request.completion_id):
                 self.metrics.requests.inc(tags={"tenant": tenant, "method": "ReportOutcome", "code": "OK"})
                 return pb.ReportOutcomeResponse(duplicate=True)
-            issued.reported = True
-            paths = self.home.tenant(principal.tenant)
-            await asyncio.to_thread(OutcomeStore(paths).record, request.completion_id, outcome, kept,
-                                    system=issued.system, adapter_version=issued.adapter_version)
+            await self._write("record_outcome", tenant, {
+                "completion_id": request.completion_id, "outcome": outcome, "kept": kept,
+                "system": issued["system"], "adapter_version": issued["adapter_version"]})
             self.metrics.outcomes.inc(tags={"tenant": tenant, "outcome": outcome})
             if kept:
                 self.metrics.accepted_chars.inc(kept, tags={"tenant": tenant})
@@ -397,11 +407,19 @@ class FrontServer:
                 raise ServingError("INVALID_ARGUMENT", "the request is not a valid message")
             if request.tenant and request.tenant != tenant:
                 raise PermissionDenied("an admin key acts on its own tenant only")
-            result = await action(self.home.tenant(principal.tenant), request)
+            # Admin calls (an activation hashes and loads files) count against the tenant's limit too.
+            async with self._tenant_slot(tenant, self._deadline(context)):
+                result = await action(self.home.tenant(principal.tenant), request)
             self.metrics.requests.inc(tags={"tenant": tenant, "method": method, "code": "OK"})
             return result
         except Exception as e:
             await self._fail(context, method, tenant, rid, e)
+
+    async def _write(self, op: str, tenant: str, args: dict):
+        r = await self.ingress.tenant_write(self.settings, op, tenant, args)
+        if "error" in r:
+            raise from_dict(r)
+        return r["result"]
 
     def _status_msg(self, s: dict):
         return apb.TenantStatus(**s)
@@ -425,14 +443,14 @@ class FrontServer:
         async def act(paths, req):
             if not req.version:
                 raise ServingError("INVALID_ARGUMENT", "version is required")
-            s = await asyncio.to_thread(admin_ops.activate, self.settings, paths, req.version)
+            s = await self._write("activate", str(paths.tenant), {"version": req.version})
             await asyncio.to_thread(admin_ops.refresh_tenant_gauges, self.home, self.metrics)
             return self._status_msg(s)
         return await self._admin(context, "ActivateAdapter", request, act)
 
     async def RollbackAdapter(self, request, context):
         async def act(paths, _):
-            s = await asyncio.to_thread(admin_ops.rollback, self.settings, paths)
+            s = await self._write("rollback", str(paths.tenant), {})
             await asyncio.to_thread(admin_ops.refresh_tenant_gauges, self.home, self.metrics)
             return self._status_msg(s)
         return await self._admin(context, "RollbackAdapter", request, act)

@@ -104,8 +104,11 @@ class Ingress:
         self._front_start: asyncio.Task | None = None
         if front_port is not None:
             from serving.front import FrontServer, LocalIngress
+            from serving.tenant_state import SharedTenantState
 
-            self._front = FrontServer(settings, LocalIngress(self), model_handle, reuse_port=reuse_port)
+            # Limits and completion ids hold across every replica's front server (and gateways).
+            self._front = FrontServer(settings, LocalIngress(self), model_handle, reuse_port=reuse_port,
+                                      tenant_state=SharedTenantState.connect())
             # On the loop this replica's requests run on (Serve runs __init__ there, as
             # serving.model's health task relies on too).
             self._front_start = asyncio.get_event_loop().create_task(self._front.start(port=front_port))
@@ -140,6 +143,13 @@ class Ingress:
 
     def count_tokens(self, text: str) -> int:
         return len(self._tok.encode(text, add_special_tokens=False).ids)
+
+    async def tenant_write(self, op: str, tenant: str, args: dict) -> dict:
+        """A front server's change to a tenant's files (serving.admin.tenant_write), for a gateway
+        whose home is mounted read-only."""
+        from serving import admin as admin_ops
+
+        return await asyncio.to_thread(admin_ops.tenant_write, self.settings, op, tenant, args)
 
     # -- per request ---------------------------------------------------------------------
     def _adapter(self, paths: TenantPaths) -> AdapterRef | None:
@@ -211,7 +221,8 @@ class Ingress:
                     for h in hits if (h.path, h.start_line, h.end_line) in kept]
         model_req = {"request_id": req["request_id"], "prompt": built.text, "max_tokens": req["max_tokens"],
                      "temperature": req["temperature"], "stop": req["stop"], "adapter_id": adapter_model_id(ref),
-                     "deadline": req.get("deadline"), "heal": heal}
+                     "deadline": req.get("deadline"), "heal": heal,
+                     "cache_salt": str(paths.tenant) if self.settings.serving.tenant_cache_salt else None}
         return _Prepared(model_req, System.of(ref is not None, used_rag and bool(snippets)).value, snippets,
                          retrieval_ms, built.parts.suffix, str(paths.tenant), line_start)
 

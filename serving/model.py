@@ -150,7 +150,8 @@ class ModelServer:
         fallback = bool(model_id) and ref is None
         gen = GenerationRequest(prompt=req["prompt"], max_tokens=req["max_tokens"],
                                 temperature=req["temperature"], stop=tuple(req["stop"]), adapter=ref,
-                                request_id=req["request_id"], seed=req.get("seed"), heal=req.get("heal", ""))
+                                request_id=req["request_id"], seed=req.get("seed"), heal=req.get("heal", ""),
+                                cache_salt=req.get("cache_salt"))
         return gen, fallback
 
     @staticmethod

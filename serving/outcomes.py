@@ -28,7 +28,7 @@ class OutcomeStore:
                            "kept_chars": kept_chars, "system": system, "adapter_version": adapter_version},
                           separators=(",", ":")) + "\n"
         self.paths.usage_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        fd = os.open(self.file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             os.write(fd, line.encode("utf-8"))
         finally:

@@ -36,6 +36,13 @@ def new_request_id() -> str:
     return "req-" + uuid.uuid4().hex[:16]
 
 
+def loggable_request_id(raw: str) -> str:
+    """The id to log a request under before it is validated: the client's if well formed,
+    else a fresh one. A client's id can hold newlines or control characters that would forge
+    log lines; validation still rejects it (validate_completion)."""
+    return raw if raw and _REQUEST_ID.fullmatch(raw) else new_request_id()
+
+
 def _text(name: str, value: str) -> str:
     if "\x00" in value:
         raise invalid(f"{name} contains binary data (NUL characters)")

@@ -19,7 +19,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -35,6 +35,10 @@ from training.lora import load_lora_state, lora_state, trainable
 
 class BudgetTooSmall(TrainingError):
     pass
+
+
+class TrainingTimeCapExceeded(TrainingError):
+    """A run asked for, or already used, more training time than the per-tenant cap allows."""
 
 
 @dataclass
@@ -66,6 +70,7 @@ def autocast(dtype: torch.dtype | None):
     if dtype is None or dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast("cpu", dtype=dtype)
+    max_seconds: float | None = None   # per-tenant cap on loop seconds, resumed runs included
 
 
 def sequence_loss(pm, ex: Example) -> tuple[torch.Tensor, int]:
@@ -130,10 +135,12 @@ class Checkpoint:
         if not self.path.is_file():
             return None
         try:
-            data = torch.load(self.path, map_location="cpu", weights_only=False)
-        except Exception:   # a torn or foreign file: start over rather than fail
+            # Tensors and plain containers only: unpickling anything else could run code planted
+            # in the tenant's work dir. The loop state is saved as plain JSON-able data for this.
+            data = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception:   # a torn, foreign or code-carrying file: start over rather than fail
             return None
-        if data.get("key") != self.key:
+        if not isinstance(data, dict) or data.get("key") != self.key:
             return None
         load_lora_state(pm, data["lora"])
         opt.load_state_dict(data["optimizer"])
@@ -151,6 +158,27 @@ class Checkpoint:
         self.path.unlink(missing_ok=True)
 
 
+def check_time_cap(time_budget: float | None, max_seconds: float | None) -> None:
+    if max_seconds is not None and time_budget is not None and time_budget > max_seconds:
+        raise TrainingTimeCapExceeded(
+            f"the time budget of {time_budget:g}s is above the per-tenant training cap of {max_seconds:g}s "
+            f"(training.max_seconds); ask for at most that")
+
+
+def _capped(cfg: LoopConfig, state: LoopState) -> LoopConfig:
+    """The loop's budget under the cap: what the cap leaves after the seconds already trained."""
+    if cfg.max_seconds is None:
+        return cfg
+    check_time_cap(cfg.time_budget, cfg.max_seconds)
+    left = cfg.max_seconds - state.seconds
+    if left <= 0:
+        raise TrainingTimeCapExceeded(
+            f"this run already trained {state.seconds:.0f}s over its resumed parts, the per-tenant cap "
+            f"(training.max_seconds = {cfg.max_seconds:g}s); it cannot continue")
+    budget = left if cfg.time_budget is None else min(cfg.time_budget, left)
+    return replace(cfg, time_budget=budget)
+
+
 def run_loop(pm, examples: Sequence[Example], cfg: LoopConfig, checkpoint: Checkpoint | None,
              progress: bool = True, on_step: Callable[[LoopState], None] | None = None) -> LoopState:
     if not examples:
@@ -159,6 +187,7 @@ def run_loop(pm, examples: Sequence[Example], cfg: LoopConfig, checkpoint: Check
     total_steps = math.ceil(len(plan) / cfg.grad_accum)
     opt = torch.optim.AdamW(trainable(pm), lr=cfg.lr, weight_decay=0.0)
     state = (checkpoint.load(pm, opt) if checkpoint else None) or LoopState()
+    cfg = _capped(cfg, state)
     pm.train()
     bar = None
     if progress:

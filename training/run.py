@@ -29,7 +29,7 @@ from codetailor.split import Split, split_files
 
 from training.corpus import CorpusFile, TrainingError, public_files, tenant_files
 from training.examples import WINDOW, Example, ExampleBuilder, Neighbours
-from training.loop import Checkpoint, LoopConfig, mean_loss, run_loop, torch_threads
+from training.loop import Checkpoint, LoopConfig, check_time_cap, mean_loss, run_loop, torch_threads
 from training.lora import attach_lora, load_base, save_adapter
 
 PUBLIC_HELDOUT_FRACTION = 0.1
@@ -168,6 +168,7 @@ def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
         # The engine sizes its LoRA buffers by max_lora_rank; a larger adapter could not be served.
         raise TrainingError(f"rank {opts.rank} is above engine.max_lora_rank={settings.engine.max_lora_rank}; "
                             f"raise CODETAILOR_ENGINE__MAX_LORA_RANK or train a smaller rank")
+    check_time_cap(opts.time_budget, cfg.max_seconds)  # before any of the work below
 
     # 1. files and the split
     selection_dict = opts.selection.to_dict() if opts.selection is not None else None
@@ -204,7 +205,8 @@ def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
     pm = attach_lora(model, opts.rank, opts.alpha, cfg.seed)
     loop_cfg = LoopConfig(lr=cfg.lr, grad_accum=cfg.grad_accum, epochs=opts.epochs,
                           warmup_fraction=cfg.warmup_fraction, seed=cfg.seed, time_budget=opts.time_budget,
-                          checkpoint_seconds=cfg.checkpoint_seconds, autocast=autocast_dtype)
+                          checkpoint_seconds=cfg.checkpoint_seconds, autocast=autocast_dtype,
+                          max_seconds=cfg.max_seconds)
     checksum = model_checksum(base_path)
     hyper = {"rank": opts.rank, "alpha": opts.alpha, "lr": cfg.lr, "seq_len": cfg.seq_len,
              "target_tokens": cfg.target_tokens, "grad_accum": cfg.grad_accum, "micro_batch": 1,

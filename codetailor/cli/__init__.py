@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from typing import Any
 
@@ -87,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     from codetailor.hardware import apply_openmp_env
 
     apply_openmp_env()
+    # Files the libraries write under the home (PEFT's safetensors, bm25s and Qdrant's files,
+    # Ray's and vLLM's) are a tenant's code or derived from it: owner-only, like our own.
+    os.umask(0o077)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -115,9 +115,14 @@ def _run_front(settings, stack, where: str) -> None:
         front = None
         port = getattr(stack, "port", None)
         if port is None:
-            front = FrontServer(settings, stack.ingress, stack.model)
+            from serving.tenant_state import SharedTenantState
+
+            front = FrontServer(settings, stack.ingress, stack.model, tenant_state=SharedTenantState.connect())
             port = await front.start()
-        tls = "TLS" if settings.serving.tls_cert else "plaintext"
+            served_tls = front.tls
+        else:  # the Ingress replica's front server started from these same (validated) settings
+            served_tls = settings.serving.tls
+        tls = "TLS" if served_tls else "plaintext"
         print(f"codetailor: listening on {settings.serving.host}:{port} (gRPC, {tls}); {where}; Ctrl-C stops",
               flush=True)
         stop = asyncio.Event()

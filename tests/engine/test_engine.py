@@ -83,6 +83,26 @@ def test_closing_a_stream_early_aborts_it(engine):
     assert health.ok and health.running_requests == 0
 
 
+def test_two_tenants_with_one_request_id_do_not_cancel_each_other(engine, lora_set):
+    """Tenant B reuses tenant A's request id and stops early: A still gets its whole completion."""
+    ref = engine.resolver.ref_for(ADAPTER_TENANTS[0])
+
+    async def tenant_b_cancels():
+        gen = engine.stream(GenerationRequest(PROMPTS[1], 200, request_id="shared-id"))
+        await gen.__anext__()
+        await gen.aclose()
+
+    async def both():
+        a = asyncio.ensure_future(engine.generate(GenerationRequest(PROMPTS[0], MAX_TOKENS, adapter=ref,
+                                                                    request_id="shared-id")))
+        await tenant_b_cancels()
+        return await a
+
+    a = _run(both())
+    assert a.request_id == "shared-id" and a.finish_reason in ("stop", "length")
+    assert a.text == lora_set.reference[ADAPTER_TENANTS[0]][0]
+
+
 def test_hot_add_and_remove(engine, lora_set):
     ref = engine.resolver.ref_for(ADAPTER_TENANTS[1])
     lora_id = engine.resolver.int_id(ref)

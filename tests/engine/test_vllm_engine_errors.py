@@ -49,7 +49,7 @@ def test_validation_errors_become_request_rejected(tmp_path):
     eng = _engine(llm, tmp_path)
     with pytest.raises(RequestRejected, match="prompt too long"):
         _gen(eng)
-    assert llm.aborted == ["r1"]  # nothing left behind in the engine
+    assert len(llm.aborted) == 1 and llm.aborted[0] != "r1"  # nothing left behind (under the engine's own id)
     asyncio.run(eng.shutdown())
 
 

@@ -133,3 +133,11 @@ def test_engine_flavour(image):
     else:
         assert '".[gpu]"' in runs and "nvidia/cuda:" in froms and re.search(r"vllm==\$\{VLLM_VERSION\}", runs)
         assert re.search(r"ARG VLLM_VERSION=\d+\.\d+\.\d+", IMAGES["gpu"].read_text())
+
+
+def test_runtime_has_git_for_tenant_repositories(image):
+    """Index and train jobs run in these images and read tenants' repositories with git (ssh or https)."""
+    kind, instrs = image
+    runtime = stages(instrs)[-1][1]
+    installed = " ".join(a for i, a in runtime if i == "RUN" and "apt-get install" in a).split()
+    assert {"git", "openssh-client", "ca-certificates"} <= set(installed)

@@ -386,3 +386,40 @@ def test_serve_import_path_and_gateway_command_exist():
         build_parser().parse_args(cmd[1:])
     except SystemExit:
         pytest.skip(f"`{' '.join(cmd)}` (the gateway sidecar) is not implemented yet")
+
+
+# -- hardening ---------------------------------------------------------------------------------------------------
+
+def _containers(docs):
+    for doc in docs:
+        for where, spec in chart.pod_specs(doc):
+            for c in spec.get("containers", []) + spec.get("initContainers", []):
+                yield f"{where}/{c['name']}", spec, c
+
+
+def _tls_containers(docs, tmp_path) -> int:
+    from codetailor.config import load_settings
+
+    served = 0
+    for where, spec, c in _containers(docs):
+        env = {e["name"]: e.get("value") for e in c.get("env", [])}
+        cert, key = env.get("CODETAILOR_SERVING__TLS_CERT"), env.get("CODETAILOR_SERVING__TLS_KEY")
+        assert (cert is None) == (key is None), f"{where}: TLS cert and key must be set together"
+        if cert is None:
+            continue
+        served += 1
+        load_settings(home=tmp_path, serving={"tls_cert": cert, "tls_key": key})  # the app accepts the pair
+        mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        for path in (cert, key):
+            volume = volumes[mounts[path.rsplit("/", 1)[0]]]
+            assert "secret" in volume, f"{where}: {path} is not from a Secret"
+    return served
+
+
+def test_tls_certificate_and_key_are_set_together(default_docs, ci_docs, tmp_path):
+    """Half a TLS config is refused at start-up (codetailor.config): the chart must never render one,
+    and both files must come from the mounted Secret."""
+    assert _tls_containers(default_docs, tmp_path) == 0      # no Secret named: plaintext, no TLS variable
+    assert chart.ci_values()["gateway"]["tls"]["existingSecret"]
+    assert _tls_containers(ci_docs, tmp_path) == 1           # the gateway, with both files

@@ -67,3 +67,37 @@ def test_vector_store_down_is_counted_and_no_zero_increments(monkeypatch, tmp_pa
     assert ("retrieval_degraded", "inc", 1, {"reason": "vector_store_down"}) in ing.metrics.calls
     assert ("retrieval_up", "set", 0, None) in ing.metrics.calls
     assert not any(c[1] == "inc" and c[2] == 0 for c in ing.metrics.calls)   # Ray refuses inc(0)
+
+
+@pytest.mark.parametrize("salted", [True, False])
+def test_each_tenants_requests_carry_its_own_cache_salt(tmp_path, salted):
+    """The engine's prefix cache is shared by every tenant; the ingress salts each request with its
+    tenant, so one tenant's prompt never reuses (and a timing probe never detects) another's."""
+    import asyncio
+
+    from codetailor.config import load_settings
+    from codetailor.home import Home
+    from codetailor.tenants import Registry
+    from serving.model import ModelServer
+
+    ing = Ingress.__new__(Ingress)
+    ing.settings = load_settings(home=tmp_path, key_pepper="p", retrieval={"top_k": 0},
+                                 serving={"tenant_cache_salt": salted})
+    ing.home = Home(tmp_path)
+    ing.metrics = _Recorder()
+    ing.count_tokens = lambda text: len(text.split())
+    reg = Registry(ing.home, "p")
+    salts = {}
+    for tenant in ("acme", "globex"):
+        reg.create_tenant(tenant)
+        req = {"request_id": "same", "prefix": "def shared_prefix():\n    return", "suffix": "", "path": "m.py",
+               "max_tokens": 4, "temperature": 0.0, "stop": [], "tenant": tenant, "deadline": None}
+        model_req = ing._prepare(req).model_req
+        server = ModelServer.__new__(ModelServer)
+
+        async def no_adapter(model_id):
+            return None
+        server._adapter_for = no_adapter
+        gen, _ = asyncio.run(server._request(model_req))
+        salts[tenant] = gen.cache_salt
+    assert salts == ({"acme": "acme", "globex": "globex"} if salted else {"acme": None, "globex": None})

@@ -144,3 +144,26 @@ async def _wait_for(cond, timeout: float = 10.0) -> bool:
             return True
         await asyncio.sleep(0.05)
     return cond()
+
+
+def test_a_request_id_cannot_forge_log_lines(served, caplog):
+    """The client's request_id is logged only once it is known to be well formed: a newline in it
+    would otherwise start a forged log line (before validation, e.g. on a failed auth)."""
+    import logging
+
+    start, key = served
+    port = start(LocalIngress(SlowIngress(0.0)))
+    evil = "r1\n2026-01-01 INFO codetailor.serving.front request admin granted"
+    with caplog.at_level(logging.INFO, logger="codetailor.serving.front"):
+        with CompletionClient("127.0.0.1", port, "ct_000000000000_wrong") as c:
+            with pytest.raises(ClientError) as e:
+                c.complete(request_id=evil, **FIELDS)
+            assert e.value.code == "UNAUTHENTICATED"
+        with CompletionClient("127.0.0.1", port, key) as c:
+            with pytest.raises(ClientError) as e:
+                c.complete(request_id=evil, **FIELDS)
+            assert e.value.code == "INVALID_ARGUMENT" and "request_id" in e.value.message
+            with pytest.raises(ClientError):
+                list(c.stream(request_id=evil, **FIELDS))
+    logged = [r.getMessage() for r in caplog.records]
+    assert logged and not any("admin granted" in m or "\n" in m for m in logged), logged

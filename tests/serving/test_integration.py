@@ -241,3 +241,38 @@ def test_health_reflection_and_metrics(serving_stack):
         text = urllib.request.urlopen(f"http://127.0.0.1:{serving_stack.metrics_port}/metrics", timeout=5).read().decode()
     assert "ray_codetailor_requests_total" in text
     assert "ray_codetailor_request_latency_ms_bucket" in text
+
+
+def test_two_replicas_share_the_tenant_limit_and_completion_ids(serving_stack):
+    """Two front servers in two Ray processes (as two Ingress replicas): the tenant's limit holds
+    across both, and a completion issued by one is reported on the other."""
+    import ray
+
+    from serving.client import CompletionClient
+    from tests.serving.replica_front import FrontReplica
+
+    limit = serving_stack.settings.serving.tenant_concurrency
+    replicas = [ray.remote(num_cpus=0)(FrontReplica).remote() for _ in range(2)]
+    ports = ray.get([r.start.remote(serving_stack.settings, 3.0) for r in replicas], timeout=120)
+    key = serving_stack.keys["gamma:developer"]
+    fields = dict(prefix="def f():\n    return", path="m.py", max_tokens=4)
+    try:
+        with CompletionClient("127.0.0.1", ports[0], key) as a, CompletionClient("127.0.0.1", ports[1], key) as b:
+            with cf.ThreadPoolExecutor(limit) as pool:
+                busy = [pool.submit(a.complete, **fields) for _ in range(limit)]
+                time.sleep(1.5)
+                with pytest.raises(ClientError) as e:
+                    b.complete(**fields)  # replica B sees the tenant's requests in flight on A
+                assert e.value.code == "RESOURCE_EXHAUSTED"
+                done = [f.result(60) for f in busy]
+            assert b.report_outcome(done[0]["id"], "accepted") is False  # issued by A, reported on B
+            assert a.report_outcome(done[0]["id"], "accepted") is True   # a duplicate
+            other = serving_stack.keys["beta:developer"]
+            with CompletionClient("127.0.0.1", ports[1], other) as c:
+                with pytest.raises(ClientError) as e:
+                    c.report_outcome(done[1]["id"], "accepted")  # another tenant's id looks unknown
+                assert e.value.code == "NOT_FOUND"
+    finally:
+        ray.get([r.stop.remote() for r in replicas], timeout=30)
+        for r in replicas:
+            ray.kill(r)
