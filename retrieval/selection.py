@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import subprocess
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from codetailor.errors import CodetailorError, NotFound
 from codetailor.languages import language_of
 
 from retrieval.chunking import Chunk, chunk_text
+from retrieval.git import Git, open_git
 from retrieval.secrets_scan import has_secret
 
 
@@ -107,21 +107,10 @@ class SelectionResult:
     skipped: Counter = field(default_factory=Counter)
 
 
-def _git(root: Path, *args: str) -> str:
-    r = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
-                       encoding="utf-8", errors="replace")
-    if r.returncode != 0:
-        raise SelectionError(f"git {args[0]} failed in {root}: {r.stderr.strip().splitlines()[-1:] or ''}")
-    return r.stdout
-
-
 def is_git_repo(root: Path) -> bool:
     """Inside a git work tree and not ignored by it (a folder under an ignored .venv is a plain folder)."""
-    r = subprocess.run(["git", "-C", str(root), "rev-parse", "--is-inside-work-tree"], capture_output=True, text=True)
-    if r.returncode != 0 or r.stdout.strip() != "true":
-        return False
-    ignored = subprocess.run(["git", "-C", str(root), "check-ignore", "-q", "."], capture_output=True)
-    return ignored.returncode != 0
+    git = open_git(root)
+    return git is not None and git.is_work_tree()
 
 
 def _list_plain(root: Path, skipped: Counter) -> list[str]:
@@ -143,16 +132,16 @@ def _list_plain(root: Path, skipped: Counter) -> list[str]:
     return out
 
 
-def list_files(root: Path, skipped: Counter) -> list[str]:
-    if is_git_repo(root):
-        names = _git(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard").split("\0")
+def list_files(root: Path, skipped: Counter, git: Git | None = None) -> list[str]:
+    if git is not None:
+        names = git.output("ls-files", "-z", "--cached", "--others", "--exclude-standard").split("\0")
         return sorted({n for n in names if n})
     return _list_plain(root, skipped)
 
 
-def _history(root: Path, pattern: str) -> tuple[dict[str, int], Counter]:
+def _history(git: Git, pattern: str) -> tuple[dict[str, int], Counter]:
     """Per file: newest commit time and number of bug-fix commits touching it."""
-    out = _git(root, "log", "--no-renames", "--format=%x1e%ct%x1f%B%x1f", "-z", "--name-only", "--relative", "--", ".")
+    out = git.output("log", "--no-renames", "--no-show-signature", "--no-ext-diff", "--no-textconv", "--format=%x1e%ct%x1f%B%x1f", "-z", "--name-only", "--relative", "--", ".")
     newest: dict[str, int] = {}
     fixes: Counter = Counter()
     rx = re.compile(pattern)
@@ -167,8 +156,8 @@ def _history(root: Path, pattern: str) -> tuple[dict[str, int], Counter]:
     return newest, fixes
 
 
-def _recent_lines(root: Path, rel: str, cutoff: float) -> frozenset[int]:
-    out = _git(root, "blame", "--line-porcelain", "--", rel)
+def _recent_lines(git: Git, rel: str, cutoff: float) -> frozenset[int]:
+    out = git.output("blame", "--no-textconv", "--line-porcelain", "--", rel)
     lines, line_no, t = set(), 0, None
     for row in out.splitlines():
         if row.startswith("committer-time "):
@@ -200,11 +189,13 @@ def select_files(root: Path | str, selection: Selection, config, progress: bool 
         raise SelectionError(f"path {root} is not a directory")
     root = root.resolve()
     skipped: Counter = Counter()
-    names = list_files(root, skipped)
-    git = is_git_repo(root)
-    if selection.needs_git and not git:
+    git = open_git(root)
+    if git is not None and not git.is_work_tree():
+        git = None
+    if selection.needs_git and git is None:
         raise SelectionError(f"--since and --max-bug-fixes need a git repository; {root} is not one")
-    newest, fixes = _history(root, selection.bug_fix_pattern or config.bug_fix_pattern) if selection.needs_git else ({}, Counter())
+    names = list_files(root, skipped, git)
+    newest, fixes = _history(git, selection.bug_fix_pattern or config.bug_fix_pattern) if selection.needs_git else ({}, Counter())
     cutoff = time.time() - parse_duration(selection.since) if selection.since else None
     inc, exc = _spec(selection.include), _spec(selection.exclude)
 
@@ -214,7 +205,7 @@ def select_files(root: Path | str, selection: Selection, config, progress: bool 
         from tqdm import tqdm
         iterator = tqdm(names, desc="selecting files", unit="file", leave=False)
     for rel in iterator:
-        reason, sf = _check(root, rel, selection, config, inc, exc, newest, fixes, cutoff, known_clean)
+        reason, sf = _check(root, rel, selection, config, inc, exc, newest, fixes, cutoff, known_clean, git)
         if reason:
             skipped[reason] += 1
         else:
@@ -222,7 +213,7 @@ def select_files(root: Path | str, selection: Selection, config, progress: bool 
     return SelectionResult(files, len(names), skipped)
 
 
-def _check(root, rel, selection, config, inc, exc, newest, fixes, cutoff, known_clean=frozenset()):
+def _check(root, rel, selection, config, inc, exc, newest, fixes, cutoff, known_clean=frozenset(), git=None):
     parts = rel.split("/")
     if (inc is not None and not inc.match_file(rel)) or (exc is not None and exc.match_file(rel)):
         return "excluded", None
@@ -266,7 +257,7 @@ def _check(root, rel, selection, config, inc, exc, newest, fixes, cutoff, known_
         return "minified", None
     if hashlib.sha256(data).hexdigest() not in known_clean and has_secret(path):
         return "secret", None
-    recent = _recent_lines(root, rel, cutoff) if cutoff is not None and rel in newest else None
+    recent = _recent_lines(git, rel, cutoff) if cutoff is not None and rel in newest else None
     return None, SourceFile(rel, path, language, text, recent)
 
 

@@ -4,7 +4,8 @@
 - training never imports serving;
 - `vllm` is imported only inside engine/;
 - only engine/resolver.py builds a LoRARequest;
-- only codetailor/home.py joins tenant paths under the home ("tenants" literal).
+- only codetailor/home.py joins tenant paths under the home ("tenants" literal);
+- only retrieval/git.py spawns git (it neutralises the commands a repository's config names).
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ["codetailor", "engine", "retrieval", "training", "evaluation", "serving"]
+# spawning calls: subprocess.*, os.system / os.exec* / os.spawn* / os.popen, asyncio's subprocess helpers
+_SPAWNERS = {"run", "Popen", "call", "check_call", "check_output", "getoutput", "getstatusoutput", "system",
+             "popen", "create_subprocess_exec", "create_subprocess_shell"}
 
 
 def _modules(package: str):
@@ -77,4 +81,31 @@ def test_only_home_lays_out_tenant_directories():
             for node in ast.walk(t):
                 if isinstance(node, ast.Constant) and node.value in ("tenants", "tenants/"):
                     offenders.append(str(p.relative_to(ROOT)))
+    assert not offenders, offenders
+
+
+def _names_git(node: ast.AST) -> bool:
+    for n in ast.walk(node):
+        if isinstance(n, ast.Constant) and isinstance(n.value, str):
+            v = n.value.strip()
+            if v == "git" or v.startswith("git ") or v.endswith("/git") or "/git " in v:
+                return True
+    return False
+
+
+def test_only_the_git_module_spawns_git():
+    offenders = []
+    for pkg in PACKAGES + ["bench", "scripts"]:
+        if not (ROOT / pkg).is_dir():
+            continue
+        for p, t in _modules(pkg):
+            if p.relative_to(ROOT).as_posix() == "retrieval/git.py":
+                continue
+            for node in ast.walk(t):
+                if isinstance(node, ast.Call):
+                    f = node.func
+                    name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+                    spawner = name in _SPAWNERS or name.startswith(("exec", "spawn"))
+                    if spawner and _names_git(node):
+                        offenders.append(f"{p.relative_to(ROOT)}:{node.lineno}")
     assert not offenders, offenders
