@@ -37,3 +37,9 @@ class ConfigError(CodetailorError):
 
 class PromptTooLong(CodetailorError):
     pass
+
+
+class QuotaExceeded(CodetailorError):
+    """A per-tenant cap (indexed files or bytes, ...) would be exceeded."""
+
+    exit_code = 10
