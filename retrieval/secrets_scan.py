@@ -16,6 +16,12 @@ the full scan. Per plugin kind:
 - the high-entropy string detectors: their own quoted-string pattern (its charset
   excludes newlines, so whole-text matches are the per-line ones) and their own
   entropy function and limit;
+- the case-insensitive service patterns (IBM, Cloudant, Softlayer, AWS secret key)
+  cost milliseconds per file each, so each runs only when the lowercased text holds
+  a word its pattern cannot match without: a mandatory `(?:key|pwd|password|pass|
+  token)` group needs "key", "pw", "pass" or "token" (`_GATES`, applied only when
+  the pattern holds the marker verbatim), and then only over the lines holding
+  such a word (detect-secrets matches line by line);
 - a plugin of a kind not listed, or a file detect-secrets would first transform
   (YAML, INI-like config: values get quoted before the entropy check), always goes
   to the full scan.
@@ -47,27 +53,44 @@ def has_secret(path: Path | str) -> bool:
     return False
 
 
+# marker in a pattern -> words (lowercase) one of which any match must contain
+_GATES = (
+    ("(?:key|pwd|pw|password|pass|token)", ("key", "pw", "pass", "token")),
+    ("(?:key|pwd|password|pass|token)", ("key", "pw", "pass", "token")),
+    ("(?:secret[-_]?(?:access)?[-_]?key)", ("secret",)),
+    ("aws.{0,20}?", ("aws",)),
+)
+
+
+def _gate(pattern: str) -> tuple[str, ...]:
+    for marker, words in _GATES:
+        if marker in pattern:
+            return words
+    return ()
+
+
 @lru_cache(maxsize=1)
 def _prefilter():
-    """(regexes, entropy plugins, complete): `complete` is False when a default plugin is of a
-    kind the prefilter does not model, and then every file takes the full scan."""
+    """(keyword regex, [(gate words, regex)], entropy plugins, complete): `complete` is False when a
+    default plugin is of a kind the prefilter does not model; then every file takes the full scan."""
     from detect_secrets.plugins.keyword import DENYLIST
     from detect_secrets.settings import default_settings, get_plugins
 
-    regexes = [re.compile("|".join(DENYLIST), re.IGNORECASE)]
-    entropy, complete = [], True
+    keyword = re.compile("|".join(w.lower() for w in DENYLIST))   # searched in the lowercased text
+    regexes, entropy, complete = [], [], True
     with _lock, default_settings():
         for plugin in get_plugins():
             kind = type(plugin).__name__
             if kind == "KeywordDetector":
                 continue
             if hasattr(plugin, "denylist"):
-                regexes += [re.compile(r.pattern, r.flags | re.MULTILINE) for r in plugin.denylist]
+                regexes += [(_gate(r.pattern), re.compile(r.pattern, r.flags | re.MULTILINE))
+                            for r in plugin.denylist]
             elif hasattr(plugin, "regex") and hasattr(plugin, "entropy_limit"):
                 entropy.append(plugin)
             else:
                 complete = False
-    return regexes, entropy, complete
+    return keyword, regexes, entropy, complete
 
 
 def _transformed(name: str, text: str) -> bool:
@@ -86,14 +109,40 @@ def _transformed(name: str, text: str) -> bool:
     return False
 
 
+def _lines_holding(lowered: str, text: str, words: tuple[str, ...]) -> str:
+    """The lines of `text` whose lowercase form holds one of `words`, joined by newlines."""
+    spans = set()
+    for w in words:
+        i = lowered.find(w)
+        while i != -1:
+            start = lowered.rfind("\n", 0, i) + 1
+            end = lowered.find("\n", i)
+            end = len(lowered) if end == -1 else end
+            spans.add((start, end))
+            i = lowered.find(w, end)
+    return "\n".join(text[a:b] for a, b in sorted(spans))
+
+
 def may_hold_secret(name: str, text: str) -> bool:
     """False only when no detect-secrets plugin could report anything in `text` (file `name`)."""
-    regexes, entropy, complete = _prefilter()
-    if not complete or any(r.search(text) for r in regexes):
+    keyword, regexes, entropy, complete = _prefilter()
+    lowered = text.lower()
+    if not complete or keyword.search(lowered):
         return True
+    aligned = len(lowered) == len(text)   # lower() changed no length: offsets agree
+    for gate, regex in regexes:
+        if not gate or not aligned:
+            if regex.search(text):
+                return True
+            continue
+        lines = _lines_holding(lowered, text, gate)
+        if lines and regex.search(lines):
+            return True
     for plugin in entropy:
+        shortest = 2 ** plugin.entropy_limit   # entropy <= log2(length): shorter strings cannot pass
         for m in plugin.regex.finditer(text):
-            if plugin.calculate_shannon_entropy(m.group(2)) > plugin.entropy_limit:
+            value = m.group(2)
+            if len(value) > shortest and plugin.calculate_shannon_entropy(value) > plugin.entropy_limit:
                 return True
     return _transformed(name, text)
 
