@@ -228,8 +228,9 @@ def _chunk_files(scan, writer, quota, old_source_files, source, selection, cfg, 
     return files_entry, changed, selected
 
 
-def embed_pending(settings, paths: TenantPaths, progress: bool = False) -> dict:
-    """Embed the chunks of the published generation that have no vector yet (resumable)."""
+def embed_pending(settings, paths: TenantPaths, progress: bool = False, max_seconds: float | None = None) -> dict:
+    """Embed the chunks of the published generation that have no vector yet (resumable).
+    `max_seconds`: stop after the batch that passes this budget (the rest stays pending)."""
     registry_from_settings(settings).tenant(paths.tenant)  # unknown tenant -> NotFound
     t0 = time.perf_counter()
     with _tenant_lock(paths):
@@ -238,11 +239,11 @@ def embed_pending(settings, paths: TenantPaths, progress: bool = False) -> dict:
 
             raise NotIndexed(f"tenant {paths.tenant!r} has no index yet: run `codetailor index --tenant "
                              f"{paths.tenant} PATH`")
-        out = _embed_pending(settings, paths, progress)
+        out = _embed_pending(settings, paths, progress, max_seconds)
     return {"tenant": str(paths.tenant), **out, "seconds": round(time.perf_counter() - t0, 3)}
 
 
-def _embed_pending(settings, paths: TenantPaths, progress: bool) -> dict:
+def _embed_pending(settings, paths: TenantPaths, progress: bool, max_seconds: float | None = None) -> dict:
     """With the tenant lock held: embed pending chunks in batches, republishing progress."""
     from retrieval.embed import dimension, embed, embedding_text
 
@@ -286,17 +287,23 @@ def _embed_pending(settings, paths: TenantPaths, progress: bool) -> dict:
             last_publish = time.monotonic()
 
     seg_root = segments_dir(paths)
+    out_of_time = False
     for seg in manifest["segments"]:
         for r in iter_rows(seg_root / seg["name"]):
             if r["id"] in pending:
                 batch.append(r)
                 if len(batch) >= group:
                     flush()
+                    if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
+                        out_of_time = True
+                        break
+        if out_of_time:
+            break
     if batch:
         flush()
     if bar is not None:
         bar.close()
-    manifest["pending_ids"] = sorted(pending)   # empty unless a pending id has no row (never expected)
+    manifest["pending_ids"] = sorted(pending)   # empty unless stopped by max_seconds
     manifest["updated_at"] = time.time()
     publish_manifest(paths, manifest)
     return {"generation": gen, "chunks_embedded": done, "embed_seconds": round(time.perf_counter() - t0, 3),

@@ -37,6 +37,8 @@ def register(sub) -> None:
                    help="return once the source is searchable by BM25; embed later with --embed-pending")
     p.add_argument("--embed-pending", action="store_true",
                    help="embed the chunks still without a vector (resumes a killed or deferred index)")
+    p.add_argument("--max-seconds", type=float, metavar="S",
+                   help="with --embed-pending: stop after about S seconds (the rest stays pending)")
     add_selection_flags(p)
     add_json_flag(p)
     p.set_defaults(handler=_index)
@@ -68,9 +70,11 @@ def _index(args) -> dict:
     if args.embed_pending:
         if args.path is not None or args.defer_embedding or args.rebuild:
             raise CodetailorError("--embed-pending takes no PATH, --defer-embedding or --rebuild")
-        return embed_pending(settings, paths, progress=progress)
+        return embed_pending(settings, paths, progress=progress, max_seconds=args.max_seconds)
     if args.path is None:
         raise CodetailorError("index needs a PATH (or --embed-pending)")
+    if args.max_seconds is not None:
+        raise CodetailorError("--max-seconds goes with --embed-pending")
     return index_source(settings, paths, Path(args.path), source=args.source, selection=selection_from_args(args),
                         chunking=args.chunking, rebuild=args.rebuild, progress=progress,
                         embed=not args.defer_embedding)

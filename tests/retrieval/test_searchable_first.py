@@ -43,6 +43,19 @@ def test_deferred_embedding_is_searchable_then_resumed(settings, registry, sampl
     assert embed_pending(settings, paths)["chunks_embedded"] == 0   # nothing left: a no-op
 
 
+def test_embed_pending_within_a_time_budget(settings, registry, tmp_path):
+    from codetailor.config import load_settings
+
+    small = load_settings(home=settings.home, retrieval={"exact_vectors": True, "embed_batch_size": 1})
+    repo = GitRepo(tmp_path / "r")
+    repo.commit({f"m{i:02d}.py": f"def g_{i}(x):\n    return x - {i}\n" for i in range(20)}, "init")
+    paths, _ = registry.create_tenant("acme")
+    index_source(small, paths, repo.root, embed=False)
+    part = embed_pending(small, paths, max_seconds=0.0)      # one batch (8 rows), then stop
+    assert part["chunks_embedded"] == 8 and part["vectors_pending"] == 12 == vectors_pending(paths)
+    assert embed_pending(small, paths)["vectors_pending"] == 0
+
+
 _KILLED_EMBEDDER = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {root!r})
