@@ -213,3 +213,54 @@ class AdapterState(Artifact):
     system: System | None = None            # chosen by evaluation
     system_override: System | None = None   # set by an admin
     updated_at: float | None = None
+
+# -- retrieval: the index manifest (written only by retrieval/segments.py) -----------------------
+
+class _Part(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class IndexedFile(_Part):
+    sha: str                    # content + chunking parameters: equal means its rows are kept
+    content_sha: str            # sha256 of the file's text: known free of secrets; readers re-check it
+    segment: str | None = None  # the BM25 segment holding its rows
+    rows: list[int] = []        # its rows in that segment
+    ids: list[int] = []         # its chunk ids (vector point ids)
+    bytes: int = 0              # UTF-8 size, for the per-tenant cap (0: indexed before caps existed)
+
+
+class SegmentRef(_Part):
+    name: str
+    rows: int
+
+
+class IndexedSource(_Part):
+    location: str               # the directory indexed
+    selection: dict[str, Any] = {}   # retrieval.Selection.to_dict() at index time
+    chunking: str = "syntax"
+
+
+class IndexManifest(Artifact):
+    """A tenant's published index: BM25 segments, tombstoned rows, files per source and the vector
+    generation. Publishing it is the commit point of an index run: readers see the old or the new."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    generation: int = 0
+    segments: list[SegmentRef] = []
+    tombstones: dict[str, list[int]] = {}      # segment name -> dead rows
+    files: dict[str, dict[str, IndexedFile]] = {}   # source -> path -> file
+    sources: dict[str, IndexedSource] = {}
+    garbage_ids: list[int] = []                # dead vector points still to delete
+    pending_ids: list[int] = []                # live chunks whose vectors are not written yet
+    embedding_model: str | None = None
+    dim: int | None = None
+    updated_at: float | None = None
+
+    @classmethod
+    def migrate(cls, data: dict[str, Any], version: int) -> dict[str, Any]:
+        if version == 0:
+            # before versioning: a "format": 1 marker, and every live chunk had its vector
+            data.pop("format", None)
+            data.setdefault("pending_ids", [])
+        return data

@@ -89,13 +89,20 @@ class RetrievalConfig(_Section):
     query_lines: int = Field(10, ge=1)       # lines above the cursor used as query
     bug_fix_pattern: str = r"(?i)\b(fix(e[sd])?|bug|hotfix|patch|regression)\b"
     syntax_max_lines: int = Field(60, ge=4)  # a syntactic chunk (or group of statements) stays under this
-    max_segments: int = Field(8, ge=1)       # BM25 segments merged into one beyond this
+    max_segments: int = Field(8, ge=1)       # beyond this many BM25 segments, small ones are merged
+    # rows per BM25 segment: what building or merging one holds in memory (a file is never split)
+    max_segment_rows: int = Field(20_000, ge=1)
+    # per-tenant caps over all its sources; indexing past one stops with QuotaExceeded
+    max_tenant_files: int = Field(200_000, ge=1)
+    max_tenant_bytes: int = Field(2_000_000_000, ge=1)
     rrf_k: int = Field(60, ge=1)             # reciprocal rank fusion constant
     candidates: int = Field(50, ge=1)        # per-retriever candidates fused by hybrid search
     hnsw_ef: int = Field(64, ge=1)           # edge/service vector search beam width
     exact_vectors: bool = False              # brute-force vector search (tests, small tenants)
     embed_batch_size: int = Field(32, ge=1)
     embed_threads: int = Field(1, ge=0)      # torch threads while embedding; 0 = torch's default (see docs/retrieval.md)
+    # processes running the full secret scan on files the cheap prefilter cannot clear; 0 = every usable core
+    secret_scan_workers: int = Field(0, ge=0)
 
 
 class TrainingConfig(_Section):

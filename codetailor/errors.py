@@ -71,6 +71,10 @@ class Overloaded(CodetailorError):
     """At capacity; retry later."""
 
 
+class QuotaExceeded(CodetailorError):
+    """A per-tenant cap (indexed files or bytes, training time) would be exceeded."""
+
+
 class RemoteFailed(CodetailorError):
     """The server answered a client command with an error (its status is in the message)."""
 
@@ -103,6 +107,7 @@ OUTCOMES: dict[type[CodetailorError], Outcome] = {
     Unavailable: Outcome("unavailable", 11, "UNAVAILABLE"),
     Overloaded: Outcome("overloaded", 12, "RESOURCE_EXHAUSTED"),
     RemoteFailed: Outcome("the server answered with an error", 13, "UNKNOWN"),
+    QuotaExceeded: Outcome("a tenant quota is exceeded", 14, "RESOURCE_EXHAUSTED"),
 }
 INTERRUPTED_EXIT = 130
 

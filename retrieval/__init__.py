@@ -1,7 +1,10 @@
 """Retrieval: ingest a tenant's repositories and search them (BM25 + Qdrant, hybrid).
 
 Public surface:
-- `index_source(settings, paths, root, source=..., selection=..., chunking=...)` -> summary dict
+- `index_source(settings, paths, root, source=..., selection=..., chunking=..., embed=True)` -> summary dict
+  (searchable by BM25 once chunked; `embed=False` leaves the vectors pending)
+- `embed_pending(settings, paths)`: embed chunks still without a vector (resumable)
+- `vectors_pending(paths)`: how many live chunks have no vector yet
 - `search(settings, paths, query, mode="hybrid", top_k=None, exclude_paths=())` -> list[Hit]
 - `Selection`, `select_files`, `file_chunks`, `iter_selected_files`: the selection knobs and the
   secret-free file listing
@@ -16,17 +19,24 @@ index or search call: loading numba first broke the engine worker (environment n
 
 from __future__ import annotations
 
-from retrieval.search import Hit, NotIndexed, query_from_file, search
-from retrieval.selection import Selection, SourceFile, file_chunks, iter_selected_files, select_files
+from retrieval.search import Hit, NotIndexed, query_from_file, search, vectors_pending
+from retrieval.selection import FileScan, Selection, SourceFile, file_chunks, iter_selected_files, select_files
 
-__all__ = ["Hit", "NotIndexed", "Selection", "SourceFile", "drop_tenant_vectors", "file_chunks", "index_source",
-           "iter_selected_files", "query_from_file", "search", "select_files"]
+__all__ = ["FileScan", "Hit", "NotIndexed", "Selection", "SourceFile", "drop_tenant_vectors", "embed_pending",
+           "file_chunks", "index_source", "iter_selected_files", "query_from_file", "search", "select_files",
+           "vectors_pending"]
 
 
 def index_source(*args, **kwargs) -> dict:
     from retrieval.ingest import index_source as _index
 
     return _index(*args, **kwargs)
+
+
+def embed_pending(*args, **kwargs) -> dict:
+    from retrieval.ingest import embed_pending as _embed
+
+    return _embed(*args, **kwargs)
 
 
 def drop_tenant_vectors(settings, paths) -> None:

@@ -1,16 +1,23 @@
-"""Index one named source of a tenant, incrementally.
+"""Index one named source of a tenant, incrementally: searchable by BM25 first, vectors after.
 
-1. Select files (selection.py) and compare each file's hash (content and
-   chunking parameters) with the manifest: unchanged files keep their rows.
-2. Chunk changed and new files; write one new BM25 segment (staged, renamed).
-3. Embed only chunks whose id is not live yet (the id hashes source, path and
-   text, so a function that moved lines keeps its vector); upsert them tagged
-   with the new generation, which searches ignore until it is published.
-4. Tombstone rows of changed and deleted files of *this* source; merge segments
-   when they pile up.
-5. Publish the manifest atomically, then garbage-collect vectors of dead chunks
-   and unreferenced segments. A crash before publish leaves the previous index
-   live; the next run deletes the unpublished generation's points.
+1. Stream the selected files (selection.py) one at a time and compare each file's
+   hash (content and chunking parameters) with the manifest: unchanged files keep
+   their rows. The tenant's caps on indexed files and bytes are checked as files arrive.
+2. Chunk changed and new files into BM25 segments of capped size (SegmentWriter),
+   staged and renamed into place.
+3. Tombstone rows of changed and deleted files of *this* source; merge small
+   segments when they pile up (never past the cap).
+4. Publish the manifest atomically: from here the new generation is searchable by
+   BM25, and its new chunks are listed as `pending_ids` (no vector yet). Then
+   garbage-collect vectors of dead chunks and unreferenced segments.
+5. Embed the pending chunks in batches and upsert them tagged with the published
+   generation, so hybrid search uses each vector as soon as it exists; the manifest
+   is republished from time to time with the shorter pending list. A kill leaves
+   the published generation searchable; `embed_pending` (`codetailor index
+   --embed-pending`) resumes, skipping chunks whose vectors reached the store.
+
+A crash before step 4 leaves the previous index live; the next run deletes the
+unpublished generation's segments and points.
 """
 
 from __future__ import annotations
@@ -25,15 +32,15 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from codetailor.atomic import atomic_write_json, remove_stale_partials, staging_dir
-from codetailor.errors import Busy, CodetailorError
+from codetailor.atomic import remove_stale_partials
+from codetailor.errors import Busy, CodetailorError, QuotaExceeded
 from codetailor.home import TenantPaths
 from codetailor.names import SourceName
 from codetailor.tenants import registry_from_settings
 
-from retrieval.embed import dimension, embed, embedding_text
-from retrieval.segments import empty_manifest, manifest_path, read_manifest, segments_dir, write_segment
-from retrieval.selection import Selection, chunk_params, file_chunks, select_files
+from retrieval.segments import (SegmentWriter, empty_manifest, iter_rows, publish_manifest, read_manifest,
+                                segments_dir, write_segment)
+from retrieval.selection import FileScan, Selection, chunk_params, file_chunks
 from retrieval.vectors import VecPoint, open_store
 
 
@@ -43,6 +50,9 @@ class IndexBusy(Busy):
 
 class NothingToIndex(CodetailorError):
     pass
+
+
+REPUBLISH_SECONDS = 30.0   # while embedding, how often the shrinking pending list is published
 
 
 @contextlib.contextmanager
@@ -73,31 +83,45 @@ def _live_ids(manifest: dict) -> set[int]:
     return {i for files in manifest["files"].values() for f in files.values() for i in f["ids"]}
 
 
-def _progress(items, desc: str, enabled: bool):
-    if not enabled:
-        return items
-    from tqdm import tqdm
+class _Quota:
+    """The tenant's caps on indexed files and bytes, over all its sources."""
 
-    return tqdm(items, desc=desc, unit="file", leave=False)
+    def __init__(self, cfg, manifest: dict, source: str, tenant: str):
+        others = [f for name, files in manifest["files"].items() if name != source for f in files.values()]
+        self.files, self.bytes = len(others), sum(f.get("bytes", 0) for f in others)
+        self.cfg, self.tenant = cfg, tenant
+
+    def add(self, nbytes: int) -> None:
+        self.files += 1
+        self.bytes += nbytes
+        if self.files > self.cfg.max_tenant_files:
+            raise QuotaExceeded(f"tenant {self.tenant!r} would index more than retrieval.max_tenant_files="
+                                f"{self.cfg.max_tenant_files} files: narrow the source with --include/--exclude "
+                                "or raise the cap")
+        if self.bytes > self.cfg.max_tenant_bytes:
+            raise QuotaExceeded(f"tenant {self.tenant!r} would index more than retrieval.max_tenant_bytes="
+                                f"{self.cfg.max_tenant_bytes} bytes: narrow the source with --include/--exclude "
+                                "or raise the cap")
+
+
+def _stderr(msg: str, enabled: bool) -> None:
+    if enabled:
+        import sys
+
+        print(f"codetailor: {msg}", file=sys.stderr, flush=True)
 
 
 def index_source(settings, paths: TenantPaths, root: Path | str, *, source: str = "main",
                  selection: Selection = Selection(), chunking: str | None = None, rebuild: bool = False,
-                 progress: bool = False) -> dict:
-    """Index (or re-index) `root` as source `source` of the tenant. Returns the summary dict."""
+                 progress: bool = False, embed: bool = True) -> dict:
+    """Index (or re-index) `root` as source `source` of the tenant. Returns the summary dict.
+    `embed=False` returns once the generation is searchable by BM25 (vectors stay pending)."""
     t0 = time.perf_counter()
     cfg = settings.retrieval
     source = SourceName(source)
     registry = registry_from_settings(settings)
     registry.tenant(paths.tenant)  # unknown tenant -> NotFound
     params = chunk_params(cfg) | ({"mode": chunking} if chunking else {})
-    previous = read_manifest(paths) or empty_manifest()
-    clean = frozenset(f["content_sha"] for f in previous["files"].get(SourceName(source), {}).values()
-                      if "content_sha" in f)
-    result = select_files(root, selection, cfg, progress=progress, known_clean=clean)
-    if not result.files:
-        raise NothingToIndex(f"nothing to index in {root}: {result.files_seen} files seen, "
-                             f"skipped {dict(result.skipped) or 'none'}")
 
     with _tenant_lock(paths):
         seg_root = segments_dir(paths)
@@ -106,98 +130,193 @@ def index_source(settings, paths: TenantPaths, root: Path | str, *, source: str 
         _remove_unreferenced_segments(seg_root, old)   # written by a run killed before it published
         if old.get("embedding_model") not in (None, cfg.embedding_model):
             rebuild = True
-        # the manifest remembers the dimension, so a re-index with nothing to embed never loads the model
-        dim = old.get("dim") if not rebuild and old.get("dim") else dimension(cfg.embedding_model)
-        store = open_store(settings, paths, dim)
+        store = open_store(settings, paths, old.get("dim") or 0)   # deletes need no dimension
         if rebuild:  # new model or an explicit rebuild: no vector is reusable (dimensions may differ)
             store.drop()
-            store = open_store(settings, paths, dim)
         published = old["generation"]
         store.delete_newer_than(published)         # points of a run killed before it published
-        store.delete(old.get("garbage_ids", []))   # dead points of a run killed before its GC
+        store.delete(old["garbage_ids"])           # dead points of a run killed before its GC
         new = json.loads(json.dumps(old)) if not rebuild else empty_manifest() | {"generation": published}
         gen = published + 1
         old_source_files = new["files"].get(source, {})
-        tombstones = {k: set(v) for k, v in new["tombstones"].items()}
-        live_before = _live_ids(old)
+        clean = frozenset(f["content_sha"] for f in old_source_files.values())
+        scan = FileScan(root, selection, cfg, progress=progress, known_clean=clean)
+        quota = _Quota(cfg, new, source, str(paths.tenant))
+        writer = SegmentWriter(seg_root, f"g{gen:06d}", cfg.max_segment_rows)
+        try:
+            files_entry, changed, selected = _chunk_files(scan, writer, quota, old_source_files, source,
+                                                          selection, cfg, params, rebuild)
+            writer.flush()
+        except BaseException:
+            for name, _ in writer.written:
+                shutil.rmtree(seg_root / name, ignore_errors=True)
+            raise
+        if not selected:
+            raise NothingToIndex(f"nothing to index in {root}: {scan.files_seen} files seen, "
+                                 f"skipped {dict(scan.skipped) or 'none'}")
 
-        changed, kept = [], {}
-        for sf in _progress(result.files, "chunking", progress):
-            key = _file_key(sf, params, selection)
-            prev = old_source_files.get(sf.path)
-            if prev is not None and prev["sha"] == key and not rebuild:
-                kept[sf.path] = prev
-            else:
-                changed.append((sf, key))
         source_info = {"location": str(Path(root).resolve()), "selection": selection.to_dict(),
                        "chunking": params["mode"]}
-        if not changed and len(kept) == len(old_source_files) and old["sources"].get(source) == source_info:
+        live_before = _live_ids(old)
+        if not changed and len(files_entry) == len(old_source_files) and old["sources"].get(source) == source_info:
             # nothing changed: keep the published generation, write nothing
-            return _summary(paths, source, published, result, 0, 0, len(live_before), 0, 0.0, t0)
-        for path, prev in old_source_files.items():  # replaced or deleted files of this source
-            if path not in kept:
-                tombstones.setdefault(prev["segment"], set()).update(prev["rows"])
+            summary = _summary(paths, source, published, scan, selected, 0, 0, len(live_before),
+                               len(old["pending_ids"]), t0)
+        else:
+            tombstones = {k: set(v) for k, v in new["tombstones"].items()}
+            for path, prev in old_source_files.items():  # replaced or deleted files of this source
+                if files_entry.get(path) is not prev and prev["segment"]:
+                    tombstones.setdefault(prev["segment"], set()).update(prev["rows"])
+            new["files"][source] = files_entry
+            new["tombstones"] = {k: sorted(v) for k, v in tombstones.items() if v}
+            new["segments"] = list(new["segments"]) + [{"name": n, "rows": r} for n, r in writer.written]
+            _merge_small(new, seg_root, gen, cfg)
 
-        rows, files_entry = [], dict(kept)
-        for sf, key in changed:
-            seen: Counter = Counter()
-            entry = {"sha": key, "content_sha": sf.sha, "segment": None, "rows": [], "ids": []}
-            for c in file_chunks(sf, selection, cfg, params["mode"]):
-                seen[c.text] += 1
-                cid = chunk_id(source, c.path, c.text, seen[c.text])
-                entry["rows"].append(len(rows))
-                entry["ids"].append(cid)
-                rows.append({"id": cid, "source": source, "path": c.path, "language": c.language,
-                             "start_line": c.start_line, "end_line": c.end_line, "symbol": c.symbol,
-                             "deprecated": c.deprecated, "text": c.text})
-            files_entry[sf.path] = entry
-
-        reusable = set() if rebuild else live_before
-        to_embed = [r for r in rows if r["id"] not in reusable]
-        t_embed = time.perf_counter()
-        texts = [embedding_text(r["path"], r["symbol"], r["text"]) for r in to_embed]
-        vectors = embed(cfg.embedding_model, texts, cfg.embed_batch_size, progress=progress,
-                        threads=cfg.embed_threads) if texts else []
-        embed_seconds = time.perf_counter() - t_embed
-        store.upsert([VecPoint(r["id"], v, source, r["path"], gen) for r, v in zip(to_embed, vectors)])
-
-        segments = list(new["segments"])
-        if rows:
-            name = f"g{gen:06d}"
-            with staging_dir(seg_root / name) as tmp:
-                write_segment(tmp, rows)
-            segments.append({"name": name, "rows": len(rows)})
-            for entry in files_entry.values():
-                if entry["segment"] is None:
-                    entry["segment"] = name
-        new["files"][source] = files_entry
-        new["tombstones"] = {k: sorted(v) for k, v in tombstones.items() if v}
-        new["segments"] = segments
-        total = sum(s["rows"] for s in segments)
-        dead_rows = sum(len(v) for v in new["tombstones"].values())
-        if len(segments) > cfg.max_segments or (total and dead_rows / total > 0.5):
-            _merge(new, seg_root, gen)
-
-        live_after = _live_ids(new)
-        garbage = sorted(live_before - live_after)
-        new.update(generation=gen, embedding_model=cfg.embedding_model, dim=dim, garbage_ids=garbage,
-                   updated_at=time.time())
-        new["sources"][source] = source_info
-        atomic_write_json(manifest_path(paths), new)   # <- the publish point
-
-        store.delete(garbage)
-        _remove_unreferenced_segments(seg_root, new)
+            live_after = _live_ids(new)
+            with_vectors = live_before - set(old["pending_ids"]) if not rebuild else set()
+            new.update(generation=gen, embedding_model=cfg.embedding_model,
+                       garbage_ids=sorted(live_before - live_after),
+                       pending_ids=sorted(live_after - with_vectors), updated_at=time.time())
+            if rebuild:
+                new["dim"] = None
+            new["sources"][source] = source_info
+            publish_manifest(paths, new)   # <- the publish point: searchable by BM25 from here
+            searchable_s = time.perf_counter() - t0
+            _stderr(f"searchable by BM25 after {searchable_s:.1f} s; {len(new['pending_ids'])} chunks to embed",
+                    progress)
+            store.delete(new["garbage_ids"])
+            _remove_unreferenced_segments(seg_root, new)
+            summary = _summary(paths, source, gen, scan, selected, changed,
+                               len(set(old_source_files) - set(files_entry)), len(live_after),
+                               len(new["pending_ids"]), t0)
+            summary["searchable_seconds"] = round(searchable_s, 3)
+        if embed:
+            done = _embed_pending(settings, paths, progress)
+            summary.update(chunks_embedded=done["chunks_embedded"], embed_seconds=done["embed_seconds"],
+                           vectors_pending=done["vectors_pending"])
     registry.add_source(paths.tenant, source, str(Path(root).resolve()))
-    return _summary(paths, source, gen, result, len(changed), len(set(old_source_files) - set(files_entry)),
-                    len(live_after), len(to_embed), embed_seconds, t0)
+    summary["seconds"] = round(time.perf_counter() - t0, 3)
+    return summary
 
 
-def _summary(paths, source, gen, result, changed, removed, chunks, embedded, embed_seconds, t0) -> dict:
+def _chunk_files(scan, writer, quota, old_source_files, source, selection, cfg, params, rebuild):
+    """Stream the scan's files into the segment writer. Returns (files entry, changed, selected)."""
+    files_entry: dict[str, dict] = {}
+    changed = selected = 0
+    for sf in scan:
+        selected += 1
+        nbytes = len(sf.text.encode("utf-8"))
+        quota.add(nbytes)
+        key = _file_key(sf, params, selection)
+        prev = old_source_files.get(sf.path)
+        if prev is not None and prev["sha"] == key and not rebuild:
+            files_entry[sf.path] = prev
+            continue
+        changed += 1
+        seen: Counter = Counter()
+        rows, ids = [], []
+        for c in file_chunks(sf, selection, cfg, params["mode"]):
+            seen[c.text] += 1
+            cid = chunk_id(source, c.path, c.text, seen[c.text])
+            ids.append(cid)
+            rows.append({"id": cid, "source": source, "path": c.path, "language": c.language,
+                         "start_line": c.start_line, "end_line": c.end_line, "symbol": c.symbol,
+                         "deprecated": c.deprecated, "text": c.text})
+        segment, row_numbers = writer.add_file(rows) if rows else (None, [])
+        files_entry[sf.path] = {"sha": key, "content_sha": sf.sha, "segment": segment, "rows": row_numbers,
+                                "ids": ids, "bytes": nbytes}
+    return files_entry, changed, selected
+
+
+def embed_pending(settings, paths: TenantPaths, progress: bool = False, max_seconds: float | None = None) -> dict:
+    """Embed the chunks of the published generation that have no vector yet (resumable).
+    `max_seconds`: stop after the batch that passes this budget (the rest stays pending)."""
+    registry_from_settings(settings).tenant(paths.tenant)  # unknown tenant -> NotFound
+    t0 = time.perf_counter()
+    with _tenant_lock(paths):
+        if read_manifest(paths) is None:
+            from retrieval.search import NotIndexed
+
+            raise NotIndexed(f"tenant {paths.tenant!r} has no index yet: run `codetailor index --tenant "
+                             f"{paths.tenant} PATH`")
+        out = _embed_pending(settings, paths, progress, max_seconds)
+    return {"tenant": str(paths.tenant), **out, "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _embed_pending(settings, paths: TenantPaths, progress: bool, max_seconds: float | None = None) -> dict:
+    """With the tenant lock held: embed pending chunks in batches, republishing progress."""
+    from retrieval.embed import dimension, embed, embedding_text
+
+    cfg = settings.retrieval
+    manifest = read_manifest(paths)
+    pending = set(manifest["pending_ids"])
+    t0 = time.perf_counter()
+    if not pending:
+        return {"generation": manifest["generation"], "chunks_embedded": 0, "embed_seconds": 0.0,
+                "vectors_pending": 0}
+    dim = manifest.get("dim") or dimension(cfg.embedding_model)
+    store = open_store(settings, paths, dim)
+    if manifest.get("dim") != dim:
+        manifest["dim"] = dim
+        publish_manifest(paths, manifest)
+    gen = manifest["generation"]
+    pending -= store.existing(sorted(pending))   # written by a run killed before it republished
+    total, done = len(pending), 0
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc="embedding", unit="chunk", leave=False)
+    last_publish = time.monotonic()
+    batch: list[dict] = []
+    group = cfg.embed_batch_size * 8   # rows per embed call: sorted by length inside (embed.py)
+
+    def flush():
+        nonlocal done, last_publish, batch
+        texts = [embedding_text(r["path"], r["symbol"], r["text"]) for r in batch]
+        vectors = embed(cfg.embedding_model, texts, cfg.embed_batch_size, threads=cfg.embed_threads)
+        store.upsert([VecPoint(r["id"], v, r["source"], r["path"], gen) for r, v in zip(batch, vectors)])
+        pending.difference_update(r["id"] for r in batch)
+        done += len(batch)
+        if bar is not None:
+            bar.update(len(batch))
+        batch = []
+        if time.monotonic() - last_publish > REPUBLISH_SECONDS:
+            manifest["pending_ids"] = sorted(pending)
+            publish_manifest(paths, manifest)
+            last_publish = time.monotonic()
+
+    seg_root = segments_dir(paths)
+    out_of_time = False
+    for seg in manifest["segments"]:
+        for r in iter_rows(seg_root / seg["name"]):
+            if r["id"] in pending:
+                batch.append(r)
+                if len(batch) >= group:
+                    flush()
+                    if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
+                        out_of_time = True
+                        break
+        if out_of_time:
+            break
+    if batch:
+        flush()
+    if bar is not None:
+        bar.close()
+    manifest["pending_ids"] = sorted(pending)   # empty unless stopped by max_seconds
+    manifest["updated_at"] = time.time()
+    publish_manifest(paths, manifest)
+    return {"generation": gen, "chunks_embedded": done, "embed_seconds": round(time.perf_counter() - t0, 3),
+            "vectors_pending": len(pending), "chunks_to_embed": total}
+
+
+def _summary(paths, source, gen, scan, selected, changed, removed, chunks, pending, t0) -> dict:
     return {"tenant": str(paths.tenant), "source": source, "generation": gen,
-            "files_seen": result.files_seen, "files_indexed": len(result.files),
+            "files_seen": scan.files_seen, "files_indexed": selected,
             "files_changed": changed, "files_removed": removed,
-            "skipped": dict(sorted(result.skipped.items())), "chunks": chunks,
-            "chunks_embedded": embedded, "embed_seconds": round(embed_seconds, 3),
+            "skipped": dict(sorted(scan.skipped.items())), "chunks": chunks,
+            "chunks_embedded": 0, "embed_seconds": 0.0, "vectors_pending": pending,
+            "secret_prefilter_cleared": scan.prefiltered,
             "seconds": round(time.perf_counter() - t0, 3)}
 
 
@@ -208,23 +327,49 @@ def _remove_unreferenced_segments(seg_root: Path, manifest: dict) -> None:
             shutil.rmtree(d, ignore_errors=True)
 
 
-def _merge(manifest: dict, seg_root: Path, gen: int) -> None:
-    """Rewrite every live row into one segment (ids unchanged, so no vector moves)."""
-    from retrieval.segments import load_segment
+def _merge_small(manifest: dict, seg_root: Path, gen: int, cfg) -> None:
+    """Rewrite segments whose rows are mostly dead, and merge the smallest segments while there are
+    more than `max_segments`, never making one larger than `max_segment_rows` (ids unchanged, so no
+    vector moves). Each merge streams its inputs' live rows: memory stays within one segment."""
+    cap = cfg.max_segment_rows
+    live = {s["name"]: s["rows"] - len(manifest["tombstones"].get(s["name"], [])) for s in manifest["segments"]}
+    groups: list[list[str]] = [[s["name"]] for s in manifest["segments"]
+                               if live[s["name"]] * 2 < s["rows"]]          # mostly dead: compact alone
+    grouped = {n for g in groups for n in g}
+    rest = sorted((live[s["name"]], s["name"]) for s in manifest["segments"] if s["name"] not in grouped)
+    count = len(manifest["segments"])
+    while count > cfg.max_segments and len(rest) >= 2 and rest[0][0] + rest[1][0] <= cap:
+        (a_rows, a), (b_rows, b) = rest[0], rest[1]
+        rest = sorted(rest[2:] + [(a_rows + b_rows, f"{a}+{b}")])
+        count -= 1
+    for _, name in rest:
+        if "+" in name:
+            groups.append(name.split("+"))
+    for k, group in enumerate(groups):
+        _merge_group(manifest, seg_root, group, f"g{gen:06d}m{k:03d}")
 
+
+def _merge_group(manifest: dict, seg_root: Path, names: list[str], target: str) -> None:
     rows, remap = [], {}
-    for seg in manifest["segments"]:
-        s = load_segment(seg_root / seg["name"], manifest["tombstones"].get(seg["name"], []))
-        for i, r in enumerate(s.rows):
-            if s.live[i]:
-                remap[(seg["name"], i)] = len(rows)
+    for name in names:
+        dead = set(manifest["tombstones"].get(name, []))
+        for i, r in enumerate(iter_rows(seg_root / name)):
+            if i not in dead:
+                remap[(name, i)] = len(rows)
                 rows.append(r)
-    name = f"g{gen:06d}m"
-    with staging_dir(seg_root / name) as tmp:
+    from codetailor.atomic import staging_dir
+
+    members = set(names)
+    manifest["segments"] = [s for s in manifest["segments"] if s["name"] not in members]
+    for name in names:
+        manifest["tombstones"].pop(name, None)
+    if not rows:   # every row dead: the segments just go
+        return
+    with staging_dir(seg_root / target) as tmp:
         write_segment(tmp, rows)
     for files in manifest["files"].values():
         for entry in files.values():
-            entry["rows"] = [remap[(entry["segment"], i)] for i in entry["rows"]]
-            entry["segment"] = name
-    manifest["segments"] = [{"name": name, "rows": len(rows)}]
-    manifest["tombstones"] = {}
+            if entry["segment"] in members:
+                entry["rows"] = [remap[(entry["segment"], i)] for i in entry["rows"]]
+                entry["segment"] = target
+    manifest["segments"].append({"name": target, "rows": len(rows)})

@@ -79,6 +79,16 @@ def load_state(paths: TenantPaths) -> _State:
             return cached
         try:
             manifest = read_manifest(paths)
+            if manifest is None:
+                continue
+            if cached is not None and cached.manifest["generation"] == manifest["generation"] and \
+                    cached.manifest["segments"] == manifest["segments"]:
+                # the embedder republished the same generation (a shorter pending list):
+                # segments and tombstones are unchanged, keep them loaded
+                state = _State(stamp, manifest, cached.segments, cached.by_id)
+                with _cache_lock:
+                    _cache[str(paths.index_dir)] = state
+                return state
             segs = [load_segment(segments_dir(paths) / s["name"], manifest["tombstones"].get(s["name"], []))
                     for s in manifest["segments"]]
         except FileNotFoundError:
@@ -93,6 +103,11 @@ def load_state(paths: TenantPaths) -> _State:
             _cache[str(paths.index_dir)] = state
         return state
     raise CodetailorError(f"index of tenant {paths.tenant!r} changed while loading; try again")
+
+
+def vectors_pending(paths: TenantPaths) -> int:
+    """Live chunks of the published index that have no vector yet (hybrid search ranks them by BM25)."""
+    return len(load_state(paths).manifest["pending_ids"])
 
 
 def forget(paths: TenantPaths) -> None:

@@ -2,17 +2,48 @@
 
 A file in which any plugin finds a potential secret is skipped whole: it never
 reaches an index, a training set or a prompt.
+
+The full scan costs tens of milliseconds per file (each line goes through every
+plugin and filter in Python), so a cheap prefilter runs first over the whole text
+with detect-secrets' own patterns: a plugin can only report a line that one of its
+patterns matches, so a file none of them matches cannot hold a secret and skips
+the full scan. Per plugin kind:
+
+- regex detectors (AWS, GitHub, private keys, JWT, ...): their own compiled
+  patterns, searched over the whole text with `^`/`$` matching at every line;
+- the keyword detector: any of its deny-listed words, case-insensitive (a superset
+  of its assignment patterns);
+- the high-entropy string detectors: their own quoted-string pattern (its charset
+  excludes newlines, so whole-text matches are the per-line ones) and their own
+  entropy function and limit;
+- the case-insensitive service patterns (IBM, Cloudant, Softlayer, AWS secret key)
+  cost milliseconds per file each, so each runs only when the lowercased text holds
+  a word its pattern cannot match without: a mandatory `(?:key|pwd|password|pass|
+  token)` group needs "key", "pw", "pass" or "token" (`_GATES`, applied only when
+  the pattern holds the marker verbatim), and then only over the lines holding
+  such a word (detect-secrets matches line by line);
+- a plugin of a kind not listed, or a file detect-secrets would first transform
+  (YAML, INI-like config: values get quoted before the entropy check), always goes
+  to the full scan.
+
+Files that need the full scan can go to a pool of worker processes (`Scanner`).
 """
 
 from __future__ import annotations
 
+import io
+import re
 import threading
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from functools import lru_cache
 from pathlib import Path
 
 _lock = threading.Lock()  # detect-secrets keeps its settings in a global
 
 
-def has_secret(path: Path) -> bool:
+def has_secret(path: Path | str) -> bool:
+    """The full detect-secrets scan of one file."""
     from detect_secrets.core import scan
     from detect_secrets.settings import default_settings
 
@@ -20,3 +51,157 @@ def has_secret(path: Path) -> bool:
         for _ in scan.scan_file(str(path)):
             return True
     return False
+
+
+# marker in a pattern -> words (lowercase) one of which any match must contain
+_GATES = (
+    ("(?:key|pwd|pw|password|pass|token)", ("key", "pw", "pass", "token")),
+    ("(?:key|pwd|password|pass|token)", ("key", "pw", "pass", "token")),
+    ("(?:secret[-_]?(?:access)?[-_]?key)", ("secret",)),
+    ("aws.{0,20}?", ("aws",)),
+)
+
+
+def _gate(pattern: str) -> tuple[str, ...]:
+    for marker, words in _GATES:
+        if marker in pattern:
+            return words
+    return ()
+
+
+@lru_cache(maxsize=1)
+def _prefilter():
+    """(keyword regex, [(gate words, regex)], entropy plugins, complete): `complete` is False when a
+    default plugin is of a kind the prefilter does not model; then every file takes the full scan."""
+    from detect_secrets.plugins.keyword import DENYLIST
+    from detect_secrets.settings import default_settings, get_plugins
+
+    keyword = re.compile("|".join(w.lower() for w in DENYLIST))   # searched in the lowercased text
+    regexes, entropy, complete = [], [], True
+    with _lock, default_settings():
+        for plugin in get_plugins():
+            kind = type(plugin).__name__
+            if kind == "KeywordDetector":
+                continue
+            if hasattr(plugin, "denylist"):
+                regexes += [(_gate(r.pattern), re.compile(r.pattern, r.flags | re.MULTILINE))
+                            for r in plugin.denylist]
+            elif hasattr(plugin, "regex") and hasattr(plugin, "entropy_limit"):
+                entropy.append(plugin)
+            else:
+                complete = False
+    return keyword, regexes, entropy, complete
+
+
+def _transformed(name: str, text: str) -> bool:
+    """Would detect-secrets rewrite this file's lines before scanning (YAML, INI-like config)?"""
+    from detect_secrets.transformers import get_transformed_file
+
+    f = io.StringIO(text)
+    f.name = name
+    for eager in (False, True):
+        try:
+            if get_transformed_file(f, use_eager_transformers=eager):
+                return True
+        except Exception:  # a transformer failing in an unforeseen way: be safe
+            return True
+        f.seek(0)
+    return False
+
+
+def _lines_holding(lowered: str, text: str, words: tuple[str, ...]) -> str:
+    """The lines of `text` whose lowercase form holds one of `words`, joined by newlines."""
+    spans = set()
+    for w in words:
+        i = lowered.find(w)
+        while i != -1:
+            start = lowered.rfind("\n", 0, i) + 1
+            end = lowered.find("\n", i)
+            end = len(lowered) if end == -1 else end
+            spans.add((start, end))
+            i = lowered.find(w, end)
+    return "\n".join(text[a:b] for a, b in sorted(spans))
+
+
+def may_hold_secret(name: str, text: str) -> bool:
+    """False only when no detect-secrets plugin could report anything in `text` (file `name`)."""
+    keyword, regexes, entropy, complete = _prefilter()
+    lowered = text.lower()
+    if not complete or keyword.search(lowered):
+        return True
+    aligned = len(lowered) == len(text)   # lower() changed no length: offsets agree
+    for gate, regex in regexes:
+        if not gate or not aligned:
+            if regex.search(text):
+                return True
+            continue
+        lines = _lines_holding(lowered, text, gate)
+        if lines and regex.search(lines):
+            return True
+    for plugin in entropy:
+        shortest = 2 ** plugin.entropy_limit   # entropy <= log2(length): shorter strings cannot pass
+        for m in plugin.regex.finditer(text):
+            value = m.group(2)
+            if len(value) > shortest and plugin.calculate_shannon_entropy(value) > plugin.entropy_limit:
+                return True
+    return _transformed(name, text)
+
+
+class Scanner:
+    """Secret checks for a stream of files, in submission order.
+
+    `check(key, path, text)` queues a file; `results()` yields `(key, has_secret)` for queued files
+    whose answer is known, oldest first. Files the prefilter clears answer at once; the rest go to
+    `workers` processes (in this process when workers <= 1 or until a few files needed it)."""
+
+    IN_PROCESS_FIRST = 8   # a small repository is not worth starting processes for
+
+    def __init__(self, workers: int = 1, window: int = 64):
+        self.workers, self.window = workers, window
+        self._queue: deque[tuple[object, bool | Future]] = deque()
+        self._pool: ProcessPoolExecutor | None = None
+        self._full_scans = 0
+        self.prefiltered = 0   # files cleared without the full scan
+
+    def __enter__(self) -> "Scanner":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def check(self, key, path: Path, text: str, known_clean: bool = False) -> None:
+        """Queue one file. `known_clean`: its content was scanned clean before (a re-index)."""
+        if known_clean:
+            self._queue.append((key, False))
+            return
+        if not may_hold_secret(path.name, text):
+            self.prefiltered += 1
+            self._queue.append((key, False))
+            return
+        self._full_scans += 1
+        if self.workers <= 1 or self._full_scans <= self.IN_PROCESS_FIRST:
+            self._queue.append((key, has_secret(path)))
+            return
+        if self._pool is None:
+            import multiprocessing
+
+            # spawn, not fork: the indexing process may hold threads (torch, tqdm)
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        self._queue.append((key, self._pool.submit(has_secret, str(path))))
+
+    def ready(self, drain: bool = False):
+        """(key, has_secret) for the oldest queued files: those already known, or, when the queue
+        is full or `drain` is set, waiting for them."""
+        while self._queue:
+            key, answer = self._queue[0]
+            if isinstance(answer, Future):
+                if not (answer.done() or drain or len(self._queue) >= self.window):
+                    return
+                answer = answer.result()
+            self._queue.popleft()
+            yield key, answer

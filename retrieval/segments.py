@@ -3,9 +3,12 @@
 bm25s cannot add documents to a built index, so the BM25 side is a list of
 immutable segments: each re-index writes one new segment holding the chunks of
 changed files, and records the rows of replaced or deleted files as tombstones.
-When segments pile up they are merged into one. The manifest (`manifest.json`,
-written atomically, last) names the live segments, tombstones, files and the
-vector generation; a reader holding the previous manifest keeps working.
+Segments hold at most `max_segment_rows` rows (a first index of a large source
+writes several), so building or merging one never holds more than that in memory;
+when segments pile up, small ones are merged, never past that cap. The manifest
+(`manifest.json`, an `IndexManifest` artifact written atomically, last, by
+`publish_manifest` only) names the live segments, tombstones, files and the vector
+generation; a reader holding the previous manifest keeps working.
 
 A segment directory holds `chunks.jsonl` (one chunk per row: id, source, path,
 lines, symbol, text) and `bm25/` (the bm25s index over code-aware tokens).
@@ -19,12 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from codetailor.atomic import read_json
+from codetailor.artifacts import IndexManifest
+from codetailor.atomic import staging_dir
 from codetailor.home import TenantPaths
 
 from retrieval.tokens import code_tokens
-
-FORMAT = 1
 
 
 def manifest_path(paths: TenantPaths) -> Path:
@@ -36,15 +38,66 @@ def segments_dir(paths: TenantPaths) -> Path:
 
 
 def read_manifest(paths: TenantPaths) -> dict | None:
-    try:
-        return read_json(manifest_path(paths))
-    except FileNotFoundError:
-        return None
+    """The published manifest as a plain dict (validated, migrated), or None before the first index."""
+    m = IndexManifest.read_or_none(manifest_path(paths))
+    return None if m is None else m.to_dict()
+
+
+def publish_manifest(paths: TenantPaths, manifest: dict) -> None:
+    """The one writer of the manifest: validate and atomically replace it (the publish point)."""
+    IndexManifest.model_validate({**manifest, "schema_version": IndexManifest.SCHEMA_VERSION}).write(
+        manifest_path(paths))
+
+
+def indexed_files(paths: TenantPaths):
+    """(source, path, content_sha) of every indexed file; nothing before the first index."""
+    m = IndexManifest.read_or_none(manifest_path(paths))
+    for source, files in (m.files if m else {}).items():
+        for path, f in files.items():
+            yield source, path, f.content_sha
 
 
 def empty_manifest() -> dict:
-    return {"format": FORMAT, "generation": 0, "segments": [], "tombstones": {}, "files": {}, "sources": {},
-            "garbage_ids": []}
+    return IndexManifest().to_dict()
+
+
+def iter_rows(directory: Path):
+    """A segment's rows, one at a time (merges and embedding stream them)."""
+    with open(directory / "chunks.jsonl", encoding="utf-8") as f:
+        for line in f:
+            yield json.loads(line)
+
+
+class SegmentWriter:
+    """Rows in, segments of at most `cap` rows out (one file's rows never split, so a file larger
+    than the cap makes one larger segment). Each segment is staged then renamed into place;
+    `written` lists (name, rows); names unreferenced by a published manifest are removed later."""
+
+    def __init__(self, seg_root: Path, prefix: str, cap: int):
+        self.seg_root, self.prefix, self.cap = seg_root, prefix, cap
+        self.rows: list[dict] = []
+        self.written: list[tuple[str, int]] = []
+
+    @property
+    def current(self) -> str:
+        return f"{self.prefix}-{len(self.written):04d}"
+
+    def add_file(self, rows: list[dict]) -> tuple[str, list[int]]:
+        """Place one file's rows; returns (segment name, row numbers there)."""
+        if self.rows and len(self.rows) + len(rows) > self.cap:
+            self.flush()
+        start = len(self.rows)
+        self.rows.extend(rows)
+        return self.current, list(range(start, start + len(rows)))
+
+    def flush(self) -> None:
+        if not self.rows:
+            return
+        name = self.current
+        with staging_dir(self.seg_root / name) as tmp:
+            write_segment(tmp, self.rows)
+        self.written.append((name, len(self.rows)))
+        self.rows = []
 
 
 def write_segment(target: Path, rows: list[dict]) -> None:

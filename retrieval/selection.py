@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import subprocess
+import stat
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -22,7 +22,8 @@ from codetailor.errors import CodetailorError, NotFound
 from codetailor.languages import language_of
 
 from retrieval.chunking import Chunk, chunk_text
-from retrieval.secrets_scan import has_secret
+from retrieval.git import Git, open_git
+from retrieval.secrets_scan import Scanner
 
 
 class SelectionError(CodetailorError):
@@ -107,52 +108,58 @@ class SelectionResult:
     skipped: Counter = field(default_factory=Counter)
 
 
-def _git(root: Path, *args: str) -> str:
-    r = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
-                       encoding="utf-8", errors="replace")
-    if r.returncode != 0:
-        raise SelectionError(f"git {args[0]} failed in {root}: {r.stderr.strip().splitlines()[-1:] or ''}")
-    return r.stdout
+MAX_DEPTH = 64   # directories nested deeper are skipped (generated trees, link farms), never walked
 
 
 def is_git_repo(root: Path) -> bool:
     """Inside a git work tree and not ignored by it (a folder under an ignored .venv is a plain folder)."""
-    r = subprocess.run(["git", "-C", str(root), "rev-parse", "--is-inside-work-tree"], capture_output=True, text=True)
-    if r.returncode != 0 or r.stdout.strip() != "true":
-        return False
-    ignored = subprocess.run(["git", "-C", str(root), "check-ignore", "-q", "."], capture_output=True)
-    return ignored.returncode != 0
+    git = open_git(root)
+    return git is not None and git.is_work_tree()
 
 
-def _list_plain(root: Path, skipped: Counter) -> list[str]:
+def _walk_plain(root: Path, skipped: Counter):
+    """Relative paths under `root`, sorted per directory, without recursion and without following
+    links (a linked directory is never entered; a linked file is listed and skipped later)."""
     import pathspec
 
     ignore = None
     gi = root / ".gitignore"
-    if gi.is_file():
+    if gi.is_file() and not gi.is_symlink():
         ignore = pathspec.PathSpec.from_lines("gitwildmatch", gi.read_text(errors="replace").splitlines())
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):  # never follows symlink loops
-        rel_dir = Path(dirpath).relative_to(root)
-        dirnames[:] = sorted(d for d in dirnames if d != ".git")
-        for name in sorted(filenames):
-            rel = (rel_dir / name).as_posix()
-            if ignore is not None and ignore.match_file(rel):
-                continue
-            out.append(rel)
-    return out
+    stack = [("", 0)]
+    while stack:
+        rel_dir, depth = stack.pop()
+        try:
+            entries = sorted(os.scandir(root / rel_dir if rel_dir else root), key=lambda e: e.name)
+        except OSError:
+            skipped["unreadable"] += 1
+            continue
+        subdirs = []
+        for e in entries:
+            rel = f"{rel_dir}/{e.name}" if rel_dir else e.name
+            if e.is_dir(follow_symlinks=False):
+                if e.name == ".git" or (ignore is not None and ignore.match_file(rel + "/")):
+                    continue
+                if depth + 1 >= MAX_DEPTH:
+                    skipped["too_deep"] += 1
+                    continue
+                subdirs.append(rel)
+            elif ignore is None or not ignore.match_file(rel):
+                yield rel
+        stack.extend((d, depth + 1) for d in reversed(subdirs))
 
 
-def list_files(root: Path, skipped: Counter) -> list[str]:
-    if is_git_repo(root):
-        names = _git(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard").split("\0")
+def list_files(root: Path, skipped: Counter, git: Git | None = None):
+    if git is not None:
+        names = git.output("ls-files", "-z", "--cached", "--others", "--exclude-standard").split("\0")
         return sorted({n for n in names if n})
-    return _list_plain(root, skipped)
+    return _walk_plain(root, skipped)
 
 
-def _history(root: Path, pattern: str) -> tuple[dict[str, int], Counter]:
+def _history(git: Git, pattern: str) -> tuple[dict[str, int], Counter]:
     """Per file: newest commit time and number of bug-fix commits touching it."""
-    out = _git(root, "log", "--no-renames", "--format=%x1e%ct%x1f%B%x1f", "-z", "--name-only", "--relative", "--", ".")
+    out = git.output("log", "--no-renames", "--no-show-signature", "--no-ext-diff", "--no-textconv",
+                     "--format=%x1e%ct%x1f%B%x1f", "-z", "--name-only", "--relative", "--", ".")
     newest: dict[str, int] = {}
     fixes: Counter = Counter()
     rx = re.compile(pattern)
@@ -167,8 +174,8 @@ def _history(root: Path, pattern: str) -> tuple[dict[str, int], Counter]:
     return newest, fixes
 
 
-def _recent_lines(root: Path, rel: str, cutoff: float) -> frozenset[int]:
-    out = _git(root, "blame", "--line-porcelain", "--", rel)
+def _recent_lines(git: Git, rel: str, cutoff: float) -> frozenset[int]:
+    out = git.output("blame", "--no-textconv", "--line-porcelain", "--", rel)
     lines, line_no, t = set(), 0, None
     for row in out.splitlines():
         if row.startswith("committer-time "):
@@ -186,55 +193,127 @@ def _spec(globs: tuple[str, ...]):
     return pathspec.PathSpec.from_lines("gitwildmatch", globs) if globs else None
 
 
+def scan_workers(config) -> int:
+    return config.secret_scan_workers or len(os.sched_getaffinity(0))
+
+
+class FileScan:
+    """A selection streamed one file at a time: iterate for the selected `SourceFile`s (at most a
+    small window of them in memory); `files_seen` and `skipped` count as the iteration goes."""
+
+    def __init__(self, root: Path | str, selection: Selection, config, *, progress: bool = False,
+                 known_clean: frozenset[str] = frozenset()):
+        """`config` is a RetrievalConfig. `known_clean`: sha256 hex digests of file contents already
+        scanned without finding a secret (a re-index passes its manifest's, so unchanged files are
+        not rescanned)."""
+        root = Path(root)
+        if not root.exists():
+            raise NotFound(f"path {root} does not exist")
+        if not root.is_dir():
+            raise SelectionError(f"path {root} is not a directory")
+        self.root = root.resolve()
+        self.selection, self.config, self.progress, self.known_clean = selection, config, progress, known_clean
+        self.files_seen = 0
+        self.skipped: Counter = Counter()
+        self.prefiltered = 0
+        self.git = open_git(self.root)
+        if self.git is not None and not self.git.is_work_tree():
+            self.git = None
+        if selection.needs_git and self.git is None:
+            raise SelectionError(f"--since and --max-bug-fixes need a git repository; {self.root} is not one")
+
+    def __iter__(self):
+        sel, cfg = self.selection, self.config
+        names = list_files(self.root, self.skipped, self.git)
+        if sel.needs_git:
+            newest, fixes = _history(self.git, sel.bug_fix_pattern or cfg.bug_fix_pattern)
+        else:
+            newest, fixes = {}, Counter()
+        cutoff = time.time() - parse_duration(sel.since) if sel.since else None
+        inc, exc = _spec(sel.include), _spec(sel.exclude)
+        if self.progress:
+            from tqdm import tqdm
+            names = tqdm(names, desc="selecting files", unit="file", leave=False)
+        links: dict[str, bool] = {}
+        with Scanner(scan_workers(cfg)) as scanner:
+            for rel in names:
+                self.files_seen += 1
+                reason, sf = _check(self.root, rel, sel, cfg, inc, exc, newest, fixes, cutoff, links)
+                if reason:
+                    self.skipped[reason] += 1
+                    continue
+                clean = hashlib.sha256(sf.text.encode("utf-8")).hexdigest() in self.known_clean
+                scanner.check(sf, sf.abs_path, sf.text, known_clean=clean)
+                yield from self._finish(scanner.ready(), newest, cutoff)
+            yield from self._finish(scanner.ready(drain=True), newest, cutoff)
+            self.prefiltered = scanner.prefiltered
+
+    def _finish(self, answers, newest, cutoff):
+        for sf, secret in answers:
+            if secret:
+                self.skipped["secret"] += 1
+                continue
+            if cutoff is not None and sf.path in newest:
+                sf = SourceFile(sf.path, sf.abs_path, sf.language, sf.text, _recent_lines(self.git, sf.path, cutoff))
+            yield sf
+
+
 def select_files(root: Path | str, selection: Selection, config, progress: bool = False,
                  known_clean: frozenset[str] = frozenset()) -> SelectionResult:
-    """List `root`, apply the selection and the safety skips. `config` is a RetrievalConfig.
-
-    `known_clean`: sha256 hex digests of file contents already scanned without finding a
-    secret (a re-index passes those of its manifest, so unchanged files are not rescanned).
-    """
-    root = Path(root)
-    if not root.exists():
-        raise NotFound(f"path {root} does not exist")
-    if not root.is_dir():
-        raise SelectionError(f"path {root} is not a directory")
-    root = root.resolve()
-    skipped: Counter = Counter()
-    names = list_files(root, skipped)
-    git = is_git_repo(root)
-    if selection.needs_git and not git:
-        raise SelectionError(f"--since and --max-bug-fixes need a git repository; {root} is not one")
-    newest, fixes = _history(root, selection.bug_fix_pattern or config.bug_fix_pattern) if selection.needs_git else ({}, Counter())
-    cutoff = time.time() - parse_duration(selection.since) if selection.since else None
-    inc, exc = _spec(selection.include), _spec(selection.exclude)
-
-    files: list[SourceFile] = []
-    iterator = names
-    if progress:
-        from tqdm import tqdm
-        iterator = tqdm(names, desc="selecting files", unit="file", leave=False)
-    for rel in iterator:
-        reason, sf = _check(root, rel, selection, config, inc, exc, newest, fixes, cutoff, known_clean)
-        if reason:
-            skipped[reason] += 1
-        else:
-            files.append(sf)
-    return SelectionResult(files, len(names), skipped)
+    """All selected files at once (small sources, tests); indexing streams `FileScan` instead."""
+    scan = FileScan(root, selection, config, progress=progress, known_clean=known_clean)
+    files = list(scan)
+    return SelectionResult(files, scan.files_seen, scan.skipped)
 
 
-def _check(root, rel, selection, config, inc, exc, newest, fixes, cutoff, known_clean=frozenset()):
+def _linked(root: Path, parts: list[str], links: dict[str, bool]) -> bool:
+    """Is any component of root/parts a symbolic link? (directories' answers are cached)"""
+    for i in range(1, len(parts) + 1):
+        key = "/".join(parts[:i])
+        known = links.get(key)
+        if known is None:
+            try:
+                known = stat.S_ISLNK(os.lstat(root / key).st_mode)
+            except OSError:
+                known = False   # missing: reported as deleted below
+            if i < len(parts):
+                links[key] = known
+        if known:
+            return True
+    return False
+
+
+def _read_regular(path: Path, limit: int) -> bytes | str:
+    """The bytes of a regular file, or a skip reason. Never follows a final link and never blocks
+    on a FIFO or device a repository may contain."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return "unreadable"
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return "unreadable"
+        if st.st_size > limit:
+            return "too_large"
+        return f.read(limit + 1)
+
+
+def _check(root, rel, selection, config, inc, exc, newest, fixes, cutoff, links):
     parts = rel.split("/")
     if (inc is not None and not inc.match_file(rel)) or (exc is not None and exc.match_file(rel)):
         return "excluded", None
     if any(p in VENDORED_DIRS for p in parts[:-1]):
         return "vendored", None
-    path = root / rel
-    if path.is_symlink():
+    if len(parts) > MAX_DEPTH:
+        return "too_deep", None
+    # every selected file resolves inside the root: no component may be a link (a linked
+    # directory would pull in files from anywhere, `up -> ..` the root's parent)
+    if _linked(root, parts, links):
         return "symlink", None
-    if not path.exists():
+    path = root / rel
+    if not os.path.lexists(path):
         return "deleted", None   # tracked by git, deleted in the working tree
-    if not path.is_file():
-        return "unreadable", None
     language = language_of(rel)
     if language is None:
         return "unsupported_type", None
@@ -244,12 +323,11 @@ def _check(root, rel, selection, config, inc, exc, newest, fixes, cutoff, known_
         return "bug_fixes", None
     if cutoff is not None and rel in newest and newest[rel] < cutoff:
         return "not_recent", None  # untracked files have no commit yet: they count as recent
-    try:
-        if path.stat().st_size > config.max_file_bytes:
-            return "too_large", None
-        data = path.read_bytes()
-    except OSError:
-        return "unreadable", None
+    data = _read_regular(path, config.max_file_bytes)
+    if isinstance(data, str):
+        return data, None
+    if len(data) > config.max_file_bytes:
+        return "too_large", None
     if b"\0" in data[:8192]:
         return "binary", None
     try:
@@ -258,16 +336,12 @@ def _check(root, rel, selection, config, inc, exc, newest, fixes, cutoff, known_
         return "not_utf8", None
     if not text.strip():
         return "empty", None
-    head = "\n".join(text.splitlines()[:10])
-    if _GENERATED.search(head):
-        return "generated", None
     lines = text.splitlines()
+    if _GENERATED.search("\n".join(lines[:10])):
+        return "generated", None
     if rel.endswith((".min.js", ".min.css")) or (lines and max(map(len, lines)) > 1000 and len(text) / len(lines) > 200):
         return "minified", None
-    if hashlib.sha256(data).hexdigest() not in known_clean and has_secret(path):
-        return "secret", None
-    recent = _recent_lines(root, rel, cutoff) if cutoff is not None and rel in newest else None
-    return None, SourceFile(rel, path, language, text, recent)
+    return None, SourceFile(rel, path, language, text)
 
 
 def chunk_params(config) -> dict:
@@ -289,6 +363,5 @@ def file_chunks(sf: SourceFile, selection: Selection, config, chunking: str | No
 
 def iter_selected_files(root: Path | str, selection: Selection, config):
     """For fine-tuning: each selected, secret-free file with the chunks the selection keeps."""
-    result = select_files(root, selection, config)
-    for sf in result.files:
+    for sf in FileScan(root, selection, config):
         yield sf, file_chunks(sf, selection, config)

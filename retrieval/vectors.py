@@ -46,6 +46,7 @@ class VectorStore(Protocol):
     def search(self, vector: Sequence[float], limit: int, max_generation: int,
                exclude_paths: Sequence[str] = ()) -> list[tuple[int, float]]: ...
     def delete(self, chunk_ids: Sequence[int]) -> None: ...
+    def existing(self, chunk_ids: Sequence[int]) -> set[int]: ...
     def delete_newer_than(self, generation: int) -> None: ...
     def count(self) -> int: ...
     def optimize(self) -> None: ...
@@ -133,6 +134,12 @@ class EdgeStore:
         if shard is not None and chunk_ids:
             shard.update(q.UpdateOperation.delete_points([int(i) for i in chunk_ids]))
             shard.flush()
+
+    def existing(self, chunk_ids):
+        shard = self._shard(create=False)
+        if shard is None or not chunk_ids:
+            return set()
+        return {int(p.id) for p in shard.retrieve([int(i) for i in chunk_ids], False, False)}
 
     def delete_newer_than(self, generation):
         import qdrant_edge as q
@@ -264,6 +271,14 @@ class ServiceStore:
     def delete(self, chunk_ids):
         if chunk_ids:
             self._delete(self._tenant_filter(ids=chunk_ids))
+
+    def existing(self, chunk_ids):
+        if not chunk_ids or not self._call(self.client.collection_exists, self.collection):
+            return set()
+        by_point = {self._point_id(i): int(i) for i in chunk_ids}
+        found = self._call(self.client.retrieve, self.collection, ids=list(by_point), with_payload=False,
+                           with_vectors=False)
+        return {by_point[str(p.id)] for p in found}
 
     def delete_newer_than(self, generation):
         self._delete(self._tenant_filter(min_generation=generation + 1))

@@ -6,7 +6,8 @@
 - only engine/resolver.py builds a LoRARequest;
 - only codetailor/home.py joins tenant paths under the home ("tenants" literal);
 - only AdapterStore names meta.json, and adapter-meta keys are spelled only in the artifact models;
-- no package imports retrieval's private modules (manifest, segments) or names its files.
+- no package imports retrieval's private modules (manifest, segments) or names its files;
+- only retrieval/git.py spawns git (it neutralises the commands a repository's config names).
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ["codetailor", "engine", "retrieval", "training", "evaluation", "serving"]
+# spawning calls: subprocess.*, os.system / os.exec* / os.spawn* / os.popen, asyncio's subprocess helpers
+_SPAWNERS = {"run", "Popen", "call", "check_call", "check_output", "getoutput", "getstatusoutput", "system",
+             "popen", "create_subprocess_exec", "create_subprocess_shell"}
 
 
 def _modules(package: str):
@@ -129,3 +133,28 @@ def test_no_package_reads_retrievals_private_files(package):
         if private or names:
             bad.append(f"{p.relative_to(ROOT)}: {sorted(private | names)}")
     assert not bad, bad
+def _names_git(node: ast.AST) -> bool:
+    for n in ast.walk(node):
+        if isinstance(n, ast.Constant) and isinstance(n.value, str):
+            v = n.value.strip()
+            if v == "git" or v.startswith("git ") or v.endswith("/git") or "/git " in v:
+                return True
+    return False
+
+
+def test_only_the_git_module_spawns_git():
+    offenders = []
+    for pkg in PACKAGES + ["bench", "scripts"]:
+        if not (ROOT / pkg).is_dir():
+            continue
+        for p, t in _modules(pkg):
+            if p.relative_to(ROOT).as_posix() == "retrieval/git.py":
+                continue
+            for node in ast.walk(t):
+                if isinstance(node, ast.Call):
+                    f = node.func
+                    name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+                    spawner = name in _SPAWNERS or name.startswith(("exec", "spawn"))
+                    if spawner and _names_git(node):
+                        offenders.append(f"{p.relative_to(ROOT)}:{node.lineno}")
+    assert not offenders, offenders

@@ -30,9 +30,15 @@ def register(sub) -> None:
     p = sub.add_parser("index", help="ingest a repository or folder into a tenant's retrieval index")
     p.add_argument("--tenant", required=True)
     p.add_argument("--source", default="main", help="name of this source within the tenant (default: main)")
-    p.add_argument("path", help="a git repository or a plain folder")
+    p.add_argument("path", nargs="?", help="a git repository or a plain folder (not with --embed-pending)")
     p.add_argument("--chunking", choices=["syntax", "lines"], help="default from config: syntax")
     p.add_argument("--rebuild", action="store_true", help="drop the tenant's whole index and rebuild this source")
+    p.add_argument("--defer-embedding", action="store_true",
+                   help="return once the source is searchable by BM25; embed later with --embed-pending")
+    p.add_argument("--embed-pending", action="store_true",
+                   help="embed the chunks still without a vector (resumes a killed or deferred index)")
+    p.add_argument("--max-seconds", type=float, metavar="S",
+                   help="with --embed-pending: stop after about S seconds (the rest stays pending)")
     add_selection_flags(p)
     add_json_flag(p)
     p.set_defaults(handler=_index)
@@ -56,17 +62,26 @@ def _paths(settings, tenant: str):
 
 
 def _index(args) -> dict:
-    from retrieval import index_source
+    from retrieval import embed_pending, index_source
 
     settings = get_settings()
     paths = _paths(settings, args.tenant)
+    progress = not args.json or sys.stderr.isatty()  # bars on stderr, JSON on stdout
+    if args.embed_pending:
+        if args.path is not None or args.defer_embedding or args.rebuild:
+            raise CodetailorError("--embed-pending takes no PATH, --defer-embedding or --rebuild")
+        return embed_pending(settings, paths, progress=progress, max_seconds=args.max_seconds)
+    if args.path is None:
+        raise CodetailorError("index needs a PATH (or --embed-pending)")
+    if args.max_seconds is not None:
+        raise CodetailorError("--max-seconds goes with --embed-pending")
     return index_source(settings, paths, Path(args.path), source=args.source, selection=selection_from_args(args),
-                        chunking=args.chunking, rebuild=args.rebuild,
-                        progress=not args.json or sys.stderr.isatty())  # bars on stderr, JSON on stdout
+                        chunking=args.chunking, rebuild=args.rebuild, progress=progress,
+                        embed=not args.defer_embedding)
 
 
 def _search(args):
-    from retrieval import query_from_file, search
+    from retrieval import query_from_file, search, vectors_pending
 
     settings = get_settings()
     if args.file is not None:
@@ -82,9 +97,12 @@ def _search(args):
         query = query_from_file(text, args.line, settings.retrieval.query_lines)
     else:
         query = args.query
-    hits = search(settings, _paths(settings, args.tenant), query, mode=args.mode, top_k=args.top_k)
+    paths = _paths(settings, args.tenant)
+    hits = search(settings, paths, query, mode=args.mode, top_k=args.top_k)
     if args.json:
-        return [h.to_dict() for h in hits]
+        # vectors_pending: chunks not embedded yet, which semantic/hybrid ranking cannot see
+        return {"tenant": args.tenant, "mode": args.mode, "vectors_pending": vectors_pending(paths),
+                "hits": [h.to_dict() for h in hits]}
     out = []
     for h in hits:
         out.append(f"== {h.path}:{h.start_line}-{h.end_line}  score={h.score:.4f}")

@@ -22,12 +22,12 @@ def test_index_and_search_cli(tmp_home, sample_repo, capsys, tmp_path, monkeypat
     code, out, _ = run(capsys, "search", "--tenant", "acme", "--query", "InvoiceLedger total", "--top-k", "1",
                        "--mode", "bm25", "--json")
     hits = json.loads(out)
-    assert code == 0 and set(hits[0]) == {"path", "start_line", "end_line", "score", "text"}
-    assert hits[0]["path"] == "app/main.py"
+    assert code == 0 and set(hits["hits"][0]) == {"path", "start_line", "end_line", "score", "text"}
+    assert hits["vectors_pending"] == 0 and hits["hits"][0]["path"] == "app/main.py"
     editing = tmp_path / "editing.py"
     editing.write_text("from app.main import InvoiceLedger\nledger = InvoiceLedger()\nledger.total_amount()\n")
     code, out, _ = run(capsys, "search", "--tenant", "acme", "--file", str(editing), "--line", "3", "--json")
-    assert code == 0 and json.loads(out)[0]["path"] == "app/main.py"
+    assert code == 0 and json.loads(out)["hits"][0]["path"] == "app/main.py"
     close_edge_shards()
 
 

@@ -155,7 +155,7 @@ _KILLED_INDEXER = textwrap.dedent("""
     def hang(*a, **k):            # reached after segments and vectors are written, before publish
         print("READY", flush=True)
         time.sleep(600)
-    ingest.atomic_write_json = hang
+    ingest.publish_manifest = hang
     settings = load_settings(home={home!r}, retrieval={{"exact_vectors": True}})
     paths = registry_from_settings(settings).tenant("acme")
     ingest.index_source(settings, paths, {repo!r})

@@ -1,0 +1,168 @@
+"""The one place codetailor runs git, hardened for repositories tenants supply.
+
+Indexing runs on our servers over code a tenant controls, and git obeys a
+repository's own `.git/config`: `core.fsmonitor`, filter and diff drivers, a
+pager, hooks, ssh and askpass commands and signature checks all name programs
+git would run for us. Every call here therefore
+
+- ignores system and global config (GIT_CONFIG_NOSYSTEM, GIT_CONFIG_GLOBAL=/dev/null)
+  and inherits no GIT_* variable of ours (GIT_DIR, GIT_EXTERNAL_DIFF, GIT_SSH_COMMAND...);
+- overrides, with `-c` (command-line config beats the repository's), every key that
+  names a program, including the per-driver `filter.<name>.*` and `diff.<name>.*`
+  keys, whose names are first listed from the repository's config (listing only
+  reads files);
+- never prompts (GIT_TERMINAL_PROMPT=0, no askpass, no credential helper);
+- refuses `ext::` transports always and the `file` transport when a URL came from a
+  tenant (`tenant_url=True`), so a fetch cannot read our own disk;
+- accepts a work tree owned by another user (`safe.directory=*`): the ownership
+  check guards against the repository's config, which the overrides above already
+  neutralise, and tenant folders are often owned by the uid that synced them.
+
+The walls test forbids spawning git anywhere else.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from codetailor.errors import CodetailorError
+
+
+class GitError(CodetailorError):
+    pass
+
+
+class GitMissing(GitError):
+    pass
+
+
+# Keys whose value is a program (or turns one on). Per-driver keys are added per repository.
+_FIXED_OVERRIDES = (
+    ("core.fsmonitor", "false"),
+    ("core.hooksPath", "/dev/null"),
+    ("core.pager", "cat"),
+    ("core.sshCommand", "ssh"),
+    ("core.askPass", ""),
+    ("core.editor", "false"),
+    ("core.gitProxy", ""),
+    ("core.alternateRefsCommand", ""),
+    ("credential.helper", ""),
+    ("diff.external", ""),
+    ("log.showSignature", "false"),
+    ("gpg.program", "false"),
+    ("gpg.ssh.program", "false"),
+    ("gpg.x509.program", "false"),
+    ("sequence.editor", "false"),
+    ("gc.auto", "0"),
+    ("maintenance.auto", "false"),
+    ("protocol.ext.allow", "never"),
+    ("submodule.recurse", "false"),
+    ("safe.directory", "*"),
+)
+# <section>.<driver>.<key> entries that name a program
+_DRIVER_KEYS = {
+    "filter": ("clean", "smudge", "process"),
+    "diff": ("textconv", "command"),
+    "merge": ("driver",),
+}
+_TIMEOUT_S = 600.0
+
+
+def _binary() -> str:
+    git = shutil.which("git")
+    if git is None:
+        raise GitMissing("git is not installed (or not on PATH): codetailor needs it to read git repositories "
+                         "and for --since / --max-bug-fixes; install git or index a plain folder")
+    return git
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "SSH_ASKPASS"))}
+    env.update(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL="/dev/null", GIT_TERMINAL_PROMPT="0",
+               GIT_OPTIONAL_LOCKS="0", GIT_PAGER="cat", PAGER="cat", LC_ALL="C")
+    return env
+
+
+def _overrides(pairs) -> list[str]:
+    out: list[str] = []
+    for key, value in pairs:
+        out += ["-c", f"{key}={value}"]
+    return out
+
+
+def _driver_overrides(git: str, cwd: Path) -> list[tuple[str, str]]:
+    """`-c` pairs blanking every filter/diff/merge driver the repository's config defines.
+
+    `git config --list` only reads config files (includes too) and runs nothing; outside a
+    repository it fails, and then there is no repository config to neutralise."""
+    args = [git, "--no-pager", *_overrides(_FIXED_OVERRIDES), "-C", str(cwd),
+            "config", "--includes", "--name-only", "--null", "--list"]
+    try:
+        r = subprocess.run(args, capture_output=True, env=_env(), timeout=60)
+    except subprocess.TimeoutExpired:
+        raise GitError(f"git config timed out in {cwd}") from None
+    if r.returncode != 0:
+        return []
+    pairs = []
+    for name in r.stdout.decode("utf-8", "replace").split("\0"):
+        section, _, rest = name.partition(".")
+        driver, _, key = rest.rpartition(".")
+        if driver and key.lower() in _DRIVER_KEYS.get(section.lower(), ()):
+            pairs.append((f"{section}.{driver}.{key}", ""))
+            if section.lower() == "filter":
+                pairs.append((f"{section}.{driver}.required", "false"))
+    return pairs
+
+
+class Git:
+    """Hardened git for one directory; the repository's driver names are listed once, on open."""
+
+    def __init__(self, cwd: Path | str, *, tenant_url: bool = False):
+        self.cwd = Path(cwd)
+        git = _binary()
+        pairs = list(_FIXED_OVERRIDES) + _driver_overrides(git, self.cwd)
+        if tenant_url:
+            # the command contacts a URL a tenant supplied (clone, fetch): refuse the `file`
+            # transport too, so `file:///` or a local path cannot pull in our own files
+            pairs.append(("protocol.file.allow", "never"))
+        self._prefix = [git, "--no-pager", *_overrides(pairs), "-C", str(self.cwd)]
+
+    def argv(self, *args: str) -> list[str]:
+        return [*self._prefix, *args]
+
+    def run(self, *args: str, check: bool = True, timeout: float = _TIMEOUT_S) -> subprocess.CompletedProcess:
+        """stdout/stderr as text (undecodable bytes replaced). `check`: a non-zero exit raises
+        GitError with git's last error line."""
+        try:
+            r = subprocess.run(self.argv(*args), capture_output=True, text=True, encoding="utf-8",
+                               errors="replace", env=_env(), stdin=subprocess.DEVNULL, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise GitError(f"git {args[0]} did not finish within {timeout:.0f} s in {self.cwd}") from None
+        if check and r.returncode != 0:
+            last = (r.stderr.strip().splitlines() or [""])[-1]
+            raise GitError(f"git {args[0]} failed in {self.cwd}: {last}")
+        return r
+
+    def output(self, *args: str, timeout: float = _TIMEOUT_S) -> str:
+        return self.run(*args, timeout=timeout).stdout
+
+    def is_work_tree(self) -> bool:
+        """Inside a git work tree and not ignored by it (a folder under an ignored .venv is plain)."""
+        r = self.run("rev-parse", "--is-inside-work-tree", check=False)
+        if r.returncode != 0 or r.stdout.strip() != "true":
+            return False
+        return self.run("check-ignore", "-q", ".", check=False).returncode != 0
+
+
+def open_git(cwd: Path | str, *, tenant_url: bool = False) -> Git | None:
+    """Hardened git for `cwd`, or None when git is not installed and `cwd` is not inside a
+    git work tree (a plain folder needs no git). Inside one, a missing git is GitMissing."""
+    if shutil.which("git") is None:
+        here = Path(cwd).resolve()
+        if any((d / ".git").exists() for d in (here, *here.parents)):
+            _binary()
+        return None
+    return Git(cwd, tenant_url=tenant_url)
