@@ -58,6 +58,11 @@ class PromptConfig(_Section):
     # A mid-line cursor inside a word: the word leaves the prompt and the completion must
     # start with it (prompt_format.heal, engine/token_healing.py).
     token_healing: bool = True
+    # The layout of the base model's family (codetailor/prompt_format.py): "text" (repository
+    # tokens spelled as text, the code after the cursor as a pseudo-file before the file), "native"
+    # (the family's own repository and fill-in-the-middle tokens; families that have them), or
+    # "auto" (the family's default). Adapters record the template they were trained with.
+    template: Literal["auto", "text", "native"] = "auto"
 
 
 class RetrievalConfig(_Section):

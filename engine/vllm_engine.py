@@ -177,6 +177,7 @@ class VllmEngine:
                 max_tokens=request.max_tokens,
                 temperature=request.temperature,
                 stop=list(request.stop) or None,
+                stop_token_ids=list(request.stop_token_ids) or None,
                 seed=request.seed,
                 output_kind=RequestOutputKind.DELTA if delta else RequestOutputKind.FINAL_ONLY,
             )

@@ -19,7 +19,7 @@ from codetailor.adapters import AdapterStore, list_rows
 from codetailor.config import Settings
 from codetailor.errors import CodetailorError
 from codetailor.home import TenantPaths
-from codetailor.model import model_checksum, resolve_base_model
+from codetailor.model import model_checksum, prompt_template, resolve_base_model
 
 
 class GuardrailRefused(CodetailorError):
@@ -41,13 +41,22 @@ def adapter_base_checksum(meta: dict) -> str | None:
 
 def check_base_model(settings: Settings, paths: TenantPaths, version: str, meta: dict) -> None:
     recorded = adapter_base_checksum(meta)
-    current = model_checksum(resolve_base_model(settings))
+    base_path = resolve_base_model(settings)
+    current = model_checksum(base_path)
     if recorded is None:
         raise BaseModelMismatch(f"adapter {paths.tenant}/{version} records no base-model checksum; retrain it")
     if recorded != current:
         raise BaseModelMismatch(
             f"adapter {paths.tenant}/{version} was trained on another base model "
             f"(checksum {recorded[:12]}…, configured base {current[:12]}…); retrain it for this base")
+    # Adapters from before templates existed were all trained in the text layout.
+    trained = meta.get("template")
+    if trained is not None:
+        configured = prompt_template(settings, base_path).name
+        if trained != configured:
+            raise BaseModelMismatch(
+                f"adapter {paths.tenant}/{version} was trained with the prompt template {trained}, but "
+                f"{configured} is configured (prompt.template); retrain it or configure its template")
 
 
 def refusal_reasons(settings: Settings, meta: dict) -> list[str]:

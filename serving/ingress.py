@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import AsyncIterator
 
 from codetailor import prompt_format as pf
@@ -29,6 +30,7 @@ from codetailor.adapters import AdapterStore
 from codetailor.config import Settings
 from codetailor.errors import NotFound, PromptTooLong
 from codetailor.home import Home, TenantPaths
+from codetailor.model import prompt_template
 from engine.protocol import AdapterLoadError, AdapterRef
 from serving.model import adapter_model_id
 from serving._loopback import pin_replica_grpc_to_loopback
@@ -94,6 +96,7 @@ class Ingress:
         self.resolver = AdapterResolver(self.home)
         # The engine's own tokenizer file: counts match the engine's count_tokens.
         self._tok = Tokenizer.from_file(f"{model_path}/tokenizer.json")
+        self.template = prompt_template(settings, Path(model_path))
         self.metrics = metrics()
         self._retrieval = None
         self._warm = threading.Event()
@@ -194,7 +197,7 @@ class Ingress:
         prefix, line_start = at_line_start(req["prefix"])
         heal = ""
         if self.settings.prompt.token_healing and not line_start:
-            prefix, heal = pf.heal(prefix)
+            prefix, heal = self.template.heal(prefix)
         wanted = AdapterStore(paths).serving_system()
         ref = self._adapter(paths) if wanted in ("ft", "ft+rag") else None
         t0 = time.perf_counter()
@@ -205,7 +208,7 @@ class Ingress:
                                snippets=pf.snippets_from(hits))
         try:
             built = pf.build(parts, self.count_tokens, budget, max_suffix_lines=self.settings.prompt.max_suffix_lines,
-                             min_prefix_share=self.settings.prompt.min_prefix_share)
+                             min_prefix_share=self.settings.prompt.min_prefix_share, template=self.template)
         except PromptTooLong as e:
             raise invalid(f"the prompt does not fit the context after trimming: {e}") from None
         kept = {(s.path, s.start_line, s.end_line) for s in built.parts.snippets}
@@ -214,7 +217,8 @@ class Ingress:
                     for h in hits if (h.path, h.start_line, h.end_line) in kept]
         model_req = {"request_id": req["request_id"], "prompt": built.text, "max_tokens": req["max_tokens"],
                      "temperature": req["temperature"], "stop": req["stop"], "adapter_id": adapter_model_id(ref),
-                     "deadline": req.get("deadline"), "heal": heal}
+                     "deadline": req.get("deadline"), "heal": heal,
+                     "stop_token_ids": list(self.template.stop_token_ids)}
         return _Prepared(model_req, _system(ref is not None, used_rag and bool(snippets)), snippets,
                          retrieval_ms, built.parts.suffix, str(paths.tenant), line_start)
 

@@ -149,7 +149,8 @@ class ModelServer:
         fallback = bool(model_id) and ref is None
         gen = GenerationRequest(prompt=req["prompt"], max_tokens=req["max_tokens"],
                                 temperature=req["temperature"], stop=tuple(req["stop"]), adapter=ref,
-                                request_id=req["request_id"], seed=req.get("seed"), heal=req.get("heal", ""))
+                                request_id=req["request_id"], seed=req.get("seed"), heal=req.get("heal", ""),
+                                stop_token_ids=tuple(req.get("stop_token_ids", ())))
         return gen, fallback
 
     @staticmethod

@@ -21,8 +21,8 @@ from typing import Callable, Sequence
 
 from codetailor.adapters import AdapterStore
 from codetailor.home import TenantPaths
-from codetailor.model import model_checksum, resolve_base_model
-from codetailor.prompt_format import Snippet, snippets_from
+from codetailor.model import model_checksum, model_family, resolve_base_model
+from codetailor.prompt_format import Snippet, snippets_from, template_for
 
 from training.corpus import CorpusFile, TrainingError, public_files, split_files, tenant_files, tenant_sources
 from training.examples import WINDOW, Example, ExampleBuilder, Neighbours
@@ -133,6 +133,9 @@ def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
     cfg = settings.training
     threads = torch_threads(cfg.threads)
     base_path = resolve_base_model(settings)
+    # Training lays every example out in the text layout (prompt_format.TEXT) for now; recorded so a
+    # base or template change is refused instead of serving an adapter in a layout it never saw.
+    template_name = template_for(model_family(settings, base_path), "text").name
     if opts.rank > settings.engine.max_lora_rank:
         # The engine sizes its LoRA buffers by max_lora_rank; a larger adapter could not be served.
         raise TrainingError(f"rank {opts.rank} is above engine.max_lora_rank={settings.engine.max_lora_rank}; "
@@ -215,7 +218,8 @@ def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
 
     store = AdapterStore(paths)
     meta = {
-        "base_model": {"path": str(base_path), "checksum": checksum},
+        "base_model": {"path": str(base_path), "checksum": checksum, "name": settings.model.base},
+        "template": template_name,
         "selection": selection_dict,
         "split": split.to_dict(),
         "hyper_parameters": hyper,
