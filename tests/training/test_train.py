@@ -79,6 +79,7 @@ def test_train_publishes_an_inactive_peft_adapter(tiny_llama, tenant_repo):
     held = meta["split"]["heldout_files"]
     assert held and meta["split"]["train_files"] + len(held) == 6
     assert meta["base_model"]["checksum"] and meta["public_loss_change"] == pytest.approx(summary["public_loss_change"], abs=1e-4)
+    assert meta["base_model"]["name"] == str(tiny_llama) and meta["template"] == "smollm2/text"
     d = meta["data"]
     # packed (the default): windows train the plain cursors, replay holds the ratio in target tokens
     assert d["kinds"]["window"] > 0 and meta["hyper_parameters"]["packing"] is True
