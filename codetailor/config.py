@@ -31,8 +31,8 @@ class _Section(BaseModel):
 
 
 class ModelConfig(_Section):
-    # "smollm2-135m-instruct" (the embedded default, made by `codetailor model fetch`)
-    # or a path to any local Hugging Face Llama/Qwen2-style checkpoint directory.
+    # A catalog name (`codetailor model list`; the default is made by `codetailor model fetch`)
+    # or a local Hugging Face Llama/Qwen2 checkpoint directory (docs/models.md).
     base: str = DEFAULT_MODEL
 
 
