@@ -185,10 +185,13 @@ def convert(gguf: Path, entry: CatalogEntry, out: Path) -> int:
     # strict: a tensor the class does not expect, or one it expects and did not get, is an error.
     plain.load_state_dict(state, strict=True, assign=True)
     del quant, state
-    tied = plain.get_output_embeddings().weight is plain.get_input_embeddings().weight
-    if tied != bool(getattr(config.get_text_config(), "tie_word_embeddings", False)):
-        raise CodetailorError(f"the {entry.name} output head is {'tied' if tied else 'separate'}, "
-                              f"but its config says otherwise")
+    embed, head = plain.get_input_embeddings().weight, plain.get_output_embeddings().weight
+    if getattr(config.get_text_config(), "tie_word_embeddings", False):
+        if not torch.equal(embed, head):  # a tied model whose GGUF holds a different output head
+            raise CodetailorError(f"the {entry.name} config ties the output head, but its GGUF's differs")
+        plain.tie_weights()
+    elif head.data_ptr() == embed.data_ptr():
+        raise CodetailorError(f"the {entry.name} output head should be separate, but it is the embedding")
     plain.to(getattr(torch, entry.store_dtype))
     plain.config.dtype = entry.store_dtype
     plain.save_pretrained(out, safe_serialization=True)

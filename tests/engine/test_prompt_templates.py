@@ -186,7 +186,7 @@ def test_qwen_template_tokens_are_single_tokens_with_the_known_ids(qwen_tokenize
     for tok in (*t.fim, t.repo_name, t.file_sep):
         assert qwen_tokenizer(tok, add_special_tokens=False).input_ids == [qwen_tokenizer.convert_tokens_to_ids(tok)]
     count = lambda s: len(qwen_tokenizer(s, add_special_tokens=False).input_ids)  # noqa: E731
-    prefix, suffix = cursor_parts("\n".join([SOURCE] * 5), 20, 8)
+    prefix, suffix = cursor_parts("\n".join([SOURCE] * 5), 18, 8)
     for budget in (48, 96, 400):
         built = build(PromptParts("src/app.py", prefix, suffix, SNIPS), count, budget, template=t)
         assert built.tokens == count(built.text) <= budget
