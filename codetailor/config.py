@@ -31,8 +31,8 @@ class _Section(BaseModel):
 
 
 class ModelConfig(_Section):
-    # "smollm2-135m-instruct" (the embedded default, made by `codetailor model fetch`)
-    # or a path to any local Hugging Face Llama/Qwen2-style checkpoint directory.
+    # A catalog name (`codetailor model list`; the default is made by `codetailor model fetch`)
+    # or a local Hugging Face Llama/Qwen2 checkpoint directory (docs/models.md).
     base: str = DEFAULT_MODEL
 
 
@@ -71,6 +71,11 @@ class PromptConfig(_Section):
     # A mid-line cursor inside a word: the word leaves the prompt and the completion must
     # start with it (prompt_format.heal, engine/token_healing.py).
     token_healing: bool = True
+    # The layout of the base model's family (codetailor/prompt_format.py): "text" (repository
+    # tokens spelled as text, the code after the cursor as a pseudo-file before the file), "native"
+    # (the family's own repository and fill-in-the-middle tokens; families that have them), or
+    # "auto" (the family's default). Adapters record the template they were trained with.
+    template: Literal["auto", "text", "native"] = "auto"
 
 
 class RetrievalConfig(_Section):

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from codetailor.names import TenantId, validate_name
+from codetailor.names import TenantId, validate_model_name, validate_name
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class Home:
         return self.root / "models"
 
     def model_dir(self, name: str) -> Path:
-        return self.models_dir / validate_name("model", name)
+        return self.models_dir / validate_model_name(name)
 
     @property
     def secrets_dir(self) -> Path:

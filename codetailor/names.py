@@ -21,6 +21,17 @@ def validate_name(kind: str, value: str) -> str:
     return value
 
 
+# Catalog model names carry versions ("qwen2.5-coder-0.5b"): dots allowed, never two in a row.
+_MODEL_NAME = re.compile(r"^[a-z0-9](?!.*\.\.)[a-z0-9._-]{0,62}$")
+
+
+def validate_model_name(value: str) -> str:
+    if not isinstance(value, str) or not _MODEL_NAME.fullmatch(value):
+        raise InvalidName(f"invalid model name {value!r}: use 1-63 of a-z, 0-9, '.', '-', '_', "
+                          f"starting with a letter or digit")
+    return value
+
+
 class TenantId(str):
     """A tenant name that has been validated. Every per-tenant store takes one."""
 

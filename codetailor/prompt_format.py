@@ -31,13 +31,27 @@ last lines, the ones next to the cursor), then the suffix, then snippets in rank
 order while they fit; whatever is left returns to the prefix. Pieces are measured
 separately with the tokenizer's own count (the separators are single special
 tokens, so the sum matches the whole).
+
+Templates. The layout above is the "text" layout, one per family; a family with
+fill-in-the-middle tokens also has a "native" layout (Qwen2.5-Coder's repository
+and FIM tokens), where the code after the cursor follows the prefix instead:
+
+    <|repo_name|>{repo}\n
+    <|file_sep|>{snippet path}:{start}-{end}\n{snippet text}\n   (worst ... best)
+    <|file_sep|>{path}\n<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>
+
+Each template names the special tokens that end a completion in its family
+(resolved to ids against the model's tokenizer, see codetailor.model), so the
+engine stops at them instead of writing on into another pseudo-file. Token
+healing applies in both layouts: the partial word leaves the prefix, whose end is
+the point the model continues from in either.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence
 
 from codetailor.errors import PromptTooLong
 
@@ -47,6 +61,85 @@ SUFFIX_MARK = " (after cursor)"
 _SNIPPET_HEADER = re.compile(r"^(?P<path>.*):(?P<start>\d+)-(?P<end>\d+)$")
 
 TokenCounter = Callable[[str], int]
+
+Layout = Literal["text", "native"]
+
+
+@dataclass(frozen=True)
+class Template:
+    """How one family's prompts are laid out and where its completions end."""
+
+    family: str
+    layout: Layout
+    repo_name: str = REPO_NAME
+    file_sep: str = FILE_SEP
+    fim: tuple[str, str, str] | None = None  # prefix, suffix, middle tokens (native layout)
+    stop_tokens: tuple[str, ...] = ()        # special tokens that end a completion
+    stop_token_ids: tuple[int, ...] = ()     # their ids in the model's vocabulary (codetailor.model)
+    heals: bool = True                       # token healing applies to mid-line cursors
+
+    @property
+    def name(self) -> str:
+        return f"{self.family}/{self.layout}"
+
+    @property
+    def is_fim(self) -> bool:
+        return self.fim is not None
+
+    def head(self, repo: str) -> str:
+        return f"{self.repo_name}{repo}" + ("\n" if self.is_fim else "")
+
+    def piece(self, header: str, body: str) -> str:
+        """A pseudo-file: a retrieved snippet, or (text layout) the code after the cursor."""
+        return f"{self.file_sep}{header}\n{body.rstrip(chr(10))}\n"
+
+    def file_open(self, path: str) -> str:
+        return f"{self.file_sep}{path}\n" + (self.fim[0] if self.is_fim else "")
+
+    def heal(self, prefix: str) -> tuple[str, str]:
+        return heal(prefix) if self.heals else (prefix, "")
+
+
+TEXT = Template(family="any", layout="text")
+_QWEN_SPECIAL = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|fim_prefix|>", "<|fim_middle|>",
+                 "<|fim_suffix|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>")
+TEMPLATES: dict[tuple[str, str], Template] = {
+    # SmolLM2 read The Stack's repository tokens in pretraining: its text layout is its native one.
+    ("smollm2", "text"): Template("smollm2", "text",
+                                  stop_tokens=("<|endoftext|>", "<|im_end|>", REPO_NAME, FILE_SEP)),
+    # Qwen's text layout spells SmolLM2's repository tokens as plain text (no single tokens there).
+    ("qwen2.5-coder", "text"): Template("qwen2.5-coder", "text", stop_tokens=_QWEN_SPECIAL),
+    ("qwen2.5-coder", "native"): Template("qwen2.5-coder", "native", repo_name="<|repo_name|>",
+                                          file_sep="<|file_sep|>",
+                                          fim=("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),
+                                          stop_tokens=_QWEN_SPECIAL),
+}
+# The family's layout when `prompt.template` is "auto". Qwen's is a small measurement so far
+# (docs/evaluation.md); decide at scale before trusting it.
+DEFAULT_LAYOUT: dict[str, Layout] = {"smollm2": "text", "qwen2.5-coder": "text"}
+# The special tokens that identify a family in a checkpoint's tokenizer, most specific first.
+FAMILY_TOKENS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("qwen2.5-coder", ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|repo_name|>", "<|file_sep|>")),
+    ("smollm2", (REPO_NAME, FILE_SEP)),
+)
+
+
+def template_for(family: str, layout: str = "auto") -> Template:
+    """The template of `family` in `layout` ("auto" = the family's default); ValueError if none."""
+    if layout == "auto":
+        layout = DEFAULT_LAYOUT.get(family, "text")
+    found = TEMPLATES.get((family, layout))
+    if found is None:
+        have = sorted(l for f, l in TEMPLATES if f == family)
+        raise ValueError(f"the {family} family has no {layout!r} prompt template"
+                         + (f" (it has: {', '.join(have)})" if have else ""))
+    return found
+
+
+def family_from_tokens(special_tokens) -> str | None:
+    """The family whose identifying special tokens a tokenizer has, or None."""
+    have = set(special_tokens)
+    return next((family for family, need in FAMILY_TOKENS if have.issuperset(need)), None)
 
 
 @dataclass(frozen=True)
@@ -80,33 +173,46 @@ def _header(s: Snippet) -> str:
     return f"{s.path}:{s.start_line}-{s.end_line}"
 
 
-def render(parts: PromptParts) -> str:
-    """Lay out the parts, untrimmed. The text ends exactly at the cursor."""
-    out = [f"{REPO_NAME}{parts.repo}"]
+def render(parts: PromptParts, template: Template = TEXT) -> str:
+    """Lay out the parts, untrimmed. The text layout ends exactly at the cursor; the native
+    layout ends at the FIM middle token, the suffix standing between."""
+    out = [template.head(parts.repo)]
     for s in reversed(parts.snippets):  # best-ranked last
-        out.append(f"{FILE_SEP}{_header(s)}\n{s.text.rstrip(chr(10))}\n")
+        out.append(template.piece(_header(s), s.text))
+    if template.is_fim:
+        out.append(f"{template.file_open(parts.path)}{parts.prefix}{template.fim[1]}{parts.suffix}{template.fim[2]}")
+        return "".join(out)
     if parts.suffix:
-        out.append(f"{FILE_SEP}{parts.path}{SUFFIX_MARK}\n{parts.suffix.rstrip(chr(10))}\n")
-    out.append(f"{FILE_SEP}{parts.path}\n{parts.prefix}")
+        out.append(template.piece(f"{parts.path}{SUFFIX_MARK}", parts.suffix))
+    out.append(f"{template.file_open(parts.path)}{parts.prefix}")
     # The first piece carries no trailing newline: "<repo_name>repo" then "<file_sep>".
     return "".join(out)
 
 
-def parse(text: str) -> PromptParts:
+def parse(text: str, template: Template = TEXT) -> PromptParts:
     """Inverse of `render` (for tests and debugging)."""
-    if not text.startswith(REPO_NAME):
-        raise ValueError("not a codetailor prompt: missing <repo_name>")
-    pieces = text[len(REPO_NAME):].split(FILE_SEP)
+    if not text.startswith(template.repo_name):
+        raise ValueError(f"not a codetailor prompt: missing {template.repo_name}")
+    suffix = ""
+    if template.is_fim:
+        fim_prefix, fim_suffix, fim_middle = template.fim
+        if not text.endswith(fim_middle) or text.count(fim_prefix) != 1:
+            raise ValueError("not a codetailor fill-in-the-middle prompt")
+        text, _, suffix = text[: -len(fim_middle)].rpartition(fim_suffix)
+        text = text.replace(fim_prefix, "", 1)
+    pieces = text[len(template.repo_name):].split(template.file_sep)
     repo, files = pieces[0], pieces[1:]
+    if template.is_fim:
+        repo = repo[:-1] if repo.endswith("\n") else repo
     if not files:
         raise ValueError("not a codetailor prompt: no file")
-    snippets, suffix = [], ""
+    snippets = []
     *context, current = files
     path, _, prefix = current.partition("\n")
     for piece in context:
         head, _, body = piece.partition("\n")
         body = body[:-1] if body.endswith("\n") else body
-        if head.endswith(SUFFIX_MARK) and head[: -len(SUFFIX_MARK)] == path:
+        if not template.is_fim and head.endswith(SUFFIX_MARK) and head[: -len(SUFFIX_MARK)] == path:
             suffix = body
             continue
         m = _SNIPPET_HEADER.match(head)
@@ -131,13 +237,16 @@ def build(
     *,
     max_suffix_lines: int = 8,
     min_prefix_share: float = 0.5,
+    template: Template = TEXT,
 ) -> BuiltPrompt:
     """Fit the parts into `budget` tokens and render them.
 
     Raises PromptTooLong when even the line holding the cursor does not fit.
     """
     parts = replace(parts, suffix=_limit_suffix(parts.suffix, max_suffix_lines))
-    overhead = count(f"{REPO_NAME}{parts.repo}{FILE_SEP}{parts.path}\n") + 1
+    overhead = count(template.head(parts.repo) + template.file_open(parts.path)) + 1
+    if template.is_fim:
+        overhead += count(template.fim[1] + template.fim[2])
     room = budget - overhead
     prefix_lines = parts.prefix.split("\n")
     line_tokens = [count(l + "\n") for l in prefix_lines]
@@ -153,14 +262,14 @@ def build(
     # 2. The suffix, then snippets in rank order, while they fit.
     suffix = parts.suffix
     if suffix:
-        cost = count(f"{FILE_SEP}{parts.path}{SUFFIX_MARK}\n{suffix}\n")
+        cost = count(suffix) if template.is_fim else count(template.piece(f"{parts.path}{SUFFIX_MARK}", suffix))
         if cost <= left:
             left -= cost
         else:
             suffix = ""
     kept: list[Snippet] = []
     for s in parts.snippets:
-        cost = count(f"{FILE_SEP}{_header(s)}\n{s.text.rstrip(chr(10))}\n")
+        cost = count(template.piece(_header(s), s.text))
         if cost <= left:
             kept.append(s)
             left -= cost
@@ -172,7 +281,7 @@ def build(
         used += line_tokens[keep_from]
     prefix = "\n".join(prefix_lines[keep_from:])
     final = replace(parts, prefix=prefix, suffix=suffix, snippets=tuple(kept))
-    text = render(final)
+    text = render(final, template)
     return BuiltPrompt(
         text=text,
         parts=final,

@@ -56,6 +56,9 @@ class GenerationRequest:
     max_tokens: int
     temperature: float = 0.0       # 0 = greedy
     stop: tuple[str, ...] = ()
+    # The prompt template's stop tokens (prompt_format.Template.stop_token_ids): special tokens such
+    # as Qwen's <|endoftext|> or <|file_sep|> that end a completion without being its eos token.
+    stop_token_ids: tuple[int, ...] = ()
     adapter: AdapterRef | None = None
     request_id: str | None = None
     seed: int | None = None

@@ -233,6 +233,7 @@ class VllmEngine(EngineClient):
                 max_tokens=request.max_tokens,
                 temperature=request.temperature,
                 stop=list(request.stop) or None,
+                stop_token_ids=list(request.stop_token_ids) or None,
                 seed=request.seed,
                 output_kind=RequestOutputKind.DELTA if delta else RequestOutputKind.FINAL_ONLY,
             )

@@ -18,7 +18,7 @@ from codetailor.config import Settings
 from codetailor.errors import CodetailorError
 from codetailor.hardware import hardware_record
 from codetailor.home import TenantPaths
-from codetailor.model import resolve_base_model
+from codetailor.model import prompt_template, resolve_base_model
 from codetailor.prompt_format import query_lines, snippets_from
 from engine.protocol import EngineClient
 from evaluation import data as eval_data
@@ -64,7 +64,8 @@ class Plan:
 
         if any(uses_retrieval(s) for s in self.systems) and not has_index(paths):
             raise EvaluationError(f"tenant {paths.tenant!r} has no index: run `codetailor index` first")
-        resolve_base_model(settings)  # NotFound with the fix when the model is not fetched
+        # NotFound with the fix when the model is not fetched; ConfigError when no template fits it.
+        self.template = prompt_template(settings, resolve_base_model(settings))
 
 
 def _retrieve(settings: Settings, paths: TenantPaths, tasks: Sequence[Task], progress: bool) -> dict:
@@ -107,7 +108,7 @@ async def run(plan: Plan, engine: EngineClient, *, progress: bool = True, report
         bar = tqdm(total=len(tasks) * len(plan.systems), desc="generating", unit="completion")
     try:
         completions = await run_systems(engine, tasks, plan.systems, settings, snippets=snippets, adapter=adapter,
-                                        on_done=bar.update if bar else None)
+                                        on_done=bar.update if bar else None, template=plan.template)
     finally:
         if bar:
             bar.close()

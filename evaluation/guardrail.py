@@ -20,7 +20,7 @@ from codetailor.artifacts import AdapterMeta
 from codetailor.config import Settings
 from codetailor.errors import Incompatible, Refused
 from codetailor.home import TenantPaths
-from codetailor.model import model_checksum, resolve_base_model
+from codetailor.model import model_checksum, prompt_template, resolve_base_model
 
 
 class GuardrailRefused(Refused):
@@ -33,13 +33,22 @@ class BaseModelMismatch(Incompatible):
 
 def check_base_model(settings: Settings, paths: TenantPaths, version: str, meta: AdapterMeta) -> None:
     recorded = meta.base_model.checksum
-    current = model_checksum(resolve_base_model(settings))
+    base_path = resolve_base_model(settings)
+    current = model_checksum(base_path)
     if recorded is None:
         raise BaseModelMismatch(f"adapter {paths.tenant}/{version} records no base-model checksum; retrain it")
     if recorded != current:
         raise BaseModelMismatch(
             f"adapter {paths.tenant}/{version} was trained on another base model "
             f"(checksum {recorded[:12]}…, configured base {current[:12]}…); retrain it for this base")
+    # Adapters from before templates existed were all trained in the text layout.
+    trained = meta.template
+    if trained is not None:
+        configured = prompt_template(settings, base_path).name
+        if trained != configured:
+            raise BaseModelMismatch(
+                f"adapter {paths.tenant}/{version} was trained with the prompt template {trained}, but "
+                f"{configured} is configured (prompt.template); retrain it or configure its template")
 
 
 def refusal_reasons(settings: Settings, meta: AdapterMeta) -> list[str]:

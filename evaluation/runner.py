@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from codetailor.config import Settings
-from codetailor.prompt_format import PromptParts, Snippet, build, heal
+from codetailor.prompt_format import TEXT, PromptParts, Snippet, Template, build
 from codetailor.systems import System
 from engine.protocol import AdapterRef, EngineClient, GenerationRequest
 from evaluation.tasks import Task, extract_prediction
@@ -48,21 +48,21 @@ def prompt_budget(settings: Settings) -> int:
     return min(settings.prompt.budget_tokens, settings.engine.max_model_len - settings.evaluation.max_new_tokens - 8)
 
 
-def healed(task: Task, settings: Settings) -> tuple[str, str]:
+def healed(task: Task, settings: Settings, template: Template = TEXT) -> tuple[str, str]:
     """(prefix for the prompt, partial word the completion must start with), as serving does:
     only a cursor inside a line is healed (a next-line prompt ends at the previous line)."""
     if settings.prompt.token_healing and task.kind != "next_line":
-        return heal(task.prefix)
+        return template.heal(task.prefix)
     return task.prefix, ""
 
 
 def build_prompt(task: Task, snippets: Sequence[Snippet], settings: Settings, count, repo: str,
-                 prefix: str | None = None):
+                 prefix: str | None = None, template: Template = TEXT):
     """prefix: the prompt's prefix when the caller has healed it already (default: `healed`)."""
-    prefix = healed(task, settings)[0] if prefix is None else prefix
+    prefix = healed(task, settings, template)[0] if prefix is None else prefix
     parts = PromptParts(path=task.path, prefix=prefix, suffix=task.suffix, snippets=tuple(snippets), repo=repo)
     return build(parts, count, prompt_budget(settings), max_suffix_lines=settings.prompt.max_suffix_lines,
-                 min_prefix_share=settings.prompt.min_prefix_share)
+                 min_prefix_share=settings.prompt.min_prefix_share, template=template)
 
 
 def _stop(task: Task) -> tuple[str, ...]:
@@ -80,8 +80,10 @@ async def run_systems(
     adapter: AdapterRef | None = None,
     repo: str = "repo",
     on_done: Callable[[], None] | None = None,
+    template: Template = TEXT,
 ) -> dict[str, list[Completion]]:
-    """Completions per system, in task order."""
+    """Completions per system, in task order, in the base model's prompt `template`
+    (codetailor.model.prompt_template)."""
     if any(uses_retrieval(s) for s in systems) and snippets is None:
         raise ValueError("a retrieval system needs the tasks' snippets")
     if any(uses_adapter(s) for s in systems) and adapter is None:
@@ -91,10 +93,11 @@ async def run_systems(
 
     async def one(system: str, task: Task) -> Completion:
         snips = snippets.get(task.id, ()) if uses_retrieval(system) else ()
-        prefix, partial = healed(task, settings)
-        built = build_prompt(task, snips, settings, engine.count_tokens, repo, prefix)
+        prefix, partial = healed(task, settings, template)
+        built = build_prompt(task, snips, settings, engine.count_tokens, repo, prefix, template)
         result = await engine.generate(GenerationRequest(
             prompt=built.text, max_tokens=max_tokens, temperature=0.0, stop=_stop(task),
+            stop_token_ids=template.stop_token_ids,
             adapter=adapter if uses_adapter(system) else None,
             request_id=f"eval-{run_id}-{system}-{task.id}", seed=settings.evaluation.seed,
             heal=partial))

@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import AsyncIterator
 
 from codetailor import prompt_format as pf
@@ -29,6 +30,7 @@ from codetailor.adapters import AdapterStore
 from codetailor.config import Settings
 from codetailor.errors import NotFound, PromptTooLong
 from codetailor.home import Home, TenantPaths
+from codetailor.model import prompt_template
 from codetailor.systems import System
 from engine.protocol import AdapterLoadError, AdapterRef
 from serving.model import adapter_model_id
@@ -91,6 +93,7 @@ class Ingress:
         self.resolver = AdapterResolver(self.home)
         # The engine's own tokenizer file: counts match the engine's count_tokens.
         self._tok = Tokenizer.from_file(f"{model_path}/tokenizer.json")
+        self.template = prompt_template(settings, Path(model_path))
         self.metrics = metrics()
         self._retrieval = None
         self._warm = threading.Event()
@@ -201,7 +204,7 @@ class Ingress:
         prefix, line_start = at_line_start(req["prefix"])
         heal = ""
         if self.settings.prompt.token_healing and not line_start:
-            prefix, heal = pf.heal(prefix)
+            prefix, heal = self.template.heal(prefix)
         wanted = AdapterStore(paths).serving_system()
         ref = self._adapter(paths) if wanted.uses_adapter else None
         t0 = time.perf_counter()
@@ -212,7 +215,7 @@ class Ingress:
                                snippets=pf.snippets_from(hits))
         try:
             built = pf.build(parts, self.count_tokens, budget, max_suffix_lines=self.settings.prompt.max_suffix_lines,
-                             min_prefix_share=self.settings.prompt.min_prefix_share)
+                             min_prefix_share=self.settings.prompt.min_prefix_share, template=self.template)
         except PromptTooLong as e:
             raise invalid(f"the prompt does not fit the context after trimming: {e}") from None
         kept = {(s.path, s.start_line, s.end_line) for s in built.parts.snippets}
@@ -222,7 +225,8 @@ class Ingress:
         model_req = {"request_id": req["request_id"], "prompt": built.text, "max_tokens": req["max_tokens"],
                      "temperature": req["temperature"], "stop": req["stop"], "adapter_id": adapter_model_id(ref),
                      "deadline": req.get("deadline"), "heal": heal,
-                     "cache_salt": str(paths.tenant) if self.settings.serving.tenant_cache_salt else None}
+                     "cache_salt": str(paths.tenant) if self.settings.serving.tenant_cache_salt else None,
+                     "stop_token_ids": list(self.template.stop_token_ids)}
         return _Prepared(model_req, System.of(ref is not None, used_rag and bool(snippets)).value, snippets,
                          retrieval_ms, built.parts.suffix, str(paths.tenant), line_start)
 

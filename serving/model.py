@@ -151,7 +151,8 @@ class ModelServer:
         gen = GenerationRequest(prompt=req["prompt"], max_tokens=req["max_tokens"],
                                 temperature=req["temperature"], stop=tuple(req["stop"]), adapter=ref,
                                 request_id=req["request_id"], seed=req.get("seed"), heal=req.get("heal", ""),
-                                cache_salt=req.get("cache_salt"))
+                                cache_salt=req.get("cache_salt"),
+                                stop_token_ids=tuple(req.get("stop_token_ids", ())))
         return gen, fallback
 
     @staticmethod

@@ -23,8 +23,8 @@ from codetailor.adapters import AdapterStore
 from codetailor.artifacts import AdapterMeta, BaseModelRecord
 from codetailor.hardware import choose_dtypes, detect, hardware_record, torch_dtype
 from codetailor.home import TenantPaths
-from codetailor.model import model_checksum, resolve_base_model
-from codetailor.prompt_format import Snippet, snippets_from
+from codetailor.model import model_checksum, model_family, resolve_base_model
+from codetailor.prompt_format import Snippet, snippets_from, template_for
 from codetailor.split import Split, split_files
 
 from training.corpus import CorpusFile, TrainingError, public_files, tenant_files
@@ -164,6 +164,9 @@ def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
     dtypes = choose_dtypes(detect(), base_weights=cfg.base_weights, autocast=cfg.autocast)
     autocast_dtype = torch_dtype(dtypes.autocast.value)   # float32: no autocast (training.loop.autocast)
     base_path = resolve_base_model(settings)
+    # Training lays every example out in the text layout (prompt_format.TEXT) for now; recorded so a
+    # base or template change is refused instead of serving an adapter in a layout it never saw.
+    template_name = template_for(model_family(settings, base_path), "text").name
     if opts.rank > settings.engine.max_lora_rank:
         # The engine sizes its LoRA buffers by max_lora_rank; a larger adapter could not be served.
         raise TrainingError(f"rank {opts.rank} is above engine.max_lora_rank={settings.engine.max_lora_rank}; "
@@ -238,7 +241,8 @@ def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
 
     store = AdapterStore(paths)
     meta = AdapterMeta(
-        base_model=BaseModelRecord(path=str(base_path), checksum=checksum),
+        base_model=BaseModelRecord(path=str(base_path), checksum=checksum, name=settings.model.base),
+        template=template_name,
         selection=selection_dict,
         split=split.record(),
         hyper_parameters=hyper,

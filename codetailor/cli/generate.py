@@ -17,7 +17,7 @@ from pathlib import Path
 from codetailor.cli import add_json_flag, read_cursor
 from codetailor.config import get_settings
 from codetailor.errors import CodetailorError, NotFound
-from codetailor.prompt_format import PromptParts, build, cut_at_suffix, heal
+from codetailor.prompt_format import PromptParts, build, cut_at_suffix
 from codetailor.tenants import registry_from_settings
 
 
@@ -53,13 +53,9 @@ def _generate(args):
     settings = get_settings()
     tenant = registry_from_settings(settings).tenant(args.tenant).tenant  # NotFound for an unknown tenant
     parts, at_line_start = _parts(args)
-    partial = ""
-    if settings.prompt.token_healing and not at_line_start:  # as serving does (prompt_format.heal)
-        prefix, partial = heal(parts.prefix)
-        parts = replace(parts, prefix=prefix)
 
     from codetailor.home import Home
-    from codetailor.model import resolve_base_model
+    from codetailor.model import prompt_template, resolve_base_model
     from engine.protocol import EngineError, GenerationRequest
     from engine.resolver import AdapterResolver
 
@@ -69,6 +65,11 @@ def _generate(args):
         if adapter is None:
             raise NotFound(f"tenant {tenant!r} has no active adapter; use --system base")
     model_path = resolve_base_model(settings)
+    template = prompt_template(settings, model_path)
+    partial = ""
+    if settings.prompt.token_healing and not at_line_start:  # as serving does (prompt_format.heal)
+        prefix, partial = template.heal(parts.prefix)
+        parts = replace(parts, prefix=prefix)
     budget = min(settings.prompt.budget_tokens, settings.engine.max_model_len - args.max_tokens - 8)
     if budget < 16:
         raise CodetailorError(f"--max-tokens {args.max_tokens} leaves no room for a prompt "
@@ -85,8 +86,9 @@ def _generate(args):
     started = time.perf_counter() - t0
     try:
         built = build(parts, engine.count_tokens, budget, max_suffix_lines=settings.prompt.max_suffix_lines,
-                      min_prefix_share=settings.prompt.min_prefix_share)
-        result = asyncio.run(engine.generate(GenerationRequest(built.text, args.max_tokens, adapter=adapter, heal=partial)))
+                      min_prefix_share=settings.prompt.min_prefix_share, template=template)
+        result = asyncio.run(engine.generate(GenerationRequest(built.text, args.max_tokens, adapter=adapter, heal=partial,
+                                                               stop_token_ids=template.stop_token_ids)))
     except EngineError as e:
         raise CodetailorError(f"generation failed: {e}") from None
     finally:

@@ -52,6 +52,19 @@ def write_adapter(base_model, store: AdapterStore, seed: int, rank: int = 8, b_s
     return version
 
 
+def adapters_with_references(base_model, tokenizer, home, tenants, max_tokens: int,
+                             b_std: float) -> dict[str, list[str]]:
+    """Publish and activate one random adapter per tenant under `home`; returns HF(+PEFT) greedy
+    completions of PROMPTS for "base" and each tenant."""
+    reference = {"base": hf_greedy(base_model, tokenizer, PROMPTS, max_tokens)}
+    for seed, tenant in enumerate(tenants, start=1):
+        store = AdapterStore(home.tenant(tenant))
+        version = write_adapter(base_model, store, seed=seed, b_std=b_std)
+        store.set_active(version)
+        reference[tenant] = hf_greedy(base_model, tokenizer, PROMPTS, max_tokens, store.path(version))
+    return reference
+
+
 @torch.no_grad()
 def hf_greedy(base_model, tokenizer, prompts, max_tokens: int, adapter_dir: Path | None = None) -> list[str]:
     """Greedy completions with HF (+ PEFT adapter when given), one prompt at a time."""

@@ -209,3 +209,24 @@ def test_lora_logits_compute_slots_with_weights_and_skip_all_zero_slots():
     a[1, 0, 0, 0] = 1.0
     cpu_lora_plugin.grouped.note_activation(1)
     assert cpu_lora_plugin._slots_with_weights(a, b) == {0: True, 1: True}
+
+
+# Qwen2.5-Coder-0.5B's layers: 14 query heads and 2 KV heads of 64 (q 896, k/v 128 wide), MLP 4864.
+# Its q/k/v carry a bias, which is the base layer's (already in y): LoRA adds only the product.
+QWEN2_05B_LAYERS = [(896, (896, 128, 128)), (896, (896,)), (896, (4864, 4864)), (4864, (896,))]
+
+
+@pytest.mark.parametrize("slots", [[1, -1, 0, 1, -1, 0], [1, 1, 1, 1], [-1, 0, -1]])
+def test_grouped_op_on_qwen2_layer_shapes_matches_per_row_math(slots):
+    torch.manual_seed(5)
+    max_loras, rank = 2, 8
+    for d_in, widths in QWEN2_05B_LAYERS:
+        a = tuple(torch.randn(max_loras, 1, rank, d_in) * 0.05 for _ in widths)
+        b = tuple(torch.randn(max_loras, 1, w, rank) * 0.05 for w in widths)
+        x = torch.randn(len(slots), d_in)
+        y = torch.randn(len(slots), sum(widths))  # the base output, bias included
+        got = y.clone()
+        _wrapper(slots).add_lora_linear(got, x, a, b, 2.0, widths)
+        torch.testing.assert_close(got, _reference(y, x, a, b, slots, 2.0, widths), rtol=1e-4, atol=1e-4)
+        base_rows = [i for i, s in enumerate(slots) if s < 0]
+        assert torch.equal(got[base_rows], y[base_rows])

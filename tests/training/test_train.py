@@ -82,6 +82,7 @@ def test_train_publishes_an_inactive_peft_adapter(tiny_llama, tenant_repo):
     hw, hyper = meta.hardware, meta.hyper_parameters   # the run records its machine and choices
     assert hw["dtypes"]["autocast"] == hyper["autocast"] in ("bfloat16", "float32") and hw["threads"] == 1
     assert hw["dtypes"]["base_weights"] == hyper["base_weights"] != "auto"
+    assert meta.base_model.name == str(tiny_llama) and meta.template == "smollm2/text"
     d = meta.data
     # packed (the default): windows train the plain cursors, replay holds the ratio in target tokens
     assert d["kinds"]["window"] > 0 and meta.hyper_parameters["packing"] is True
