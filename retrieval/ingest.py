@@ -34,6 +34,7 @@ from codetailor.tenants import registry_from_settings
 from retrieval.embed import dimension, embed, embedding_text
 from retrieval.segments import empty_manifest, manifest_path, read_manifest, segments_dir, write_segment
 from retrieval.selection import Selection, chunk_params, file_chunks, select_files
+from retrieval.symbol_table import update_symbols
 from retrieval.vectors import VecPoint, open_store
 
 
@@ -131,6 +132,7 @@ def index_source(settings, paths: TenantPaths, root: Path | str, *, source: str 
                 changed.append((sf, key))
         source_info = {"location": str(Path(root).resolve()), "selection": selection.to_dict(),
                        "chunking": params["mode"]}
+        update_symbols(paths, source, result.files, rebuild=rebuild)  # reconciles itself; commits before publish
         if not changed and len(kept) == len(old_source_files) and old["sources"].get(source) == source_info:
             # nothing changed: keep the published generation, write nothing
             return _summary(paths, source, published, result, 0, 0, len(live_before), 0, 0.0, t0)
