@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
+from codetailor.errors import CodetailorError
 from codetailor.languages import SYNTAX_LANGUAGES, language_of
 
 from retrieval.symbol_table import SymbolTable
@@ -361,3 +362,29 @@ def _class_word(language: str) -> str:
 
 def _line(d: Definition, c: str) -> str:
     return f"{d.signature}  {c} {d.doc}" if d.doc else d.signature
+
+
+# -- entry points -------------------------------------------------------------------------------------------------
+
+def split_at_cursor(text: str, line: int, column: int | None = None) -> tuple[str, str]:
+    """(prefix, suffix) of `text` at 1-based `line` and `column` (default: the line's start),
+    the request an editor would send for that cursor."""
+    lines = text.split("\n")
+    if line < 1 or line > len(lines):
+        raise CursorOutsideFile(f"line {line} is outside the file (1..{len(lines)})")
+    col = 1 if column is None else column
+    if col < 1 or col > len(lines[line - 1]) + 1:
+        raise CursorOutsideFile(f"column {col} is outside line {line} (1..{len(lines[line - 1]) + 1})")
+    offset = sum(len(x) + 1 for x in lines[:line - 1]) + col - 1
+    return text[:offset], text[offset:]
+
+
+def symbol_context(paths, path: str, prefix: str, suffix: str = "", *, limit: int = 12) -> list[Definition]:
+    """`resolve` against the tenant's table; a tenant without one gets the request's own definitions."""
+    from retrieval.symbol_table import open_table
+
+    return resolve(open_table(paths), path, prefix, suffix, limit=limit)
+
+
+class CursorOutsideFile(CodetailorError):
+    pass
