@@ -44,16 +44,19 @@ _DEFINING = re.compile(r"(?:^|\s)(?:def|class|func|function|interface|type|struc
 
 _CHAIN = re.compile(r"(?<![\w$.])((?:[A-Za-z_$][\w$]*\s*\.\s*)*[A-Za-z_$][\w$]*)(\s*\()?")
 _PARTIAL = re.compile(r"((?:[A-Za-z_$][\w$]*\.)*)([A-Za-z_$][\w$]*)?$")
-_TYPE_PATTERNS = [
-    # x = Foo(...), x := Foo{...}, x = new Foo(...), x = &Foo{...}, x = mod.Foo(...)
-    re.compile(r"\b([A-Za-z_$][\w$]*)\s*(?::=|=)\s*(?:new\s+|&)?(?:[\w$]+\.)*([A-Z][\w$]*)\s*(?:<[^>]*>)?\s*[({]"),
-    # x: Foo (Python / TypeScript annotations, parameters included)
-    re.compile(r"\b([A-Za-z_$][\w$]*)\??\s*:\s*(?:[\w$]+\.)*([A-Z][\w$]*)"),
-    # Foo x = ..., Foo<T> x; (Java / C-like declarations and parameters)
-    re.compile(r"\b([A-Z][\w$]*)(?:<[^>]*>)?\s+([a-z_$][\w$]*)\s*[=;,)]"),
-    # x *Foo, x Foo (Go parameters and vars)
-    re.compile(r"\b([a-z_][\w]*)\s+\*?(?:[\w]+\.)*([A-Z][\w]*)\b"),
-]
+# Where a variable's class can be read off: (pattern, group of the variable, group of the class).
+_TYPE_PATTERNS = {
+    # v = Foo(...), v := Foo{...}, v = new Foo(...), v = &Foo{...}, v = mod.Foo(...)
+    "assign": (re.compile(r"\b([A-Za-z_$][\w$]*)\s*(?::=|=)\s*(?:new\s+|&)?(?:[\w$]+\.)*([A-Z][\w$]*)\s*(?:<[^>]*>)?\s*[({]"), 1, 2),
+    # v: Foo (Python / TypeScript annotations, parameters included)
+    "annotation": (re.compile(r"\b([A-Za-z_$][\w$]*)\??\s*:\s*(?:[\w$]+\.)*([A-Z][\w$]*)"), 1, 2),
+    # Foo v = ..., Foo<T> v; (Java / C-like declarations and parameters)
+    "declaration": (re.compile(r"\b([A-Z][\w$]*)(?:<[^>]*>)?\s+([a-z_$][\w$]*)\s*[=;,)]"), 2, 1),
+    # v *Foo, v Foo (Go parameters and vars)
+    "go": (re.compile(r"\b([a-z_]\w*)\s+\*?(?:\w+\.)*([A-Z]\w*)\b"), 1, 2),
+}
+_TYPE_KINDS = {"python": ("assign", "annotation"), "typescript": ("assign", "annotation", "declaration"),
+               "javascript": ("assign", "declaration"), "java": ("assign", "declaration"), "go": ("assign", "go")}
 
 
 def _recent_uses(prefix_lines: list[str]) -> list[tuple[list[str], bool, float]]:
@@ -77,19 +80,21 @@ def _recent_uses(prefix_lines: list[str]) -> list[tuple[list[str], bool, float]]
     return out
 
 
-def _variable_types(prefix_lines: list[str], language: str) -> dict[str, str]:
-    """Variable -> class name, as far as assignments and annotations above tell."""
-    text = "\n".join(prefix_lines[-TYPE_SCAN_LINES:])
-    types: dict[str, str] = {}
-    for i, pat in enumerate(_TYPE_PATTERNS):
-        if i == 3 and language != "go":
+def _variable_class(lines: list[str], var: str, language: str) -> str | None:
+    """The class of `var` as the last assignment, annotation or declaration above tells."""
+    kinds = _TYPE_KINDS.get(language, ())
+    for line in reversed(lines):
+        if var not in line:
             continue
-        if i == 2 and language not in ("java", "typescript", "javascript"):
-            continue
-        for m in pat.finditer(text):
-            var, cls = (m.group(2), m.group(1)) if i == 2 else (m.group(1), m.group(2))
-            types[var] = cls   # the last assignment above the cursor wins
-    return types
+        best, where = None, -1
+        for kind in kinds:
+            pattern, vg, cg = _TYPE_PATTERNS[kind]
+            for m in pattern.finditer(line):
+                if m.group(vg) == var and m.start() > where:
+                    best, where = m.group(cg), m.start()
+        if best:
+            return best
+    return None
 
 
 class _Ranker:
@@ -129,7 +134,8 @@ class _Scope:
                 self.local_members[d.container].append(d)
         self.imports = {i.alias: i for i in imports if i.alias != "*"}
         self.star_modules = [i.module for i in imports if i.alias == "*"]
-        self.types = _variable_types(prefix_lines, language)
+        self._type_lines = prefix_lines[-TYPE_SCAN_LINES:]
+        self._types: dict[str, str | None] = {}
         self.enclosing = self._enclosing_class(cursor_line)
         self.cursor_line = cursor_line
 
@@ -188,11 +194,16 @@ class _Scope:
         """The class a receiver name denotes: self/this, a Go receiver, a typed variable, or a class name."""
         if head in _SELF or (self.language == "go" and head in self._go_receivers()):
             return self.enclosing
-        if head in self.types:
-            return self.types[head]
+        if self.type_of(head):
+            return self.type_of(head)
         if head[:1].isupper():
             return head
         return None
+
+    def type_of(self, var: str) -> str | None:
+        if var not in self._types:   # searched per name used: a handful per request
+            self._types[var] = _variable_class(self._type_lines, var, self.language)
+        return self._types[var]
 
     def _go_receivers(self) -> set[str]:
         out = set()
@@ -294,12 +305,12 @@ def _credit_member(scope: _Scope, rank: _Ranker, chain: list[str], member: str, 
         return
     head = chain[-1] if len(chain) == 1 or chain[0] in _SELF else None
     if head is None:   # a longer chain (a.b.c): only its last receiver's class can be read off
-        head = chain[-1] if chain[-1] in scope.types else None
+        head = chain[-1] if scope.type_of(chain[-1]) else None
         if head is None:
             return
     cls = scope.class_of(chain[0] if chain[0] in _SELF and len(chain) == 1 else head)
     if cls is None and chain[0] in _SELF and len(chain) == 2:   # self.field.member: the field's annotated class
-        cls = scope.types.get(chain[1])
+        cls = scope.type_of(chain[1])
     if cls is None:
         return
     rank.add(scope.members(cls, prefix, exact)[:20], weight, split=exact is not None)
