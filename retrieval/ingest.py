@@ -132,7 +132,8 @@ def index_source(settings, paths: TenantPaths, root: Path | str, *, source: str 
                 changed.append((sf, key))
         source_info = {"location": str(Path(root).resolve()), "selection": selection.to_dict(),
                        "chunking": params["mode"]}
-        update_symbols(paths, source, result.files, rebuild=rebuild)  # reconciles itself; commits before publish
+        update_symbols(paths, source, result.files, rebuild=rebuild,  # reconciles itself; commits before publish
+                       exclude_deprecated=selection.exclude_deprecated)
         if not changed and len(kept) == len(old_source_files) and old["sources"].get(source) == source_info:
             # nothing changed: keep the published generation, write nothing
             return _summary(paths, source, published, result, 0, 0, len(live_before), 0, 0.0, t0)

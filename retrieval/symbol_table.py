@@ -81,10 +81,12 @@ class SymbolUpdate:
     seconds: float = 0.0
 
 
-def update_symbols(paths: TenantPaths, source: str, files: Iterable, *, rebuild: bool = False) -> SymbolUpdate:
+def update_symbols(paths: TenantPaths, source: str, files: Iterable, *, rebuild: bool = False,
+                   exclude_deprecated: bool = False) -> SymbolUpdate:
     """Bring `source`'s rows in line with `files` (the run's selected files: objects with
     path, language, text and sha): extract new and changed files, drop files no longer
-    selected. `rebuild` empties the whole table first, as a rebuild drops the whole index.
+    selected. `rebuild` empties the whole table first, as a rebuild drops the whole index;
+    `exclude_deprecated` follows the selection knob (a change of it re-extracts every file).
     One transaction: readers see the old table until it commits."""
     import time
 
@@ -112,12 +114,12 @@ def update_symbols(paths: TenantPaths, source: str, files: Iterable, *, rebuild:
             for sf in files:
                 seen.add(sf.path)
                 prev = known.get(sf.path)
-                sha = sf.sha
+                sha = sf.sha + ("-nodeprecated" if exclude_deprecated else "")
                 if prev is not None and prev[1] == sha:
                     continue
                 if prev is not None:
                     _delete_file(con, prev[0])
-                _insert_file(con, source, sf.path, sf.language, sha, sf.text)
+                _insert_file(con, source, sf.path, sf.language, sha, sf.text, exclude_deprecated)
                 out.files_extracted += 1
             for p, (fid, _) in known.items():
                 if p not in seen:
@@ -140,8 +142,9 @@ def _delete_file(con: sqlite3.Connection, fid: int) -> None:
     con.execute("DELETE FROM files WHERE id=?", (fid,))
 
 
-def _insert_file(con: sqlite3.Connection, source: str, path: str, language: str, sha: str, text: str) -> None:
-    fs = extract(path, text, language)
+def _insert_file(con: sqlite3.Connection, source: str, path: str, language: str, sha: str, text: str,
+                 exclude_deprecated: bool) -> None:
+    fs = extract(path, text, language, skip_deprecated=exclude_deprecated)
     cur = con.execute("INSERT INTO files(source, path, language, sha, module, mkey) VALUES (?,?,?,?,?,?)",
                       (source, path, fs.language, sha, fs.module, module_key(fs.module)))
     fid = cur.lastrowid

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from codetailor.languages import SYNTAX_LANGUAGES, language_of
 
-from retrieval.chunking import parse
+from retrieval.chunking import _is_deprecated, parse
 
 SIGNATURE_MAX = 240  # characters of a collapsed signature; longer ones end with "…"
 KINDS = ("class", "type", "function", "method", "property", "constant", "variable", "field")
@@ -81,14 +81,18 @@ def module_key(module: str) -> str:
     return re.split(r"[./]", module.rstrip("./"))[-1] if module else ""
 
 
-def extract(path: str, text: str, language: str | None = None) -> FileSymbols:
-    """Definitions and imports of one file; an unsupported language yields none."""
+def extract(path: str, text: str, language: str | None = None, *, skip_deprecated: bool = False) -> FileSymbols:
+    """Definitions and imports of one file; an unsupported language yields none.
+    `skip_deprecated` leaves out what the chunker marks deprecated (and a deprecated
+    class's members), for a selection that excludes deprecated code."""
     language = language or language_of(path) or ""
     if language not in SYNTAX_LANGUAGES:
         return FileSymbols(path, language, module_of(path, language))
     src = text.encode("utf-8")
     root = parse(path, language, text).root_node
     ex = _Extractor(path, language, src)
+    if skip_deprecated:
+        ex.lines = text.splitlines(keepends=True)
     getattr(ex, "_" + language)(root)
     return FileSymbols(path, language, module_of(path, language, ex.package), ex.defs, ex.imports)
 
@@ -118,6 +122,8 @@ class _Extractor:
         self.defs: list[Definition] = []
         self.imports: list[Import] = []
         self.package: str | None = None
+        self.lines: list[str] | None = None   # set: deprecated definitions are left out
+        self.deprecated: set[str] = set()     # classes left out, whose members go too
 
     def text(self, node) -> str:
         return self.src[node.start_byte:node.end_byte].decode("utf-8", "replace") if node is not None else ""
@@ -140,6 +146,10 @@ class _Extractor:
     def add(self, name_node, kind, signature, doc, container, line_node, name: str | None = None):
         name = name or self.text(name_node)
         if not name:
+            return
+        if self.lines is not None and (container in self.deprecated
+                                       or _is_deprecated(line_node, self.lines, line_node.start_point[0])):
+            self.deprecated.add(name)
             return
         qual = f"{container}.{name}" if container else name
         self.defs.append(Definition(name, qual, kind, signature, doc, container, self.path,

@@ -154,3 +154,12 @@ def test_index_source_keeps_the_table_in_step(settings, registry, sample_repo):
         assert "ComputeFreight" not in names(open_table(tpaths))
     finally:
         close_edge_shards()
+
+
+def test_exclude_deprecated_follows_the_selection_knob(paths):
+    text = ('import warnings\n\n\ndef fresh(): pass\n\n\n@deprecated("use fresh")\ndef stale(): pass\n\n\n'
+            'class Old:\n    """Deprecated: use New."""\n\n    def run(self): pass\n')
+    update_symbols(paths, "main", [sf("a.py", text)])
+    assert names(open_table(paths)) == ["Old", "Old.run", "fresh", "stale"]
+    u = update_symbols(paths, "main", [sf("a.py", text)], exclude_deprecated=True)
+    assert u.files_extracted == 1 and names(open_table(paths)) == ["fresh"]
