@@ -11,6 +11,11 @@
   (line windows); vectors are synthetic (a mixture of 256 Gaussian clusters in
   384-d), because embedding 100k chunks takes an hour on 2 cores. The vector index is
   optimised (HNSW built) before timing; the query's embedding is timed separately.
+- `--symbols` (alone): the symbol table at `--symbol-defs` definitions of the standard
+  library (repeated under new paths if short): single lookups, then `--queries` cursors
+  at random points of 2,000-line library files resolved in full (the request's parse
+  plus lookups) and the lookups' own share; and the index time the table adds on
+  `--repo`, against the whole index run and against chunking the same files.
 """
 
 from __future__ import annotations
@@ -174,6 +179,154 @@ def latency(settings, registry, n: int, queries: int) -> dict:
     return out
 
 
+def symbol_files(n_defs: int):
+    """SourceFiles of the standard library holding about `n_defs` definitions (repeated under
+    copy<i>/ paths if the library holds fewer)."""
+    from codetailor.languages import language_of
+    from retrieval.selection import SourceFile
+    from retrieval.symbols import extract
+
+    root = Path(sysconfig.get_paths()["stdlib"])
+    base, total = [], 0
+    for f in sorted(root.rglob("*.py")):
+        try:
+            text = f.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        rel = str(f.relative_to(root))
+        k = len(extract(rel, text, "python").definitions)
+        base.append((SourceFile(rel, f, language_of(rel), text), k))
+        total += k
+        if total >= n_defs:
+            break
+    out, copy = [sf for sf, _ in base], 0
+    while total < n_defs:
+        copy += 1
+        for sf, k in base:
+            out.append(SourceFile(f"copy{copy}/{sf.path}", sf.abs_path, sf.language, sf.text))
+            total += k
+            if total >= n_defs:
+                break
+    return out
+
+
+class _TimedTable:
+    """Wraps a SymbolTable: the time spent in its (outermost) lookups."""
+
+    def __init__(self, table):
+        self.table, self.seconds, self._depth = table, 0.0, 0
+
+    def __getattr__(self, name):
+        fn = getattr(self.table, name)
+        if not callable(fn):
+            return fn
+
+        def timed(*a, **k):
+            self._depth += 1
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    self.seconds += time.perf_counter() - t
+        return timed
+
+
+def symbols(settings, registry, n_defs: int, cursors: int, repo: Path) -> dict:
+    """Symbol table: build at n_defs definitions, lookup and full-resolution latency at a
+    cursor of a 2,000-line file, and the index time the table adds on a real repository."""
+    from retrieval import index_source
+    from retrieval.selection import chunk_params, file_chunks, Selection
+    from retrieval.symbol_context import resolve
+    from retrieval.symbol_table import open_table, update_symbols
+    import retrieval.ingest as ingest
+
+    out: dict = {"definitions_target": n_defs}
+    paths, _ = registry.create_tenant(f"bench-symbols-{n_defs}")
+    files = symbol_files(n_defs)
+    t = time.perf_counter()
+    u = update_symbols(paths, "main", files)
+    out |= {"files": len(files), "definitions": u.definitions, "build_s": round(time.perf_counter() - t, 2)}
+    table = open_table(paths)
+
+    # single lookups: an exact name, a 4-character prefix, a class's members
+    rng = random.Random(0)
+    sample = [d for d in table._defs("d.rowid % 97 = 0", ())]
+    names = [d.name for d in rng.sample(sample, min(300, len(sample)))]
+    containers = [d.container for d in sample if d.container][:300]
+    for label, fn, args in (("named", table.named, names), ("prefix", table.with_prefix, [n[:4] for n in names]),
+                            ("members", table.members, containers)):
+        ts = []
+        for a in args:
+            t = time.perf_counter()
+            fn(a)
+            ts.append(time.perf_counter() - t)
+        out[f"lookup_{label}"] = {"p50_ms": pct(ts, 50), "p95_ms": pct(ts, 95)}
+
+    # full resolution at cursors of 2,000-line files: parse prefix+suffix, then the lookups
+    big = [sf for sf in files if sf.text.count("\n") >= 2000 and not sf.path.startswith("copy")]
+    texts = [(sf.path, "\n".join(sf.text.split("\n")[:2000])) for sf in big]
+    timed = _TimedTable(table)
+    full, lookups, picked = [], [], []
+    for i in range(cursors):
+        path, text = texts[i % len(texts)]
+        lines = text.split("\n")
+        line = rng.randrange(200, 2000)
+        col = rng.randrange(0, len(lines[line - 1]) + 1)
+        offset = sum(len(x) + 1 for x in lines[:line - 1]) + col
+        timed.seconds = 0.0
+        t = time.perf_counter()
+        got = resolve(timed, path, text[:offset], text[offset:])
+        full.append(time.perf_counter() - t)
+        lookups.append(timed.seconds)
+        picked.append(len(got))
+    out["file_lines"] = 2000
+    out["files_2000_lines"] = len(texts)
+    out["resolution_full"] = {"p50_ms": pct(full, 50), "p95_ms": pct(full, 95), "cursors": cursors}
+    out["resolution_lookups"] = {"p50_ms": pct(lookups, 50), "p95_ms": pct(lookups, 95)}
+    out["definitions_picked_mean"] = round(sum(picked) / len(picked), 2)
+
+    # index time the table adds: a real repository indexed whole, the table's share of it
+    spent = []
+    original = ingest.update_symbols
+
+    def timed_update(*a, **k):
+        t = time.perf_counter()
+        try:
+            return original(*a, **k)
+        finally:
+            spent.append(time.perf_counter() - t)
+
+    ingest.update_symbols = timed_update
+    try:
+        rpaths, _ = registry.create_tenant("bench-symbols-repo")
+        work = Path(tempfile.mkdtemp()) / "repo"
+        shutil.copytree(repo, work, ignore=shutil.ignore_patterns("__pycache__"))
+        s = index_source(settings, rpaths, work)
+    finally:
+        ingest.update_symbols = original
+    out["repo_index"] = {"repo": str(repo), "files": s["files_indexed"], "index_s": s["seconds"],
+                         "embed_s": s["embed_seconds"], "symbols_s": round(spent[0], 3),
+                         "symbols_share": round(spent[0] / s["seconds"], 4)}
+    # the same files without embeddings: the table against chunking alone, side by side
+    from retrieval.selection import select_files
+
+    sel = select_files(work, Selection(), settings.retrieval)
+    params = chunk_params(settings.retrieval)
+    t = time.perf_counter()
+    for sf in sel.files:
+        file_chunks(sf, Selection(), settings.retrieval, params["mode"])
+    chunk_s = time.perf_counter() - t
+    spaths, _ = registry.create_tenant("bench-symbols-chunk")
+    t = time.perf_counter()
+    update_symbols(spaths, "main", sel.files)
+    sym_s = time.perf_counter() - t
+    out["vs_chunking"] = {"files": len(sel.files), "chunking_s": round(chunk_s, 3), "symbols_s": round(sym_s, 3),
+                          "ratio": round(sym_s / chunk_s, 2) if chunk_s else None}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repo", default=str(Path(sys.prefix) / "lib/python3.11/site-packages/pathspec"))
@@ -182,12 +335,21 @@ def main() -> None:
     ap.add_argument("--quality-cases", type=int, default=200)
     ap.add_argument("--skip-repo", action="store_true")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--symbols", action="store_true", help="only the symbol-table benchmark")
+    ap.add_argument("--symbol-defs", type=int, default=100000)
+    ap.add_argument("--symbol-repo", default=None, help="repository indexed for the table's share (default: --repo)")
     args = ap.parse_args()
     home = Path(tempfile.mkdtemp(prefix="ct-bench-"))
     settings = load_settings(home=home)
     registry = registry_from_settings(settings)
     report = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()} {os.cpu_count()} cores "
               f"{platform.processor() or ''}".strip(), "python": platform.python_version()}
+    if args.symbols:
+        report["load_avg_before"] = os.getloadavg()
+        report["symbols"] = symbols(settings, registry, args.symbol_defs, args.queries,
+                                    Path(args.symbol_repo or args.repo))
+        report["load_avg_after"] = os.getloadavg()
+        args.sizes, args.skip_repo = "", True
     if not args.skip_repo:
         report["index"], paths, work = throughput(settings, registry, Path(args.repo))
         print(json.dumps(report["index"]), flush=True)

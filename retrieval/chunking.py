@@ -77,6 +77,11 @@ def _parser(language: str, tsx: bool = False):
     return Parser(Language(lang))
 
 
+def parse(path: str, language: str, text: str):
+    """The tree-sitter tree of one file (the chunker's and the symbol table's one parser)."""
+    return _parser(language, path.endswith(".tsx")).parse(text.encode("utf-8"))
+
+
 def _inner(node):
     """The definition inside a wrapper (decorators, export)."""
     for field in ("definition", "declaration"):
@@ -210,7 +215,7 @@ def chunk_lines(path: str, language: str, text: str, size: int, overlap: int) ->
 
 def chunk_syntax(path: str, language: str, text: str, max_lines: int) -> list[Chunk]:
     src = text.encode("utf-8")
-    tree = _parser(language, path.endswith(".tsx")).parse(src)
+    tree = parse(path, language, text)
     lines = text.splitlines(keepends=True)
     units = _units(tree.root_node.named_children, lines, src, language, max_lines, None, False)
     out: list[Chunk] = []

@@ -41,6 +41,7 @@ from codetailor.tenants import registry_from_settings
 from retrieval.segments import (SegmentWriter, empty_manifest, iter_rows, publish_manifest, read_manifest,
                                 segments_dir, write_segment)
 from retrieval.selection import FileScan, Selection, chunk_params, file_chunks
+from retrieval.symbol_table import update_symbols
 from retrieval.vectors import VecPoint, open_store
 
 
@@ -143,9 +144,17 @@ def index_source(settings, paths: TenantPaths, root: Path | str, *, source: str 
         scan = FileScan(root, selection, cfg, progress=progress, known_clean=clean)
         quota = _Quota(cfg, new, source, str(paths.tenant))
         writer = SegmentWriter(seg_root, f"g{gen:06d}", cfg.max_segment_rows)
+        done: dict = {}
+
+        def chunk_pass():
+            done["out"] = yield from _chunk_files(scan, writer, quota, old_source_files, source,
+                                                  selection, cfg, params, rebuild)
         try:
-            files_entry, changed, selected = _chunk_files(scan, writer, quota, old_source_files, source,
-                                                          selection, cfg, params, rebuild)
+            # The symbol table reads the same stream of files the chunker does (each file read once);
+            # it reconciles the source's rows itself and commits before the manifest is published.
+            update_symbols(paths, source, chunk_pass(), rebuild=rebuild,
+                           exclude_deprecated=selection.exclude_deprecated)
+            files_entry, changed, selected = done["out"]
             writer.flush()
         except BaseException:
             for name, _ in writer.written:
@@ -200,10 +209,12 @@ def index_source(settings, paths: TenantPaths, root: Path | str, *, source: str 
 
 
 def _chunk_files(scan, writer, quota, old_source_files, source, selection, cfg, params, rebuild):
-    """Stream the scan's files into the segment writer. Returns (files entry, changed, selected)."""
+    """Stream the scan's files into the segment writer, yielding each file once it is handled (the
+    symbol table consumes the same stream). Returns (files entry, changed, selected)."""
     files_entry: dict[str, dict] = {}
     changed = selected = 0
     for sf in scan:
+        yield sf
         selected += 1
         nbytes = len(sf.text.encode("utf-8"))
         quota.add(nbytes)

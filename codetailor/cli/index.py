@@ -51,6 +51,9 @@ def register(sub) -> None:
     q.add_argument("--query", help="query text")
     q.add_argument("--file", help="a file being edited: the query is the lines above --line")
     s.add_argument("--line", type=int, help="cursor line (1-based) in --file")
+    s.add_argument("--symbols", action="store_true",
+                   help="show the definitions resolved for the cursor at --file/--line instead of similar chunks")
+    s.add_argument("--column", type=int, help="cursor column (1-based) on --line; default: the line's start")
     add_json_flag(s)
     s.set_defaults(handler=_search)
 
@@ -94,7 +97,11 @@ def _search(args):
             text = f.read_text(encoding="utf-8")
         except UnicodeDecodeError:
             raise CodetailorError(f"file {f} is not UTF-8 text") from None
+        if args.symbols:
+            return _search_symbols(args, settings, f, text)
         query = query_from_file(text, args.line, settings.retrieval.query_lines)
+    elif args.symbols:
+        raise CodetailorError("--symbols needs --file and --line")
     else:
         query = args.query
     paths = _paths(settings, args.tenant)
@@ -108,3 +115,30 @@ def _search(args):
         out.append(f"== {h.path}:{h.start_line}-{h.end_line}  score={h.score:.4f}")
         out.append(h.text.rstrip("\n"))
     return "\n".join(out) or "(no results)"
+
+
+def _search_symbols(args, settings, f: Path, text: str):
+    from retrieval.symbol_context import resolve, split_at_cursor
+    from retrieval.symbol_table import open_table
+
+    paths = _paths(settings, args.tenant)
+    table = open_table(paths)
+    if table is None:
+        raise NotFound(f"tenant {args.tenant!r} has no symbol table yet: run `codetailor index --tenant {args.tenant} PATH`")
+    prefix, suffix = split_at_cursor(text, args.line, args.column)
+    defs = resolve(table, _source_relative(settings, paths, f), prefix, suffix, limit=args.top_k or 12)
+    if args.json:
+        return [d.to_dict() for d in defs]
+    return "\n".join(f"{d.path}:{d.line}  {d.kind:<8} {d.signature}" for d in defs) or "(no definitions)"
+
+
+def _source_relative(settings, paths, f: Path) -> str:
+    """The file's path as the index knows it: relative to the tenant source holding it."""
+    from codetailor.tenants import registry_from_settings
+
+    real = f.resolve()
+    for info in registry_from_settings(settings).sources(paths.tenant).values():
+        root = Path(info.get("location", ""))
+        if root.is_absolute() and real.is_relative_to(root):
+            return real.relative_to(root).as_posix()
+    return f.as_posix()

@@ -1,0 +1,401 @@
+"""Which definitions a completion at a cursor needs: resolved server side from the
+request's prefix and suffix alone (editors send nothing else).
+
+Signals, strongest first:
+- the identifier being typed after a receiver (`ledger.ad|`): members of the receiver's
+  class or module that start with it;
+- names called or dereferenced in the last lines, resolved through the file's imports,
+  the receiver's class where it can be read off (`self.`/`this.`, a Go receiver, a
+  constructor call or a type annotation above), else by name;
+- the identifier being typed alone (`pars|`): definitions starting with it;
+- the file's imports, so the names it can reach fill the remaining places.
+
+The cursor's own file contributes only definitions parsed from the request (its
+indexed copy may hold the very line being completed), and never the definition on
+the cursor's line: a completion of `def f(...)` must not be shown f's signature.
+
+`resolve` returns `Definition`s best first; `render_compact` is their prompt form
+(signatures and first doc lines grouped by file, no bodies).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+
+from codetailor.errors import CodetailorError
+from codetailor.languages import SYNTAX_LANGUAGES, language_of
+
+from retrieval.symbol_table import SymbolTable
+from retrieval.symbols import Definition, Import, extract
+
+RECENT_LINES = 12        # lines above the cursor whose calls and dereferences count
+TYPE_SCAN_LINES = 400    # lines above the cursor searched for a variable's class
+_DECAY = 0.9             # weight of a use one line further from the cursor
+_SELF = {"self", "cls", "this"}
+_KEYWORDS = frozenset("""and as assert async await break case catch class const continue def default defer del
+delete do elif else enum except export extends false final finally for from func function go goto if implements
+import in instanceof interface is lambda let match new nil none not null or package pass private protected public
+raise range return select static struct super switch this throw throws true try type typeof var void while with
+yield self cls none true false print len str int float bool dict list set tuple string number any error""".split())
+_DECLARED = re.compile(r"(?:\b(?:def|class|func|function|interface|type|struct|enum)\s+|\bfunc\s*\([^)]*\)\s*)$")
+_IMPORT_LINE = re.compile(r"\s*(?:import\b|from\s+\S+\s+import\b|package\b|#include\b)")
+_DEFINING = re.compile(r"(?:^|\s)(?:def|class|func|function|interface|type|struct|enum)\s+[\w$]*$")
+
+_CHAIN = re.compile(r"(?<![\w$.])((?:[A-Za-z_$][\w$]*\s*\.\s*)*[A-Za-z_$][\w$]*)(\s*\()?")
+_PARTIAL = re.compile(r"((?:[A-Za-z_$][\w$]*\.)*)([A-Za-z_$][\w$]*)?$")
+# Where a variable's class can be read off: (pattern, group of the variable, group of the class).
+_TYPE_PATTERNS = {
+    # v = Foo(...), v := Foo{...}, v = new Foo(...), v = &Foo{...}, v = mod.Foo(...)
+    "assign": (re.compile(r"\b([A-Za-z_$][\w$]*)\s*(?::=|=)\s*(?:new\s+|&)?(?:[\w$]+\.)*([A-Z][\w$]*)\s*(?:<[^>]*>)?\s*[({]"), 1, 2),
+    # v: Foo (Python / TypeScript annotations, parameters included)
+    "annotation": (re.compile(r"\b([A-Za-z_$][\w$]*)\??\s*:\s*(?:[\w$]+\.)*([A-Z][\w$]*)"), 1, 2),
+    # Foo v = ..., Foo<T> v; (Java / C-like declarations and parameters)
+    "declaration": (re.compile(r"\b([A-Z][\w$]*)(?:<[^>]*>)?\s+([a-z_$][\w$]*)\s*[=;,)]"), 2, 1),
+    # v *Foo, v Foo (Go parameters and vars)
+    "go": (re.compile(r"\b([a-z_]\w*)\s+\*?(?:\w+\.)*([A-Z]\w*)\b"), 1, 2),
+}
+_TYPE_KINDS = {"python": ("assign", "annotation"), "typescript": ("assign", "annotation", "declaration"),
+               "javascript": ("assign", "declaration"), "java": ("assign", "declaration"), "go": ("assign", "go")}
+
+
+def _recent_uses(prefix_lines: list[str]) -> list[tuple[list[str], bool, float]]:
+    """(dotted chain, is a call, weight) for each name used in the last lines."""
+    out = []
+    lines = prefix_lines[-RECENT_LINES:]
+    for back, line in enumerate(reversed(lines)):
+        if _IMPORT_LINE.match(line):
+            continue   # imports are credited as imports, not as uses
+        code = line.split("#", 1)[0] if "#" in line and '"' not in line and "'" not in line else line
+        w = _DECAY ** back
+        for m in _CHAIN.finditer(code):
+            parts = [p.strip() for p in m.group(1).split(".")]
+            call = m.group(2) is not None
+            if parts[0].lower() in _KEYWORDS and parts[0] not in _SELF:
+                continue
+            if _DECLARED.search(code[:m.start()]):
+                continue   # the name a definition line introduces is not a use
+            if call or len(parts) > 1 or parts[0][:1].isupper():
+                out.append((parts, call, w))
+    return out
+
+
+def _variable_class(lines: list[str], var: str, language: str) -> str | None:
+    """The class of `var` as the last assignment, annotation or declaration above tells."""
+    kinds = _TYPE_KINDS.get(language, ())
+    for line in reversed(lines):
+        if var not in line:
+            continue
+        best, where = None, -1
+        for kind in kinds:
+            pattern, vg, cg = _TYPE_PATTERNS[kind]
+            for m in pattern.finditer(line):
+                if m.group(vg) == var and m.start() > where:
+                    best, where = m.group(cg), m.start()
+        if best:
+            return best
+    return None
+
+
+class _Ranker:
+    def __init__(self, cursor_path: str):
+        self.cursor_path = cursor_path
+        self.scores: dict[tuple, float] = defaultdict(float)
+        self.defs: dict[tuple, Definition] = {}
+
+    def add(self, defs, score: float, *, split: bool = True) -> None:
+        """Credit `defs`; an ambiguous name's credit is shared among its candidates."""
+        defs = list(defs)
+        if not defs:
+            return
+        each = score / len(defs) if split else score
+        for d in defs:
+            key = (d.path, d.qualname, d.line)
+            self.defs[key] = d
+            # the cursor's own definitions are mostly in sight already: they rank below others
+            self.scores[key] += each * (0.5 if d.path == self.cursor_path else 1.0)
+
+    def ranked(self, limit: int) -> list[Definition]:
+        keys = sorted(self.scores, key=lambda k: (-self.scores[k], k))
+        return [self.defs[k] for k in keys[:limit]]
+
+
+class _Scope:
+    """What names mean at the cursor: the request's own definitions and imports, the table."""
+
+    def __init__(self, table: SymbolTable | None, path: str, language: str, request_defs: list[Definition],
+                 imports: list[Import], cursor_line: int, prefix_lines: list[str]):
+        self.table, self.path, self.language = table, path, language
+        self.local = request_defs
+        self.local_top = {d.name: d for d in request_defs if d.container is None}
+        self.local_members: dict[str, list[Definition]] = defaultdict(list)
+        for d in request_defs:
+            if d.container:
+                self.local_members[d.container].append(d)
+        self.imports = {i.alias: i for i in imports if i.alias != "*"}
+        self.star_modules = [i.module for i in imports if i.alias == "*"]
+        self._type_lines = prefix_lines[-TYPE_SCAN_LINES:]
+        self._types: dict[str, str | None] = {}
+        self.enclosing = self._enclosing_class(cursor_line)
+        self.cursor_line = cursor_line
+
+    def _enclosing_class(self, cursor_line: int) -> str | None:
+        above = [d for d in self.local if d.line <= cursor_line]
+        for d in reversed(above):
+            if d.kind == "class" or d.kind == "type":
+                return d.name
+            if d.kind == "method" and d.container and self.language == "go":
+                return d.container
+        return None
+
+    def foreign(self, defs) -> list[Definition]:
+        """Index rows of other files only: the cursor's file speaks through the request."""
+        return [d for d in defs if d.path != self.path]
+
+    # -- lookups ---------------------------------------------------------------------------------------
+    def members(self, cls: str, prefix: str = "", exact: str | None = None) -> list[Definition]:
+        local = [d for d in self.local_members.get(cls, ())
+                 if (exact is None or d.name == exact) and d.name.startswith(prefix) and d.line != self.cursor_line]
+        found = []
+        if self.table is not None:
+            rows = self.table.members(cls, exact or prefix, limit=60)
+            found = self.foreign(d for d in rows if exact is None or d.name == exact)
+        if not found and not local:   # the member may come from a base class
+            for base in self.bases(cls):
+                found += self.members(base, prefix, exact) if base != cls else []
+        return local + found
+
+    def bases(self, cls: str) -> list[str]:
+        sigs = [d.signature for d in self.local if d.name == cls and d.kind == "class"]
+        if not sigs and self.table is not None:
+            sigs = [d.signature for d in self.foreign(self.table.named(cls, limit=5)) if d.kind == "class"]
+        out = []
+        for sig in sigs[:1]:
+            m = re.search(r"\(([^)]*)\)\s*:?$", sig) if self.language == "python" else \
+                re.search(r"\b(?:extends|implements)\s+(.+)$", sig)
+            if m:
+                out += [b.split(".")[-1].split("<")[0].strip() for b in re.split(r",|\bimplements\b", m.group(1))
+                        if b.strip() and "=" not in b]
+        return [b for b in out if b and b not in ("object", "Generic")][:3]
+
+    def named(self, name: str) -> list[Definition]:
+        if name in self.local_top:
+            d = self.local_top[name]
+            return [d] if d.line != self.cursor_line else []
+        if self.table is None:
+            return []
+        top = [d for d in self.foreign(self.table.named(name, limit=20)) if d.container is None]
+        return top[:5]
+
+    def resolve_import(self, imp: Import) -> list[Definition]:
+        return self.foreign(self.table.resolve_import(imp, limit=40)) if self.table is not None else []
+
+    def class_of(self, head: str) -> str | None:
+        """The class a receiver name denotes: self/this, a Go receiver, a typed variable, or a class name."""
+        if head in _SELF or (self.language == "go" and head in self._go_receivers()):
+            return self.enclosing
+        if self.type_of(head):
+            return self.type_of(head)
+        if head[:1].isupper():
+            return head
+        return None
+
+    def type_of(self, var: str) -> str | None:
+        if var not in self._types:   # searched per name used: a handful per request
+            self._types[var] = _variable_class(self._type_lines, var, self.language)
+        return self._types[var]
+
+    def _go_receivers(self) -> set[str]:
+        out = set()
+        for d in self.local:
+            m = re.match(r"func\s*\(\s*(\w+)\s", d.signature) if d.kind == "method" else None
+            if m:
+                out.add(m.group(1))
+        return out
+
+
+def resolve(table: SymbolTable | None, path: str, prefix: str, suffix: str = "", *,
+            language: str | None = None, limit: int = 12) -> list[Definition]:
+    """The definitions to show for a completion at the end of `prefix` in `path`, best first."""
+    language = language or language_of(path) or ""
+    if language not in SYNTAX_LANGUAGES:
+        return []
+    prefix_lines = prefix.split("\n")
+    cursor_line = len(prefix_lines)
+    fs = extract(path, prefix + suffix, language)
+    request_defs = [d for d in fs.definitions if d.line != cursor_line]
+    scope = _Scope(table, path, language, request_defs, fs.imports, cursor_line, prefix_lines)
+    rank = _Ranker(path)
+    current = prefix_lines[-1]
+
+    # the identifier being typed, with its receiver chain (not a name being defined)
+    m = _PARTIAL.search(current)
+    chain = [p for p in (m.group(1) or "").split(".") if p]
+    partial = m.group(2) or ""
+    if not _DEFINING.search(current):
+        if chain:
+            _credit_member(scope, rank, chain, partial, 10.0, prefix_match=True)
+        elif len(partial) >= 2 and partial.lower() not in _KEYWORDS:
+            _credit_partial(scope, rank, partial, 6.0)
+
+    # names called or dereferenced in the last lines (the chain being typed counted above)
+    for parts, call, w in _recent_uses([*prefix_lines[:-1], current[:m.start()]]):
+        weight = (8.0 if call else 5.0) * w
+        if len(parts) == 1:
+            _credit_name(scope, rank, parts[0], weight, call)
+        else:
+            _credit_member(scope, rank, parts[:-1], parts[-1], weight, prefix_match=False)
+
+    # what the file imports, so reachable names fill the remaining places
+    for imp in fs.imports:
+        if imp.name not in (None, "*") and table is not None:
+            rank.add(scope.resolve_import(imp)[:3], 1.0)
+    if scope.enclosing:
+        for base in scope.bases(scope.enclosing):
+            rank.add([d for d in scope.named(base) if d.kind in ("class", "type")], 1.5)
+    return rank.ranked(limit)
+
+
+def _credit_name(scope: _Scope, rank: _Ranker, name: str, weight: float, call: bool) -> None:
+    imp = scope.imports.get(name)
+    if imp is not None:
+        if imp.name is None:   # a module: nothing to show for the bare name
+            return
+        defs = scope.resolve_import(imp)
+    else:
+        defs = scope.named(name)
+    classes = [d for d in defs if d.kind == "class"]
+    if call and classes:   # constructing a class: how to call its constructor matters most
+        ctors = [c for d in classes[:2] for n in ("__init__", "constructor", d.name)
+                 for c in scope.members(d.name, exact=n)]
+        rank.add(ctors, weight)
+        weight *= 0.5
+    rank.add(defs, weight)
+
+
+def _module_import(scope: _Scope, chain: list[str]) -> tuple[Import | None, list[str]]:
+    """The longest import alias that is a dotted prefix of `chain` (`import a.b` then `a.b.c`)."""
+    for n in range(len(chain), 0, -1):
+        imp = scope.imports.get(".".join(chain[:n]))
+        if imp is not None:
+            return imp, chain[n:]
+    return None, chain
+
+
+def _credit_member(scope: _Scope, rank: _Ranker, chain: list[str], member: str, weight: float,
+                   prefix_match: bool) -> None:
+    exact = None if prefix_match else member
+    prefix = member if prefix_match else ""
+    imp, rest = _module_import(scope, chain)
+    if imp is not None and not rest:
+        module = imp.module
+        if imp.name not in (None, "*", "default"):
+            target = scope.resolve_import(imp)   # the class or function named, else a submodule's top level
+            classes = [d for d in target if d.kind in ("class", "type") and d.name == imp.name]
+            if classes:
+                rank.add(scope.members(imp.name, prefix, exact)[:20], weight, split=exact is not None)
+                rank.add(classes, weight * 0.2)
+                return
+            if any(d.name == imp.name for d in target):
+                return   # a function or constant: no members to show
+            module = f"{imp.module}.{imp.name}"
+        if scope.table is not None:
+            defs = scope.foreign(scope.table.in_module(module, exact, limit=60))
+            rank.add([d for d in defs if d.name.startswith(prefix)][:20], weight, split=exact is not None)
+        return
+    head = chain[-1] if len(chain) == 1 or chain[0] in _SELF else None
+    if head is None:   # a longer chain (a.b.c): only its last receiver's class can be read off
+        head = chain[-1] if scope.type_of(chain[-1]) else None
+        if head is None:
+            return
+    cls = scope.class_of(chain[0] if chain[0] in _SELF and len(chain) == 1 else head)
+    if cls is None and chain[0] in _SELF and len(chain) == 2:   # self.field.member: the field's annotated class
+        cls = scope.type_of(chain[1])
+    if cls is None:
+        return
+    rank.add(scope.members(cls, prefix, exact)[:20], weight, split=exact is not None)
+    if chain[0] not in _SELF:
+        rank.add([d for d in scope.named(cls) if d.kind in ("class", "type")], weight * 0.2)
+
+
+def _credit_partial(scope: _Scope, rank: _Ranker, partial: str, weight: float) -> None:
+    local = [d for n, d in scope.local_top.items() if n.startswith(partial) and n != partial]
+    rank.add(local, weight * 0.5)
+    imported = [i for a, i in scope.imports.items() if a.startswith(partial)]
+    for imp in imported:
+        rank.add(scope.resolve_import(imp)[:3], weight * 1.2)
+    if scope.table is not None:
+        rows = [d for d in scope.foreign(scope.table.with_prefix(partial, limit=40, top_level=True))
+                if d.name != partial]
+        # shorter completions of what is typed first; many candidates share the credit
+        rows.sort(key=lambda d: (len(d.name), d.name))
+        rank.add(rows[:10], weight, split=True)
+
+
+# -- prompt form -----------------------------------------------------------------------------------------------
+
+_COMMENT = {"python": "#"}
+
+
+def render_compact(defs: list[Definition], language: str | None = None) -> str:
+    """Signatures and first doc lines grouped by file, members under their class: the
+    text a prompt shows as one more file. Order of files follows the best definition."""
+    if not defs:
+        return ""
+    c = _COMMENT.get(language or defs[0].language, "//")
+    by_path: dict[str, list[Definition]] = {}
+    for d in defs:
+        by_path.setdefault(d.path, []).append(d)
+    out = []
+    for path, group in by_path.items():
+        out.append(f"{c} {path}")
+        # one entry per top-level name, in rank order; members follow their class's header
+        entries: dict[str, list] = {}
+        for d in group:
+            key = d.container or d.name
+            entry = entries.setdefault(key, [None, []])
+            if d.container:
+                entry[1].append(d)
+            elif entry[0] is None:
+                entry[0] = d
+        for key, (header, members) in entries.items():
+            if header is not None:
+                out.append(_line(header, c))
+            elif members:
+                out.append(f"{_class_word(members[0].language)} {key}")
+            out.extend("    " + _line(m, c) for m in members)
+    return "\n".join(out) + "\n"
+
+
+def _class_word(language: str) -> str:
+    return "type" if language == "go" else "class"
+
+
+def _line(d: Definition, c: str) -> str:
+    return f"{d.signature}  {c} {d.doc}" if d.doc else d.signature
+
+
+# -- entry points -------------------------------------------------------------------------------------------------
+
+def split_at_cursor(text: str, line: int, column: int | None = None) -> tuple[str, str]:
+    """(prefix, suffix) of `text` at 1-based `line` and `column` (default: the line's start),
+    the request an editor would send for that cursor."""
+    lines = text.split("\n")
+    if line < 1 or line > len(lines):
+        raise CursorOutsideFile(f"line {line} is outside the file (1..{len(lines)})")
+    col = 1 if column is None else column
+    if col < 1 or col > len(lines[line - 1]) + 1:
+        raise CursorOutsideFile(f"column {col} is outside line {line} (1..{len(lines[line - 1]) + 1})")
+    offset = sum(len(x) + 1 for x in lines[:line - 1]) + col - 1
+    return text[:offset], text[offset:]
+
+
+def symbol_context(paths, path: str, prefix: str, suffix: str = "", *, limit: int = 12) -> list[Definition]:
+    """`resolve` against the tenant's table; a tenant without one gets the request's own definitions."""
+    from retrieval.symbol_table import open_table
+
+    return resolve(open_table(paths), path, prefix, suffix, limit=limit)
+
+
+class CursorOutsideFile(CodetailorError):
+    pass
