@@ -105,3 +105,39 @@ class Artifact(BaseModel):
 
 
 # The artifacts themselves follow, one section per owner.
+
+
+# -- sync (codetailor/credentials.py, codetailor/sources.py, codetailor/refresh.py) ------------
+
+class CredentialRecord(Artifact):
+    """credentials/<name>/credential.json: what a credential is; its secret sits beside it."""
+
+    name: str
+    kind: str                      # "token" (https) or "ssh" (deploy key)
+    username: str | None = None    # token: the user of HTTP Basic; None sends a Bearer header
+    known_hosts: bool = False      # ssh: a known_hosts file was stored with the key
+    created_at: float
+
+
+class SourceState(Artifact):
+    """sources/<name>.state.json: where a connected source stands (written by fetch and refresh)."""
+
+    source: str
+    url: str
+    branch: str | None = None
+    commit: str | None = None          # checked out in the clone
+    indexed_commit: str | None = None  # the index describes this commit
+    history: str | None = None         # "tip", "since <date>" or "full": what the clone holds
+    fetched_at: float | None = None
+    refreshed_at: float | None = None
+    last_error: str | None = None
+
+
+class RefreshState(Artifact):
+    """work/refresh.json: a tenant's refresh progress, so a killed refresh resumes where it stopped."""
+
+    changed_tokens: int = 0           # training tokens changed since the active adapter's training
+    phase: str = "idle"               # idle | train | eval | activate
+    adapter: str | None = None        # the version being evaluated/activated
+    last_decision: str | None = None
+    updated_at: float = 0.0
