@@ -134,10 +134,11 @@ class SourceState(Artifact):
 
 
 class RefreshState(Artifact):
-    """work/refresh.json: a tenant's refresh progress, so a killed refresh resumes where it stopped."""
+    """work/refresh.json: a tenant's retraining progress, so a killed refresh resumes where it stopped."""
 
-    changed_tokens: int = 0           # training tokens changed since the active adapter's training
-    phase: str = "idle"               # idle | train | eval | activate
-    adapter: str | None = None        # the version being evaluated/activated
+    phase: str = "idle"                   # idle | train | eval | activate
+    adapter: str | None = None            # the version being evaluated / activated
+    trained_commits: dict[str, str] = {}  # source -> commit the last finished retraining saw
+    pending_commits: dict[str, str] = {}  # source -> commit the retraining in progress sees
     last_decision: str | None = None
     updated_at: float = 0.0
