@@ -212,3 +212,53 @@ def refresh_tenant(settings, paths: TenantPaths, *, index_only: bool = False, pr
     if failed:
         raise RefreshFailed(f"{len(failed)} of {len(results)} sources failed: {failed[0]['error']}", summary)
     return summary
+
+
+def tenants_with_sources(settings) -> list[TenantPaths]:
+    from codetailor.tenants import registry_from_settings
+
+    registry = registry_from_settings(settings)
+    return [registry.home.tenant(t) for t in registry.home.tenant_ids()
+            if any(s.get("url") for s in registry.sources(t).values())]
+
+
+class Refresher:
+    """`codetailor serve --refresh-interval`: re-index every tenant's connected sources on a timer,
+    in a background thread of the serving process. Searches read each new index generation as
+    soon as it is published; nothing waits for a refresh. Retraining (training, evaluation and
+    an engine of its own) is left to `codetailor refresh` or the chart's CronJob."""
+
+    def __init__(self, settings, interval: float, log=None):
+        import threading
+
+        self.settings, self.interval = settings, interval
+        self.log = log or (lambda msg: print(f"codetailor: {msg}", file=sys.stderr, flush=True))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="codetailor-refresh", daemon=True)
+
+    def start(self) -> "Refresher":
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def run_once(self) -> list[dict]:
+        out = []
+        for paths in tenants_with_sources(self.settings):
+            if self._stop.is_set():
+                break
+            try:
+                summary = refresh_tenant(self.settings, paths, index_only=True, progress=False, bars=False)
+                changed = [s["source"] for s in summary["sources"] if s["status"] == "updated"]
+                if changed:
+                    self.log(f"refreshed {paths.tenant}: re-indexed {', '.join(changed)}")
+                out.append(summary)
+            except CodetailorError as e:   # one line; the source's state records it for `source list`
+                self.log(f"refresh of {paths.tenant} failed: {e}")
+        return out
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.run_once()

@@ -189,3 +189,25 @@ def test_retrain_decision_and_resume_after_a_kill(monkeypatch, settings, tenant,
     assert calls.log[4:] == ["train", "train", "eval v0002", "activate v0002"]
     # the small change below the threshold counted too: both commits are now trained
     assert refresh_tenant(settings, tenant, progress=False)["retrain"]["decision"] is None
+
+
+def test_serve_refresher_follows_pushes_in_the_background(settings, tenant, upstream, connected):
+    import time
+
+    from codetailor.refresh import Refresher, tenants_with_sources
+
+    assert [p.tenant for p in tenants_with_sources(settings)] == ["acme"]
+    lines = []
+    refresher = Refresher(settings, 0.2, log=lines.append).start()
+    try:
+        deadline = time.time() + 300   # a loaded machine: the first refresh loads the embedder
+        while "app/ledger.py" not in _files(tenant) and time.time() < deadline:
+            time.sleep(0.2)
+        upstream.work.commit({"app/late.py": "def late():\n    return 9\n"}, "late")
+        upstream.push()
+        while "app/late.py" not in _files(tenant) and time.time() < deadline:
+            time.sleep(0.2)
+    finally:
+        refresher.stop()
+    assert "app/late.py" in _files(tenant)
+    assert any("re-indexed app" in line for line in lines)
