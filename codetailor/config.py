@@ -167,6 +167,9 @@ class SyncConfig(_Section):
     ssh_strict_host_key_checking: Literal["yes", "accept-new"] = "yes"
     git_timeout: float = Field(600, gt=0)                    # seconds for one git call against a source
     refresh_interval: float = Field(0, ge=0)                 # `serve` refreshes every tenant this often; 0 = never
+    # A read-only folder of credentials besides `codetailor credential add`'s (a mounted Kubernetes
+    # Secret): <name>.token [+ <name>.username | <name>.bearer] or <name>.ssh-key [+ <name>.known_hosts].
+    credentials_dir: Path | None = None
 
 
 class Settings(BaseSettings):

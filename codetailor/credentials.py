@@ -5,6 +5,11 @@ command prints it. A credential never goes into a URL (git would keep it in
 .git/config and repeat it in its error text): each git call gets it through its
 environment only, as an `http.<origin>/.extraHeader` in GIT_CONFIG_COUNT/KEY/VALUE,
 or as an ssh command naming the key file.
+
+A deployment may also mount credentials read-only (a Kubernetes Secret) at
+`sync.credentials_dir`: `<name>.token` (with an optional `<name>.username`, or
+`<name>.bearer` to send a Bearer header) or `<name>.ssh-key` (with an optional
+`<name>.known_hosts`). Those are found by name like stored ones and cannot be removed here.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from codetailor.artifacts import CredentialRecord
 from codetailor.atomic import atomic_write_bytes
 from codetailor.errors import AlreadyExists, CodetailorError, NotFound
 from codetailor.home import Home
+from codetailor.names import validate_name
 
 RECORD = "credential.json"
 SECRET = "secret"
@@ -42,8 +48,27 @@ def _read_secret_file(path: Path, what: str) -> bytes:
 
 
 class CredentialStore:
-    def __init__(self, home: Home):
+    def __init__(self, home: Home, mounted: Path | None = None):
         self.home = home
+        self.mounted = Path(mounted) if mounted else None
+
+    def _mounted(self, name: str) -> tuple[CredentialRecord, Path, Path | None] | None:
+        """(record, secret file, known_hosts file) of a credential in the mounted folder, if any."""
+        if self.mounted is None:
+            return None
+        base = self.mounted / validate_name("credential", name)
+        token, key = base.with_name(f"{name}.token"), base.with_name(f"{name}.ssh-key")
+        if token.is_file():
+            user_file = base.with_name(f"{name}.username")
+            username = None if base.with_name(f"{name}.bearer").exists() else (
+                user_file.read_text().strip() if user_file.is_file() else "x-access-token")
+            return (CredentialRecord(name=name, kind="token", username=username, created_at=token.stat().st_mtime),
+                    token, None)
+        if key.is_file():
+            hosts = base.with_name(f"{name}.known_hosts")
+            return (CredentialRecord(name=name, kind="ssh", known_hosts=hosts.is_file(),
+                                     created_at=key.stat().st_mtime), key, hosts if hosts.is_file() else None)
+        return None
 
     def _dir(self, name: str) -> Path:
         return self.home.credential_dir(name)
@@ -90,25 +115,49 @@ class CredentialStore:
         try:
             return CredentialRecord.read(self._dir(name) / RECORD)
         except FileNotFoundError:
-            raise NotFound(f"unknown credential {name!r}") from None
+            mounted = self._mounted(name)
+            if mounted is None:
+                raise NotFound(f"unknown credential {name!r}") from None
+            return mounted[0]
+
+    def _files(self, name: str) -> tuple[Path, Path | None]:
+        """The secret file and the known_hosts file (if any) of credential `name`."""
+        d = self._dir(name)
+        if (d / RECORD).is_file():
+            return d / SECRET, (d / KNOWN_HOSTS if (d / KNOWN_HOSTS).is_file() else None)
+        mounted = self._mounted(name)
+        if mounted is None:
+            raise NotFound(f"unknown credential {name!r}")
+        return mounted[1], mounted[2]
 
     def list(self) -> list[CredentialRecord]:
         root = self.home.credentials_dir
-        if not root.is_dir():
-            return []
-        return [CredentialRecord.read(p / RECORD) for p in sorted(root.iterdir())
-                if not p.name.startswith(".") and (p / RECORD).is_file()]
+        stored = [CredentialRecord.read(p / RECORD) for p in sorted(root.iterdir())
+                  if not p.name.startswith(".") and (p / RECORD).is_file()] if root.is_dir() else []
+        names = {r.name for r in stored}
+        if self.mounted is not None and self.mounted.is_dir():
+            for p in sorted(self.mounted.iterdir()):
+                name, _, ext = p.name.partition(".")
+                if ext in ("token", "ssh-key") and name not in names:
+                    try:
+                        stored.append(self.get(name))
+                        names.add(name)
+                    except CodetailorError:   # an odd file name in the mount: not a credential
+                        pass
+        return sorted(stored, key=lambda r: r.name)
 
     def remove(self, name: str) -> None:
         self.get(name)
         d = self._dir(name)
+        if not d.is_dir():
+            raise CredentialError(f"credential {name!r} is mounted from {self.mounted} (remove it from there)")
         graveyard = d.parent / f".{name}.{os.getpid()}.deleted.partial"
         os.replace(d, graveyard)
         shutil.rmtree(graveyard, ignore_errors=True)
 
     def secret(self, name: str) -> str:
         """The token (for scrubbing it out of error text); never returned to a user."""
-        return (self._dir(name) / SECRET).read_text(encoding="utf-8").strip()
+        return self._files(name)[0].read_text(encoding="utf-8").strip()
 
     def git_env(self, name: str, url: str, strict_host_key_checking: str = "yes") -> dict[str, str]:
         """Environment that lets one git call authenticate to `url` with credential `name`."""
@@ -126,11 +175,11 @@ class CredentialStore:
             # scoped to the source's origin: a redirect to another host does not get the token
             return {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": f"http.{parts.scheme}://{parts.netloc}/.extraHeader",
                     "GIT_CONFIG_VALUE_0": header}
-        d = self._dir(name)
-        ssh = ["ssh", "-F", "/dev/null", "-i", str(d / SECRET), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+        key, hosts = self._files(name)
+        ssh = ["ssh", "-F", "/dev/null", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
                "-o", f"StrictHostKeyChecking={strict_host_key_checking}"]
-        if record.known_hosts:
-            ssh += ["-o", f"UserKnownHostsFile={d / KNOWN_HOSTS}"]
+        if hosts is not None:
+            ssh += ["-o", f"UserKnownHostsFile={hosts}"]
         return {"GIT_SSH_COMMAND": shlex.join(ssh)}
 
     def scrub(self, name: str | None, text: str) -> str:

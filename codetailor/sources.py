@@ -106,10 +106,10 @@ class Sources:
     """Connect, list and disconnect a tenant's sources; fetch them."""
 
     def __init__(self, home: Home, registry: Registry, strict_host_key_checking: str = "yes",
-                 git_timeout: float | None = 600):
+                 git_timeout: float | None = 600, mounted_credentials: Path | None = None):
         self.home = home
         self.registry = registry
-        self.credentials = CredentialStore(home)
+        self.credentials = CredentialStore(home, mounted_credentials)
         self.strict = strict_host_key_checking
         self.timeout = git_timeout
 
@@ -263,7 +263,7 @@ def sources_from_settings(settings) -> Sources:
 
     return Sources(Home(settings.home), registry_from_settings(settings),
                    strict_host_key_checking=settings.sync.ssh_strict_host_key_checking,
-                   git_timeout=settings.sync.git_timeout)
+                   git_timeout=settings.sync.git_timeout, mounted_credentials=settings.sync.credentials_dir)
 
 
 def read_state(paths: TenantPaths, spec: SourceSpec) -> SourceState:

@@ -19,7 +19,8 @@ def _credentials():
     from codetailor.credentials import CredentialStore
     from codetailor.home import Home
 
-    return CredentialStore(Home(get_settings().home))
+    settings = get_settings()
+    return CredentialStore(Home(settings.home), settings.sync.credentials_dir)
 
 
 def register(sub) -> None:

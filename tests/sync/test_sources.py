@@ -163,3 +163,27 @@ def test_remove_deletes_clone_and_record(tmp_path, settings, tenant, upstream, s
     assert not tenant.source_clone("app").exists() and sources.specs(tenant) == []
     with pytest.raises(NotFound):
         sources.remove("acme", "app")
+
+
+def test_mounted_credentials_from_a_secret_folder(tmp_path, settings, tenant, server, upstream):
+    from codetailor.config import load_settings
+    from codetailor.credentials import CredentialError
+    from codetailor.sources import sources_from_settings
+
+    mount = tmp_path / "secret"
+    mount.mkdir()
+    (mount / "gh.token").write_text(server.token + "\n")
+    (mount / "gl.token").write_text(server.token)
+    (mount / "gl.bearer").write_text("")
+    (mount / "..data").mkdir()            # what a Kubernetes Secret volume also holds
+    settings = load_settings(home=settings.home, sync={"credentials_dir": str(mount)})
+    sources = sources_from_settings(settings)
+    assert [(r.name, r.username) for r in sources.credentials.list()] == [("gh", "x-access-token"), ("gl", None)]
+    upstream.work.commit({"a.py": "x = 1\n"}, "one")
+    head = upstream.push()
+    sources.add("acme", "app", server.url("acme.git"), credential="gh")
+    sources.add("acme", "app2", server.url("acme.git"), credential="gl")
+    assert [sources.fetch(tenant, s)[0] for s in sources.specs(tenant)] == [head, head]
+    assert {a.split()[0] for a in server.authorizations if a} == {"Basic", "Bearer"}
+    with pytest.raises(CredentialError, match="mounted"):
+        sources.credentials.remove("gh")
