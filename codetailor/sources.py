@@ -168,15 +168,20 @@ class Sources:
         try:
             return run_git(cwd, *args, env=self._env(spec), tenant_url=spec.tenant_facing, timeout=self.timeout)
         except GitError as e:
-            raise FetchFailed(self._explain(spec, self.credentials.scrub(spec.credential, str(e)))) from None
+            message = self.credentials.scrub(spec.credential, str(e))
+            raise FetchFailed(self._explain(spec, message, e.stderr)) from None
 
     @staticmethod
-    def _explain(spec: SourceSpec, message: str) -> str:
-        low = message.lower()
+    def _explain(spec: SourceSpec, message: str, stderr: str = "") -> str:
+        low = (message + "\n" + stderr).lower()
         if any(s in low for s in ("authentication failed", "could not read username", "terminal prompts disabled",
-                                  "permission denied (publickey", "403", "401")):
+                                  "permission denied (publickey", "returned error: 401",
+                                  "returned error: 403")):
             how = f"credential {spec.credential!r}" if spec.credential else "no credential (add one with --credential)"
             return f"source {spec.name!r}: authentication failed for {spec.url} with {how}"
+        if "host key verification failed" in low:
+            return (f"source {spec.name!r}: host key verification failed for {spec.url} (store the host's key with "
+                    f"`credential add --known-hosts`, or set sync.ssh_strict_host_key_checking=accept-new)")
         if "couldn't find remote ref" in low or "not our ref" in low:
             return f"source {spec.name!r}: branch {spec.branch or 'HEAD'!r} does not exist at {spec.url}"
         return f"source {spec.name!r}: {message}"

@@ -20,7 +20,11 @@ from codetailor.errors import CodetailorError
 
 
 class GitError(CodetailorError):
-    """git failed or is missing; the message carries git's last line of stderr."""
+    """git failed or is missing. The message carries git's own error line; `stderr` all of it."""
+
+    def __init__(self, message: str, stderr: str = ""):
+        super().__init__(message)
+        self.stderr = stderr
 
 
 # Keys that make git run a program; each is reset to "nothing" on every call.
@@ -97,6 +101,9 @@ def run_git(cwd: Path | str | None, *args: str, env: dict | None = None, tenant_
     except subprocess.TimeoutExpired:
         raise GitError(f"git {args[0] if args else ''} timed out after {timeout:.0f} s") from None
     if r.returncode != 0:
-        lines = [ln for ln in r.stderr.decode("utf-8", "replace").strip().splitlines() if ln.strip()]
-        raise GitError(f"git {args[0] if args else ''} failed: {lines[-1] if lines else f'exit {r.returncode}'}")
+        stderr = r.stderr.decode("utf-8", "replace")
+        lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+        errors = [ln for ln in lines if ln.startswith(("fatal:", "error:"))]
+        line = (errors or lines or [f"exit {r.returncode}"])[-1]
+        raise GitError(f"git {args[0] if args else ''} failed: {line}", stderr)
     return r.stdout.decode("utf-8", "replace")
