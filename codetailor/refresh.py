@@ -9,7 +9,8 @@ generation atomically, so searches keep using the old one until then).
 Then the retraining decision: the training code (files of a supported language)
 that changed since the commits the last retraining saw, in estimated tokens,
 against `sync.retrain_min_changed_tokens`. When it is reached (and not
---index-only), train a new adapter version, evaluate it and let the guardrail
+--index-only), train a new adapter version (warm-started from the active one when
+its rank and alpha match the configuration), evaluate it and let the guardrail
 activate or refuse it; the active adapter serves until then. Each step is recorded
 in work/refresh.json before it starts, so a killed refresh resumes the step it was
 in (training itself resumes from its checkpoint) instead of starting over.
@@ -127,6 +128,18 @@ def _write(paths: TenantPaths, state: RefreshState, **changes) -> RefreshState:
     return state
 
 
+def _warm_start_from(paths: TenantPaths, training) -> str | None:
+    """The active adapter when the configured rank and alpha can continue it; else a cold start."""
+    from codetailor.adapters import AdapterStore
+
+    store = AdapterStore(paths)
+    active = store.active()
+    if active is None:
+        return None
+    hyper = store.meta(active).get("hyper_parameters", {})
+    return active if (hyper.get("rank"), hyper.get("alpha")) == (training.rank, training.alpha) else None
+
+
 def _retrain(settings, paths: TenantPaths, state: RefreshState, say, progress: bool) -> tuple[RefreshState, dict]:
     """Train (or resume), evaluate and ask the guardrail; each phase recorded before it runs."""
     cfg = settings.sync
@@ -135,12 +148,13 @@ def _retrain(settings, paths: TenantPaths, state: RefreshState, say, progress: b
         from training import TrainOptions, train_tenant
 
         t = settings.training
-        say("training a new adapter version" + (" (resuming)" if state.adapter is None else ""))
+        parent = _warm_start_from(paths, t)
+        say("training a new adapter version" + (f" from {parent}" if parent else ""))
         trained = train_tenant(settings, paths, TrainOptions(
             rank=t.rank, alpha=t.alpha, epochs=t.epochs, time_budget=cfg.retrain_time_budget,
-            replay_ratio=t.replay_ratio, progress=progress))
+            replay_ratio=t.replay_ratio, progress=progress, warm_start=parent))
         report["train"] = {k: trained.get(k) for k in ("adapter_version", "train_tokens", "epochs", "seconds",
-                                                        "heldout_loss")}
+                                                        "heldout_loss")} | {"warm_start": parent}
         state = _write(paths, state, phase="eval", adapter=trained["adapter_version"])
     if state.phase == "eval":
         from evaluation import evaluate, public_summary

@@ -131,14 +131,19 @@ class _Calls:
         import evaluation.guardrail
         import training
 
-        self.log, self.fail_at, self.n = [], fail_at, 0
+        self.log, self.fail_at, self.warm_starts = [], fail_at, []
 
         def train(settings, paths, opts):
+            from codetailor.adapters import AdapterStore
+
             self.log.append("train")
+            self.warm_starts.append(opts.warm_start)
             if self.fail_at == "train":
                 raise KeyboardInterrupt
-            self.n += 1
-            return {"adapter_version": f"v{self.n:04d}", "train_tokens": 1, "epochs": 1, "seconds": 0}
+            with AdapterStore(paths).new_version() as (version, tmp):
+                (tmp / "meta.json").write_text(json.dumps(
+                    {"hyper_parameters": {"rank": opts.rank, "alpha": opts.alpha}}))
+            return {"adapter_version": version, "train_tokens": 1, "epochs": 1, "seconds": 0}
 
         def evaluate(settings, paths, adapter=None, n=None, progress=True, **kw):
             self.log.append(f"eval {adapter}")
@@ -147,8 +152,10 @@ class _Calls:
             return {"cqi": {"ft": {"value": 7.0}}, "n": n}
 
         def activate(settings, paths, version):
+            from codetailor.adapters import AdapterStore
+
             self.log.append(f"activate {version}")
-            return {"active": version}
+            return AdapterStore(paths).set_active(version)
 
         monkeypatch.setattr(training, "train_tenant", train)
         monkeypatch.setattr(evaluation, "evaluate", evaluate)
@@ -187,6 +194,7 @@ def test_retrain_decision_and_resume_after_a_kill(monkeypatch, settings, tenant,
     calls.fail_at = None
     r = refresh_tenant(settings, tenant, progress=False)
     assert calls.log[4:] == ["train", "train", "eval v0002", "activate v0002"]
+    assert calls.warm_starts == [None, "v0001", "v0001"]      # later versions continue the active one
     # the small change below the threshold counted too: both commits are now trained
     assert refresh_tenant(settings, tenant, progress=False)["retrain"]["decision"] is None
 
