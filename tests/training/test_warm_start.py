@@ -11,14 +11,7 @@ from training import TrainOptions, TrainingError, train_tenant
 from training.corpus import split_files
 
 from tests.training.conftest import tiny_settings
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tests.training.test_train import one_thread  # noqa: F401  (autouse: the tiny model on one thread)
 
 
 def _opts(**kw):
