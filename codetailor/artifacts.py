@@ -140,5 +140,7 @@ class RefreshState(Artifact):
     adapter: str | None = None            # the version being evaluated / activated
     trained_commits: dict[str, str] = {}  # source -> commit the last finished retraining saw
     pending_commits: dict[str, str] = {}  # source -> commit the retraining in progress sees
+    measured_commits: dict[str, str] = {}  # the commits `measured_tokens` was counted at (a cache:
+    measured_tokens: int = 0               # a refresh with no new commit does not diff again)
     last_decision: str | None = None
     updated_at: float = 0.0

@@ -173,7 +173,7 @@ def _retrain(settings, paths: TenantPaths, state: RefreshState, say, progress: b
             decision = f"kept the active adapter: {e}"
         say(decision)
         state = _write(paths, state, phase="idle", adapter=None, trained_commits=state.pending_commits,
-                       pending_commits={}, last_decision=decision)
+                       pending_commits={}, measured_commits={}, measured_tokens=0, last_decision=decision)
         report["decision"] = decision
     return state, report
 
@@ -198,7 +198,13 @@ def refresh_tenant(settings, paths: TenantPaths, *, index_only: bool = False, pr
         summary = {"tenant": str(paths.tenant), "sources": results, "retrain": None}
 
         resumed = state.phase != "idle"
-        tokens = changed_tokens(paths, sources, specs, state.trained_commits, current) if not resumed else None
+        tokens = None
+        if not resumed:
+            if state.measured_commits == current:
+                tokens = state.measured_tokens
+            else:
+                tokens = changed_tokens(paths, sources, specs, state.trained_commits, current)
+                state = _write(paths, state, measured_commits=current, measured_tokens=tokens)
         threshold = settings.sync.retrain_min_changed_tokens
         if resumed:
             reason = f"resuming an interrupted retraining at its {state.phase} step"
