@@ -160,6 +160,7 @@ class AdapterMeta(Artifact):
     hardware: dict[str, Any] | None = None
     selection: dict[str, Any] | None = None
     split: SplitRecord | None = None
+    warm_start: dict[str, Any] | None = None   # {"parent": version, "heldout_seen_by_parent": [paths]}
     hyper_parameters: dict[str, Any] = {}
     data: dict[str, Any] = {}
     epochs_seen: float | None = None
@@ -264,3 +265,41 @@ class IndexManifest(Artifact):
             data.pop("format", None)
             data.setdefault("pending_ids", [])
         return data
+
+# -- sync (codetailor/credentials.py, codetailor/sources.py, codetailor/refresh.py) ------------
+
+class CredentialRecord(Artifact):
+    """credentials/<name>/credential.json: what a credential is; its secret sits beside it."""
+
+    name: str
+    kind: str                      # "token" (https) or "ssh" (deploy key)
+    username: str | None = None    # token: the user of HTTP Basic; None sends a Bearer header
+    known_hosts: bool = False      # ssh: a known_hosts file was stored with the key
+    created_at: float
+
+
+class SourceState(Artifact):
+    """sources/<name>.state.json: where a connected source stands (written by fetch and refresh)."""
+
+    source: str
+    url: str
+    branch: str | None = None
+    commit: str | None = None          # checked out in the clone
+    indexed_commit: str | None = None  # the index describes this commit
+    history: str | None = None         # "tip", "since <date>" or "full": what the clone holds
+    fetched_at: float | None = None
+    refreshed_at: float | None = None
+    last_error: str | None = None
+
+
+class RefreshState(Artifact):
+    """work/refresh.json: a tenant's retraining progress, so a killed refresh resumes where it stopped."""
+
+    phase: str = "idle"                   # idle | train | eval | activate
+    adapter: str | None = None            # the version being evaluated / activated
+    trained_commits: dict[str, str] = {}  # source -> commit the last finished retraining saw
+    pending_commits: dict[str, str] = {}  # source -> commit the retraining in progress sees
+    measured_commits: dict[str, str] = {}  # the commits `measured_tokens` was counted at (a cache:
+    measured_tokens: int = 0               # a refresh with no new commit does not diff again)
+    last_decision: str | None = None
+    updated_at: float = 0.0

@@ -209,6 +209,20 @@ class ServingConfig(_Section):
         return self.tls_cert is not None
 
 
+class SyncConfig(_Section):
+    # A refresh retrains when the training code changed since the active adapter's training
+    # reaches this many tokens (estimated at 4 characters a token); smaller changes only re-index.
+    retrain_min_changed_tokens: int = Field(20_000, ge=0)
+    retrain_time_budget: float | None = Field(None, gt=0)   # seconds of training loop; None: training.epochs
+    eval_n: int | None = Field(None, ge=1)                   # tasks of the refresh's evaluation; None: evaluation.n
+    ssh_strict_host_key_checking: Literal["yes", "accept-new"] = "yes"
+    git_timeout: float = Field(600, gt=0)                    # seconds for one git call against a source
+    refresh_interval: float = Field(0, ge=0)                 # `serve` refreshes every tenant this often; 0 = never
+    # A read-only folder of credentials besides `codetailor credential add`'s (a mounted Kubernetes
+    # Secret): <name>.token [+ <name>.username | <name>.bearer] or <name>.ssh-key [+ <name>.known_hosts].
+    credentials_dir: Path | None = None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CODETAILOR_", env_nested_delimiter="__", frozen=True, extra="forbid"
@@ -223,6 +237,7 @@ class Settings(BaseSettings):
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     serving: ServingConfig = ServingConfig()
+    sync: SyncConfig = SyncConfig()
 
     @field_validator("home")
     @classmethod

@@ -10,7 +10,9 @@ Layout under CODETAILOR_HOME:
     tenants/<tenant>/adapters/     LoRA adapter versions and state.json (active/previous)
     tenants/<tenant>/evals/        evaluation reports
     tenants/<tenant>/usage/        serving outcomes (acceptance)
-    tenants/<tenant>/work/         resumable scratch (training checkpoints)
+    tenants/<tenant>/work/         resumable scratch (training checkpoints, refresh progress)
+    tenants/<tenant>/sources/<s>/  clones of sources connected by URL, beside <s>.state.json
+    credentials/<name>/            tokens and deploy keys for fetching sources (0700, files 0600)
 
 Nothing else in the code base joins these paths: a store receives a
 `TenantPaths`, which can only be made here from a validated `TenantId`.
@@ -60,6 +62,20 @@ class TenantPaths:
     def work_dir(self) -> Path:
         return self.root / "work"
 
+    @property
+    def sources_dir(self) -> Path:
+        return self.root / "sources"
+
+    def source_clone(self, source: str) -> Path:
+        return self.sources_dir / validate_name("source", source)
+
+    def source_state(self, source: str) -> Path:
+        return self.sources_dir / f"{validate_name('source', source)}.state.json"
+
+    @property
+    def refresh_state(self) -> Path:
+        return self.work_dir / "refresh.json"
+
 
 class Home:
     def __init__(self, root: Path):
@@ -79,6 +95,13 @@ class Home:
     @property
     def keys_dir(self) -> Path:
         return self.root / "keys"
+
+    @property
+    def credentials_dir(self) -> Path:
+        return self.root / "credentials"
+
+    def credential_dir(self, name: str) -> Path:
+        return self.credentials_dir / validate_name("credential", name)
 
     @property
     def tenants_dir(self) -> Path:

@@ -96,10 +96,20 @@ class Registry:
         os.replace(paths.root, graveyard)
         shutil.rmtree(graveyard, ignore_errors=True)
 
-    def add_source(self, tenant: TenantId, source: str, location: str) -> None:
+    def add_source(self, tenant: TenantId, source: str, location: str, **fields) -> None:
+        """Record (or update) a named source; keys not given (a connected source's url, branch,
+        credential and selection) are kept, so re-indexing a clone does not disconnect it."""
         paths = self.tenant(tenant)
         record = read_json(paths.record)
-        record.setdefault("sources", {})[SourceName(source)] = {"location": location, "updated_at": time.time()}
+        entry = record.setdefault("sources", {}).setdefault(SourceName(source), {})
+        entry.update(fields, location=location, updated_at=time.time())
+        atomic_write_json(paths.record, record)
+
+    def remove_source(self, tenant: TenantId, source: str) -> None:
+        paths = self.tenant(tenant)
+        record = read_json(paths.record)
+        if record.get("sources", {}).pop(SourceName(source), None) is None:
+            raise NotFound(f"tenant {tenant!r} has no source {source!r}")
         atomic_write_json(paths.record, record)
 
     def sources(self, tenant: TenantId) -> dict[str, dict]:

@@ -32,7 +32,12 @@ from codetailor.errors import CodetailorError
 
 
 class GitError(CodetailorError):
-    pass
+    """git failed. The message carries git's last error line; `stderr` all of it (for callers
+    that tell an authentication failure from a missing branch)."""
+
+    def __init__(self, message: str, stderr: str = ""):
+        super().__init__(message)
+        self.stderr = stderr
 
 
 class GitMissing(GitError):
@@ -68,6 +73,13 @@ _DRIVER_KEYS = {
     "diff": ("textconv", "command"),
     "merge": ("driver",),
 }
+# A URL a tenant supplied may use https and ssh only: file:// (or a local path) would read our
+# own disk, and ext:: runs a command.
+_TENANT_URL_OVERRIDES = (("protocol.allow", "never"), ("protocol.file.allow", "never"),
+                         ("protocol.https.allow", "always"), ("protocol.ssh.allow", "always"))
+# diff.external and textconv are refused once more by flag on the commands that diff.
+_NO_EXT_DIFF = {"diff": ("--no-ext-diff", "--no-textconv"), "log": ("--no-ext-diff", "--no-textconv"),
+                "show": ("--no-ext-diff", "--no-textconv"), "blame": ("--no-textconv",)}
 _TIMEOUT_S = 600.0
 
 
@@ -79,10 +91,14 @@ def _binary() -> str:
     return git
 
 
-def _env() -> dict[str, str]:
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Our environment without any GIT_* of ours, hardened; `extra` adds per-call variables
+    (credentials through GIT_CONFIG_COUNT/KEY/VALUE, a deploy key's GIT_SSH_COMMAND)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "SSH_ASKPASS"))}
     env.update(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL="/dev/null", GIT_TERMINAL_PROMPT="0",
-               GIT_OPTIONAL_LOCKS="0", GIT_PAGER="cat", PAGER="cat", LC_ALL="C")
+               GIT_OPTIONAL_LOCKS="0", GIT_PAGER="cat", PAGER="cat", LC_ALL="C",
+               GIT_SSH_COMMAND="ssh -F /dev/null -o BatchMode=yes")
+    env.update(extra or {})
     return env
 
 
@@ -118,32 +134,40 @@ def _driver_overrides(git: str, cwd: Path) -> list[tuple[str, str]]:
 
 
 class Git:
-    """Hardened git for one directory; the repository's driver names are listed once, on open."""
+    """Hardened git for one directory (None: no repository, e.g. `ls-remote` or `clone`); the
+    repository's driver names are listed once, on open."""
 
-    def __init__(self, cwd: Path | str, *, tenant_url: bool = False):
-        self.cwd = Path(cwd)
+    def __init__(self, cwd: Path | str | None, *, tenant_url: bool = False, env: dict[str, str] | None = None):
+        self.cwd = Path(cwd) if cwd is not None else None
         git = _binary()
-        pairs = list(_FIXED_OVERRIDES) + _driver_overrides(git, self.cwd)
+        pairs = list(_FIXED_OVERRIDES)
+        if self.cwd is not None:
+            pairs += _driver_overrides(git, self.cwd)
         if tenant_url:
-            # the command contacts a URL a tenant supplied (clone, fetch): refuse the `file`
-            # transport too, so `file:///` or a local path cannot pull in our own files
-            pairs.append(("protocol.file.allow", "never"))
-        self._prefix = [git, "--no-pager", *_overrides(pairs), "-C", str(self.cwd)]
+            # the command contacts a URL a tenant supplied (clone, fetch): https and ssh only, so
+            # `file:///`, a local path or `ext::` cannot pull in our own files or run a command
+            pairs += _TENANT_URL_OVERRIDES
+        self._env = _env(env)
+        self._prefix = [git, "--no-pager", *_overrides(pairs), *(["-C", str(self.cwd)] if self.cwd else [])]
 
     def argv(self, *args: str) -> list[str]:
-        return [*self._prefix, *args]
+        extra = list(_NO_EXT_DIFF.get(args[0], ())) if args else []
+        return [*self._prefix, *args[:1], *extra, *args[1:]]
 
     def run(self, *args: str, check: bool = True, timeout: float = _TIMEOUT_S) -> subprocess.CompletedProcess:
         """stdout/stderr as text (undecodable bytes replaced). `check`: a non-zero exit raises
-        GitError with git's last error line."""
+        GitError with git's last error line (callers passing secrets in `env` must not echo it)."""
         try:
             r = subprocess.run(self.argv(*args), capture_output=True, text=True, encoding="utf-8",
-                               errors="replace", env=_env(), stdin=subprocess.DEVNULL, timeout=timeout)
+                               errors="replace", env=self._env, stdin=subprocess.DEVNULL, timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise GitError(f"git {args[0]} did not finish within {timeout:.0f} s in {self.cwd}") from None
+            raise GitError(f"git {args[0]} did not finish within {timeout:.0f} s") from None
         if check and r.returncode != 0:
-            last = (r.stderr.strip().splitlines() or [""])[-1]
-            raise GitError(f"git {args[0]} failed in {self.cwd}: {last}")
+            lines = [ln.strip() for ln in r.stderr.splitlines() if ln.strip()]
+            errors = [ln for ln in lines if ln.startswith(("fatal:", "error:"))]
+            last = (errors or lines or [f"exit {r.returncode}"])[-1]
+            where = f" in {self.cwd}" if self.cwd else ""
+            raise GitError(f"git {args[0]} failed{where}: {last}", r.stderr)
         return r
 
     def output(self, *args: str, timeout: float = _TIMEOUT_S) -> str:
@@ -166,3 +190,10 @@ def open_git(cwd: Path | str, *, tenant_url: bool = False) -> Git | None:
             _binary()
         return None
     return Git(cwd, tenant_url=tenant_url)
+
+
+def run_git(cwd: Path | str | None, *args: str, env: dict[str, str] | None = None, tenant_url: bool = False,
+            timeout: float | None = None) -> str:
+    """One hardened git call; its stdout. `env` adds per-call variables (credentials);
+    `tenant_url` restricts transports to https and ssh."""
+    return Git(cwd, tenant_url=tenant_url, env=env).output(*args, timeout=timeout or _TIMEOUT_S)

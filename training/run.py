@@ -30,7 +30,7 @@ from codetailor.split import Split, split_files
 from training.corpus import CorpusFile, TrainingError, public_files, tenant_files
 from training.examples import WINDOW, Example, ExampleBuilder, Neighbours
 from training.loop import Checkpoint, LoopConfig, check_time_cap, mean_loss, run_loop, torch_threads
-from training.lora import attach_lora, load_base, save_adapter
+from training.lora import attach_lora, load_base, load_lora_state, save_adapter
 
 PUBLIC_HELDOUT_FRACTION = 0.1
 PUBLIC_SEED = 20240601   # fixed: every tenant's public loss is measured on the same code
@@ -46,6 +46,7 @@ class TrainOptions:
     replay_ratio: float = 0.2
     selection: object | None = None      # retrieval.Selection; None = each source's indexed selection
     progress: bool = True
+    warm_start: str | None = None        # an adapter version whose weights the new LoRA starts from
 
 
 def retrieval_neighbours(settings, paths: TenantPaths, exclude: Sequence[str]) -> Neighbours:
@@ -129,6 +130,36 @@ def _fingerprint(*parts) -> str:
     return h.hexdigest()
 
 
+def _content_sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _warm_start_parent(paths: TenantPaths, opts: TrainOptions) -> AdapterMeta:
+    """The parent adapter's meta, checked to be a start this run can continue from."""
+    meta = AdapterStore(paths).meta(opts.warm_start)   # NotFound for an unknown version
+    hyper = meta.hyper_parameters
+    if (hyper.get("rank"), hyper.get("alpha")) != (opts.rank, opts.alpha):
+        raise TrainingError(f"cannot warm-start from {opts.warm_start}: it has rank {hyper.get('rank')} and alpha "
+                            f"{hyper.get('alpha')}, this run {opts.rank} and {opts.alpha}")
+    return meta
+
+
+def _without_seen_heldout(split: Split, files: Sequence[CorpusFile], parent: AdapterMeta) -> tuple[Split, list[str]]:
+    """The split by path can hand a renamed file to the held-out side although the parent adapter
+    trained on its content: such files move to the train side, so evaluation never scores the
+    child on code its parent learned. Returns (split, moved paths)."""
+    seen = set(parent.data.get("train_content_sha256") or ())
+    text = {f.path: f.text for f in files}
+    moved = sorted(p for p in split.heldout if _content_sha(text[p]) in seen)
+    if not moved:
+        return split, []
+    if len(moved) == len(split.heldout):
+        raise TrainingError("every held-out file was trained on by the parent adapter (renamed files): "
+                            "train without warm start to draw a fresh evaluation set")
+    return Split(split.seed, split.fraction, tuple(sorted((*split.train, *moved))),
+                 tuple(p for p in split.heldout if p not in moved)), moved
+
+
 @dataclass(frozen=True)
 class SplitFiles:
     """Phase 1 of training: the tenant's selected files and which of them are held out."""
@@ -136,11 +167,14 @@ class SplitFiles:
     split: Split
     train: list[CorpusFile]
     heldout: list[CorpusFile]
+    moved: tuple[str, ...] = ()   # held-out by path, but trained on by the warm-start parent
 
 
 def split_tenant_files(settings, paths: TenantPaths, selection=None,
-                       files: Sequence[CorpusFile] | None = None) -> SplitFiles:
-    """The tenant's files (`selection`, else each source's indexed one), split by path."""
+                       files: Sequence[CorpusFile] | None = None,
+                       parent: AdapterMeta | None = None) -> SplitFiles:
+    """The tenant's files (`selection`, else each source's indexed one), split by path; with a
+    warm-start `parent`, held-out files whose content it trained on move to the train side."""
     if files is None:
         files = tenant_files(settings, paths, selection)
     if not files:
@@ -151,8 +185,12 @@ def split_tenant_files(settings, paths: TenantPaths, selection=None,
                             f"(one is held out for evaluation)")
     cfg = settings.training
     split = split_files([f.path for f in files], cfg.split_seed, cfg.heldout_fraction)
+    moved: list[str] = []
+    if parent is not None:
+        split, moved = _without_seen_heldout(split, files, parent)
     heldout = set(split.heldout)
-    return SplitFiles(split, [f for f in files if f.path not in heldout], [f for f in files if f.path in heldout])
+    return SplitFiles(split, [f for f in files if f.path not in heldout], [f for f in files if f.path in heldout],
+                      tuple(moved))
 
 
 def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
@@ -175,8 +213,9 @@ def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
 
     # 1. files and the split
     selection_dict = opts.selection.to_dict() if opts.selection is not None else None
-    phase = split_tenant_files(settings, paths, opts.selection, files)
-    split, train_files, heldout_files = phase.split, phase.train, phase.heldout
+    parent = _warm_start_parent(paths, opts) if opts.warm_start else None
+    phase = split_tenant_files(settings, paths, opts.selection, files, parent)
+    split, train_files, heldout_files, moved = phase.split, phase.train, phase.heldout, phase.moved
 
     # 2. examples
     model, tokenizer = load_base(base_path, dtypes.base_weights.value)
@@ -206,6 +245,13 @@ def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
 
     # 3. train (resumable)
     pm = attach_lora(model, opts.rank, opts.alpha, cfg.seed)
+    if parent is not None:
+        from safetensors.torch import load_file
+
+        load_lora_state(pm, load_file(AdapterStore(paths).path(opts.warm_start) / "adapter_model.safetensors"))
+        for p in pm.parameters():
+            if p.requires_grad:
+                p.data = p.data.float()
     loop_cfg = LoopConfig(lr=cfg.lr, grad_accum=cfg.grad_accum, epochs=opts.epochs,
                           warmup_fraction=cfg.warmup_fraction, seed=cfg.seed, time_budget=opts.time_budget,
                           checkpoint_seconds=cfg.checkpoint_seconds, autocast=autocast_dtype,
@@ -220,7 +266,8 @@ def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
              "target_modules": "q,k,v,o,gate,up,down",
              "time_budget_s": opts.time_budget, "packing": cfg.packing,
              "window_context": cfg.window_context if cfg.packing else None,
-             "cursor_fraction": cfg.cursor_fraction if cfg.packing else None}
+             "cursor_fraction": cfg.cursor_fraction if cfg.packing else None,
+             "warm_start": opts.warm_start}
     key = _fingerprint(checksum, hyper, split.to_dict(), examples)
     work = paths.work_dir / "train"
     for stale in work.glob("*.pt") if work.is_dir() else []:
@@ -245,9 +292,12 @@ def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
         template=template_name,
         selection=selection_dict,
         split=split.record(),
+        warm_start={"parent": opts.warm_start, "heldout_seen_by_parent": list(moved)} if parent is not None else None,
         hyper_parameters=hyper,
         data={"train_files": len(train_files), "heldout_files": len(heldout_files),
                  "train_bytes": sum(len(f.text.encode()) for f in train_files),
+                 # what this adapter learned from, so a warm-started child never holds it out
+                 "train_content_sha256": sorted({_content_sha(f.text) for f in train_files}),
                  "tenant_examples": len(tenant_ex), "public_examples": len(public_ex),
                  "rag_examples": sum(e.rag for e in tenant_ex),
                  "kinds": {k: sum(e.kind == k for e in tenant_ex) for k in ("line", "midline", "fim", WINDOW)},

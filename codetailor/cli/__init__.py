@@ -21,6 +21,8 @@ COMMAND_MODULES = [
     "codetailor.cli.model",
     "codetailor.cli.tenants",
     "codetailor.cli.index",
+    "codetailor.cli.sources",
+    "codetailor.cli.refresh",
     "codetailor.cli.train",
     "codetailor.cli.evaluate",
     "codetailor.cli.generate",

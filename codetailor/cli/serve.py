@@ -27,6 +27,9 @@ def register(sub) -> None:
     s.add_argument("--ray-address", help="with --attach: the cluster (default: env RAY_ADDRESS, else this node's)")
     s.add_argument("--wait", type=float, default=600.0,
                    help="with --attach: seconds to wait for the Serve app to be running (default 600)")
+    s.add_argument("--refresh-interval", type=float, metavar="SECONDS",
+                   help="re-index every tenant's connected sources this often (default: sync.refresh_interval, "
+                        "0 = never); retraining stays with `codetailor refresh`")
     s.set_defaults(handler=_serve)
 
     c = sub.add_parser("complete", help="ask a running service for a completion")
@@ -54,7 +57,10 @@ def _serve(args) -> None:
         raise CodetailorError("--ray-address needs --attach")
     if args.attach and args.replicas is not None:
         raise CodetailorError("--replicas does not apply with --attach (the cluster's Serve config sets replicas)")
+    if args.refresh_interval is not None and args.refresh_interval < 0:
+        raise CodetailorError("--refresh-interval must be >= 0")
     settings = get_settings()
+    interval = settings.sync.refresh_interval if args.refresh_interval is None else args.refresh_interval
     over = {k: v for k, v in (("host", args.host), ("port", args.port), ("replicas", args.replicas)) if v is not None}
     if over:
         settings = settings.model_copy(update={"serving": settings.serving.model_copy(update=over)})
@@ -73,10 +79,18 @@ def _serve(args) -> None:
             say(f"starting Ray and the model replicas (home {settings.home}) ...")
             stack = start_stack(settings)
             where = f"metrics on 127.0.0.1:{stack.metrics_port}/metrics"
+    refresher = None
     try:
         if not interrupted.is_set():
+            if interval > 0:
+                from codetailor.refresh import Refresher
+
+                say(f"refreshing connected sources every {interval:g} s")
+                refresher = Refresher(settings, interval, log=say).start()
             _run_front(settings, stack, where)
     finally:
+        if refresher is not None:
+            refresher.stop()
         stack.stop()
     say("stopped")
 

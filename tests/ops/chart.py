@@ -77,6 +77,8 @@ def pod_specs(doc: dict) -> list[tuple[str, dict]]:
     out = []
     if kind in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
         out.append((f"{kind}/{doc['metadata']['name']}", spec["template"]["spec"]))
+    if kind == "CronJob":
+        out.append((f"CronJob/{doc['metadata']['name']}", spec["jobTemplate"]["spec"]["template"]["spec"]))
 
     def cluster(c: dict, where: str):
         out.append((f"{where}/head", c["headGroupSpec"]["template"]["spec"]))

@@ -59,7 +59,7 @@ def test_every_object_validates(docs):
 
 def test_ci_values_render_the_optional_objects(ci_docs):
     kinds = {d["kind"] for d in ci_docs}
-    assert {"RayJob", "ServiceMonitor", "PrometheusRule"} <= kinds
+    assert {"RayJob", "ServiceMonitor", "PrometheusRule", "CronJob"} <= kinds
 
 
 def test_validation_catches_a_broken_rayservice(default_docs):
@@ -198,8 +198,8 @@ def test_config_file_is_valid_settings(docs, tmp_path, monkeypatch):
 def test_every_long_running_container_has_probes(docs):
     for doc in docs:
         for where, spec in chart.pod_specs(doc):
-            if where.endswith("/submitter"):
-                continue  # a one-shot job submitter
+            if where.endswith("/submitter") or where.startswith("CronJob/"):
+                continue  # one-shot jobs
             for c in spec["containers"]:
                 assert c.get("readinessProbe") and c.get("livenessProbe"), f"{where}/{c['name']} lacks probes"
 
@@ -349,6 +349,40 @@ def test_rayjob_rejects_bad_values(values, message):
 
     with pytest.raises(helm_python.HelmError, match=message):
         chart.render({"rayJob": {"enabled": True, **values}})
+
+
+# -- scheduled refresh ------------------------------------------------------------------------------------------
+
+def test_refresh_cronjob_per_tenant_with_mounted_credentials(ci_docs):
+    (job,) = chart.by_kind(ci_docs, "CronJob")
+    assert job["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["command"] == ["codetailor", "refresh", "--tenant", "acme", "--json", "--index-only"]
+    assert "nvidia.com/gpu" not in json.dumps(c["resources"])
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    mount = next(m for m in c["volumeMounts"] if m["name"] == "credentials")
+    assert mount["readOnly"] is True and env["CODETAILOR_SYNC__CREDENTIALS_DIR"] == mount["mountPath"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "credentials")
+    assert volume["secret"]["secretName"] == "git-credentials" and volume["secret"]["defaultMode"] == 0o400
+    assert pod["automountServiceAccountToken"] is False
+
+
+def test_refresh_cronjob_retrains_on_the_gpu_and_rejects_bad_values():
+    import helm_python
+
+    docs = chart.render({"refresh": {"enabled": True, "tenants": ["acme", "beta"]}})
+    jobs = chart.by_kind(docs, "CronJob")
+    assert [j["metadata"]["labels"]["codetailor.dev/tenant"] for j in jobs] == ["acme", "beta"]
+    for j in jobs:
+        chart.validate_builtin(j)
+        c = j["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+        assert "--index-only" not in c["command"] and c["resources"]["limits"]["nvidia.com/gpu"] == "1"
+        assert not any(m["name"] == "credentials" for m in c["volumeMounts"])
+    with pytest.raises(helm_python.HelmError, match="refresh.tenants must list"):
+        chart.render({"refresh": {"enabled": True}})
+    with pytest.raises(helm_python.HelmError, match="invalid tenant name"):
+        chart.render({"refresh": {"enabled": True, "tenants": ["../etc"]}})
 
 
 # -- the contract with the serving package ---------------------------------------------------------------------
