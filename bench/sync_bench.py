@@ -33,7 +33,9 @@ PACKAGES = ("json", "asyncio", "email", "http", "logging", "unittest", "xml", "i
 
 
 def _git(cwd, *args):
-    subprocess.run(["git", "-C", str(cwd), *args], check=True, capture_output=True)
+    from retrieval.git import run_git   # the one place git runs, even for the bench's own repositories
+
+    run_git(cwd, *args)
 
 
 def make_repo(root: Path, target_bytes: int) -> tuple[Path, Path, int]:
@@ -54,7 +56,7 @@ def make_repo(root: Path, target_bytes: int) -> tuple[Path, Path, int]:
     _git(root, "init", "-q", "-b", "main", str(work))
     _git(work, "add", "-A")
     _git(work, "-c", "user.email=b@example.com", "-c", "user.name=bench", "commit", "-qm", "import")
-    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True, capture_output=True)
+    _git(root, "clone", "-q", "--bare", str(work), str(bare))
     return work, bare, total
 
 

@@ -25,7 +25,7 @@ import sys
 import time
 
 from codetailor.artifacts import RefreshState
-from codetailor.errors import CodetailorError, NotFound
+from codetailor.errors import Busy, CodetailorError, NotFound, Unavailable
 from codetailor.home import TenantPaths
 from codetailor.languages import language_of
 from codetailor.sources import SourceSpec, Sources, history_needed, read_state, sources_from_settings, write_state
@@ -33,14 +33,12 @@ from codetailor.sources import SourceSpec, Sources, history_needed, read_state, 
 CHARS_PER_TOKEN = 4   # code with a BPE tokenizer: an estimate, so the decision needs no tokenizer
 
 
-class RefreshBusy(CodetailorError):
-    exit_code = 9
+class RefreshBusy(Busy):
+    pass
 
 
-class RefreshFailed(CodetailorError):
+class RefreshFailed(Unavailable):
     """Some source could not be refreshed; its previous index (and the adapter) keep serving."""
-
-    exit_code = 10
 
     def __init__(self, message: str, summary: dict):
         super().__init__(message)
@@ -136,7 +134,7 @@ def _warm_start_from(paths: TenantPaths, training) -> str | None:
     active = store.active()
     if active is None:
         return None
-    hyper = store.meta(active).get("hyper_parameters", {})
+    hyper = store.meta(active).hyper_parameters
     return active if (hyper.get("rank"), hyper.get("alpha")) == (training.rank, training.alpha) else None
 
 

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from codetailor.artifacts import SourceState
 from codetailor.credentials import CredentialStore
-from codetailor.errors import CodetailorError, NotFound
+from codetailor.errors import CodetailorError, NotFound, Unavailable
 from codetailor.home import Home, TenantPaths
 from codetailor.names import SourceName
 from codetailor.tenants import Registry
@@ -35,8 +35,8 @@ class SourceError(CodetailorError):
     pass
 
 
-class FetchFailed(CodetailorError):
-    exit_code = 10
+class FetchFailed(Unavailable):
+    """A source's repository could not be reached or read (network, credentials, missing branch)."""
 
 
 def check_url(url: str, *, tenant_facing: bool) -> str:

@@ -85,7 +85,7 @@ def tenant_write(settings: Settings, op: str, tenant: str, args: dict) -> dict:
     home: {"result": ...} or an error dict (serving.status). A gateway that mounts the home
     read-only asks the Ingress deployment to run this (serving/front.py `IngressCalls`)."""
     from serving.outcomes import OutcomeStore
-    from serving.status import classify
+    from serving.status import ServingError, classify
 
     paths = Home(settings.home).tenant(tenant)
     try:

@@ -111,7 +111,8 @@ def test_adapter_records_have_one_owner():
 
 # What other packages may import of retrieval: its package API and these modules. The manifest,
 # segments and vector store are retrieval's private files (read through retrieval.files).
-RETRIEVAL_API = {"retrieval", "retrieval.files", "retrieval.selection", "retrieval.embed"}
+RETRIEVAL_API = {"retrieval", "retrieval.files", "retrieval.selection", "retrieval.embed", "retrieval.git",
+                 "retrieval.symbol_table", "retrieval.symbol_context"}
 
 
 def _full_imports(tree: ast.AST) -> set[str]:

@@ -63,6 +63,7 @@ class LoopConfig:
     time_budget: float | None = None
     checkpoint_seconds: float = 60.0
     autocast: torch.dtype | None = None   # None: no autocast (the float32 choice)
+    max_seconds: float | None = None   # per-tenant cap on loop seconds, resumed runs included
 
 
 def autocast(dtype: torch.dtype | None):
@@ -70,7 +71,6 @@ def autocast(dtype: torch.dtype | None):
     if dtype is None or dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast("cpu", dtype=dtype)
-    max_seconds: float | None = None   # per-tenant cap on loop seconds, resumed runs included
 
 
 def sequence_loss(pm, ex: Example) -> tuple[torch.Tensor, int]:

@@ -86,6 +86,9 @@ def test_each_tenants_requests_carry_its_own_cache_salt(tmp_path, salted):
     ing.home = Home(tmp_path)
     ing.metrics = _Recorder()
     ing.count_tokens = lambda text: len(text.split())
+    from codetailor.prompt_format import TEXT
+
+    ing.template = TEXT
     reg = Registry(ing.home, "p")
     salts = {}
     for tenant in ("acme", "globex"):

@@ -48,5 +48,5 @@ def test_repository_config_runs_no_command(tmp_path):
 def test_missing_repository_is_a_one_line_error(tmp_path):
     from retrieval.git import GitError, run_git
 
-    with pytest.raises(GitError, match="git rev-parse failed: fatal: not a git repository"):
+    with pytest.raises(GitError, match="git rev-parse failed.*fatal: not a git repository"):
         run_git(tmp_path, "rev-parse", "HEAD")

@@ -81,6 +81,7 @@ def test_pushes_between_refreshes(settings, tenant, upstream, connected):
 
 def test_wrong_token_keeps_the_previous_index_and_never_shows_the_token(tmp_path, settings, tenant, server,
                                                                        upstream, connected):
+    from codetailor.errors import outcome
     from codetailor.refresh import RefreshFailed
     from retrieval import search
 
@@ -107,7 +108,7 @@ def test_wrong_token_keeps_the_previous_index_and_never_shows_the_token(tmp_path
     env.pop("CODETAILOR_CONFIG", None)
     cli = subprocess.run([sys.executable, "-m", "codetailor", "refresh", "--tenant", "acme", "--index-only", "--json"],
                          capture_output=True, text=True, env=env)
-    assert cli.returncode == 10 and stored not in cli.stdout + cli.stderr
+    assert cli.returncode == outcome(RefreshFailed).exit_code and stored not in cli.stdout + cli.stderr
     assert cli.stderr.strip().splitlines()[-1].startswith("codetailor: error: 1 of 1 sources failed")
     assert json.loads(cli.stdout)["sources"][0]["status"] == "failed"
 
@@ -140,10 +141,11 @@ class _Calls:
             self.warm_starts.append(opts.warm_start)
             if self.fail_at == "train":
                 raise KeyboardInterrupt
-            with AdapterStore(paths).new_version() as (version, tmp):
-                (tmp / "meta.json").write_text(json.dumps(
-                    {"hyper_parameters": {"rank": opts.rank, "alpha": opts.alpha}}))
-            return {"adapter_version": version, "train_tokens": 1, "epochs": 1, "seconds": 0}
+            from codetailor.artifacts import AdapterMeta
+
+            with AdapterStore(paths).new_version() as staged:
+                staged.meta = AdapterMeta(hyper_parameters={"rank": opts.rank, "alpha": opts.alpha})
+            return {"adapter_version": staged.version, "train_tokens": 1, "epochs": 1, "seconds": 0}
 
         def evaluate(settings, paths, adapter=None, n=None, progress=True, **kw):
             self.log.append(f"eval {adapter}")

@@ -106,7 +106,7 @@ def test_explicit_float32_trains_without_autocast(tiny_llama, tenant_repo):
     settings = tiny_settings(paths.root.parents[1], tiny_llama, threads=1, base_weights="float32",
                              autocast="float32")
     train_tenant(settings, paths, _opts(replay_ratio=0.0))
-    hyper = AdapterStore(paths).meta("v0001")["hyper_parameters"]
+    hyper = AdapterStore(paths).meta("v0001").hyper_parameters
     assert (hyper["base_weights"], hyper["autocast"]) == ("float32", "float32")
 
 

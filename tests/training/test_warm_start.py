@@ -8,7 +8,7 @@ import torch
 
 from codetailor.adapters import AdapterStore
 from training import TrainOptions, TrainingError, train_tenant
-from training.corpus import split_files
+from codetailor.split import split_files
 
 from tests.training.conftest import tiny_settings
 from tests.training.test_train import one_thread  # noqa: F401  (autouse: the tiny model on one thread)
@@ -30,11 +30,11 @@ def test_warm_start_continues_from_the_parent_and_keeps_its_code_out_of_heldout(
     train_tenant(settings, paths, _opts())
     store = AdapterStore(paths)
     parent = store.meta("v0001")
-    assert len(parent["data"]["train_content_sha256"]) == parent["split"]["train_files"]
+    assert len(parent.data["train_content_sha256"]) == parent.split.train_files
 
     # rename a file the parent trained on to a path the split holds out
     paths_now = sorted(p.relative_to(repo).as_posix() for p in repo.rglob("*.py"))
-    trained = next(p for p in paths_now if p not in parent["split"]["heldout_files"])
+    trained = next(p for p in paths_now if p not in parent.split.heldout_files)
     new = next(f"pkg/renamed{k}.py" for k in range(1000)
                if f"pkg/renamed{k}.py" in split_files([*(p for p in paths_now if p != trained), f"pkg/renamed{k}.py"],
                                                       settings.training.split_seed,
@@ -45,8 +45,8 @@ def test_warm_start_continues_from_the_parent_and_keeps_its_code_out_of_heldout(
     slow = tiny_settings(paths.root.parents[1], tiny_llama, threads=1, lr=1e-12)
     child = train_tenant(slow, paths, _opts(warm_start="v0001"))
     meta = store.meta(child["adapter_version"])
-    assert meta["warm_start"] == {"parent": "v0001", "heldout_seen_by_parent": [new]}
-    assert new not in meta["split"]["heldout_files"] and meta["split"]["heldout_files"]
+    assert meta.warm_start == {"parent": "v0001", "heldout_seen_by_parent": [new]}
+    assert new not in meta.split.heldout_files and meta.split.heldout_files
     a, b = _lora_b(store.path("v0001")), _lora_b(store.path(child["adapter_version"]))
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-2) for k in a)
     assert any(a[k].abs().max() > 0 for k in a)
