@@ -16,6 +16,7 @@ import hashlib
 import json
 import random
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -135,13 +136,15 @@ class SplitFiles:
     split: Split
     train: list[CorpusFile]
     heldout: list[CorpusFile]
+    skipped: dict[str, int]   # indexed files left out: changed or gone since indexing (re-index to use them)
 
 
 def split_tenant_files(settings, paths: TenantPaths, selection=None,
                        files: Sequence[CorpusFile] | None = None) -> SplitFiles:
     """The tenant's files (`selection`, else each source's indexed one), split by path."""
+    skipped: Counter = Counter()
     if files is None:
-        files = tenant_files(settings, paths, selection)
+        files = tenant_files(settings, paths, selection, skipped)
     if not files:
         raise TrainingError(f"tenant {paths.tenant!r} has no indexable code in its sources "
                             f"(after the selection and safety skips)")
@@ -151,7 +154,8 @@ def split_tenant_files(settings, paths: TenantPaths, selection=None,
     cfg = settings.training
     split = split_files([f.path for f in files], cfg.split_seed, cfg.heldout_fraction)
     heldout = set(split.heldout)
-    return SplitFiles(split, [f for f in files if f.path not in heldout], [f for f in files if f.path in heldout])
+    return SplitFiles(split, [f for f in files if f.path not in heldout], [f for f in files if f.path in heldout],
+                      dict(sorted(skipped.items())))
 
 
 def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
@@ -237,6 +241,7 @@ def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
         split=split.record(),
         hyper_parameters=hyper,
         data={"train_files": len(train_files), "heldout_files": len(heldout_files),
+              "skipped_since_index": phase.skipped,
                  "train_bytes": sum(len(f.text.encode()) for f in train_files),
                  "tenant_examples": len(tenant_ex), "public_examples": len(public_ex),
                  "rag_examples": sum(e.rag for e in tenant_ex),
