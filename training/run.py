@@ -1,13 +1,14 @@
 """`codetailor train`: from a tenant's sources to a new (inactive) adapter version.
 
-1. The tenant's selected files (retrieval's selection), split by file into train
-   and held-out (seeded, recorded); the public corpus split the same way.
+1. The tenant's files as indexing selected them (retrieval.files, each re-checked
+   against its indexed hash), split by file into train and held-out (codetailor.split,
+   seeded, recorded); the public corpus split the same way.
 2. Examples from the train files (optionally with retrieved neighbours), plus
    public replay examples at `replay_ratio`.
 3. The loop (resumable from the tenant's work dir), then the losses: held-out
    tenant code, and held-out public code with and without the adapter.
-4. The adapter and meta.json are written into AdapterStore.new_version()'s staging
-   dir, which becomes vNNNN only when everything is in place. It is not activated.
+4. The adapter files and the AdapterMeta go into AdapterStore.new_version()'s staging
+   version, which becomes vNNNN only when everything is in place. It is not activated.
 """
 
 from __future__ import annotations
