@@ -51,7 +51,8 @@ def main() -> None:
     from codetailor.config import load_settings
     from codetailor.hardware import choose_dtypes, detect, torch_dtype
     from retrieval import Selection, select_files
-    from training.corpus import CorpusFile, public_files, split_files
+    from codetailor.split import split_files
+    from training.corpus import CorpusFile, public_files
     from training.loop import LoopConfig, run_loop, torch_threads
     from training.lora import attach_lora, load_base, save_adapter
     from training.run import build_examples, example_builder, replay_examples

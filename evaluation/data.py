@@ -8,6 +8,7 @@ measured before any training are on the files training will hold out.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from codetailor.artifacts import AdapterMeta
@@ -28,7 +29,8 @@ class EvalData:
     split: dict               # how the held-out set was chosen (recorded with the result)
 
 
-def tenant_files(settings: Settings, paths: TenantPaths, meta: AdapterMeta | None) -> dict[str, str]:
+def tenant_files(settings: Settings, paths: TenantPaths, meta: AdapterMeta | None,
+                 skipped: Counter | None = None) -> dict[str, str]:
     """path -> text of every file the tenant's index selected (secrets, vendored and generated
     files already skipped), read through retrieval. The selection is the adapter's when it
     recorded one (its split was drawn from those files), else the one each source was
@@ -40,13 +42,14 @@ def tenant_files(settings: Settings, paths: TenantPaths, meta: AdapterMeta | Non
         raise NoHeldOutFiles(f"tenant {paths.tenant!r} has no sources: run `codetailor index` first")
     selection = Selection.from_dict(meta.selection) if meta is not None and meta.selection else None
     try:
-        return {f.path: f.text for f in selected(settings, paths, selection)}
+        return {f.path: f.text for f in selected(settings, paths, selection, skipped)}
     except SourceGone as e:
         raise NoHeldOutFiles(str(e)) from None
 
 
 def load(settings: Settings, paths: TenantPaths, meta: AdapterMeta | None, version: str | None) -> EvalData:
-    files = tenant_files(settings, paths, meta)
+    skipped: Counter = Counter()
+    files = tenant_files(settings, paths, meta, skipped)
     recorded = meta.heldout if meta else None
     if recorded is not None:
         heldout = sorted(set(recorded) & set(files))
@@ -57,6 +60,8 @@ def load(settings: Settings, paths: TenantPaths, meta: AdapterMeta | None, versi
         heldout = list(split_files(files, cfg.split_seed, cfg.heldout_fraction).heldout)
         split = {"source": "seeded", "seed": cfg.split_seed, "fraction": cfg.heldout_fraction,
                  "heldout_files": len(heldout)}
+    if skipped:  # changed or gone since indexing: re-index to measure on them
+        split["skipped_since_index"] = dict(sorted(skipped.items()))
     if not heldout:
         raise NoHeldOutFiles(f"tenant {paths.tenant!r} has no held-out files to evaluate on "
                              f"({len(files)} selected files)")

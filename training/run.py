@@ -1,13 +1,14 @@
 """`codetailor train`: from a tenant's sources to a new (inactive) adapter version.
 
-1. The tenant's selected files (retrieval's selection), split by file into train
-   and held-out (seeded, recorded); the public corpus split the same way.
+1. The tenant's files as indexing selected them (retrieval.files, each re-checked
+   against its indexed hash), split by file into train and held-out (codetailor.split,
+   seeded, recorded); the public corpus split the same way.
 2. Examples from the train files (optionally with retrieved neighbours), plus
    public replay examples at `replay_ratio`.
 3. The loop (resumable from the tenant's work dir), then the losses: held-out
    tenant code, and held-out public code with and without the adapter.
-4. The adapter and meta.json are written into AdapterStore.new_version()'s staging
-   dir, which becomes vNNNN only when everything is in place. It is not activated.
+4. The adapter files and the AdapterMeta go into AdapterStore.new_version()'s staging
+   version, which becomes vNNNN only when everything is in place. It is not activated.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import hashlib
 import json
 import random
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -167,6 +169,7 @@ class SplitFiles:
     split: Split
     train: list[CorpusFile]
     heldout: list[CorpusFile]
+    skipped: dict[str, int]   # indexed files left out: changed or gone since indexing (re-index to use them)
     moved: tuple[str, ...] = ()   # held-out by path, but trained on by the warm-start parent
 
 
@@ -175,8 +178,9 @@ def split_tenant_files(settings, paths: TenantPaths, selection=None,
                        parent: AdapterMeta | None = None) -> SplitFiles:
     """The tenant's files (`selection`, else each source's indexed one), split by path; with a
     warm-start `parent`, held-out files whose content it trained on move to the train side."""
+    skipped: Counter = Counter()
     if files is None:
-        files = tenant_files(settings, paths, selection)
+        files = tenant_files(settings, paths, selection, skipped)
     if not files:
         raise TrainingError(f"tenant {paths.tenant!r} has no indexable code in its sources "
                             f"(after the selection and safety skips)")
@@ -190,7 +194,7 @@ def split_tenant_files(settings, paths: TenantPaths, selection=None,
         split, moved = _without_seen_heldout(split, files, parent)
     heldout = set(split.heldout)
     return SplitFiles(split, [f for f in files if f.path not in heldout], [f for f in files if f.path in heldout],
-                      tuple(moved))
+                      dict(sorted(skipped.items())), tuple(moved))
 
 
 def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
@@ -295,6 +299,7 @@ def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
         warm_start={"parent": opts.warm_start, "heldout_seen_by_parent": list(moved)} if parent is not None else None,
         hyper_parameters=hyper,
         data={"train_files": len(train_files), "heldout_files": len(heldout_files),
+              "skipped_since_index": phase.skipped,
                  "train_bytes": sum(len(f.text.encode()) for f in train_files),
                  # what this adapter learned from, so a warm-started child never holds it out
                  "train_content_sha256": sorted({_content_sha(f.text) for f in train_files}),

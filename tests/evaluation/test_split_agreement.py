@@ -38,3 +38,25 @@ def test_seeded_evaluation_split_is_the_first_training_split(tmp_path, layout):
     assert before.split["source"] == "seeded"
     assert before.heldout == sorted(first.split.heldout)
     assert sorted(before.files) == sorted(f.path for f in first.train + first.heldout)
+
+
+def test_files_changed_since_indexing_are_counted_not_used(tmp_path, monkeypatch):
+    """Evaluation reads through the index: a file edited after indexing is left out and counted."""
+    import retrieval.files as rfiles
+    from retrieval import index_source
+    from retrieval.vectors import close_edge_shards
+
+    settings = settings_with(tmp_path / "home", fake_model_dir(tmp_path))
+    paths = tenant(settings)
+    root = _repo(tmp_path / "main", [f"pkg/m{i}.py" for i in range(12)])
+    try:
+        index_source(settings, paths, root)
+    finally:
+        close_edge_shards()
+    (root / "pkg/m3.py").write_text("def changed():\n    return 0\n")
+    monkeypatch.setattr(rfiles, "select_files", lambda *a, **k: pytest.fail("selected again"))
+    data = eval_data.load(settings, paths, None, None)
+    first = split_tenant_files(settings, paths)
+    assert "pkg/m3.py" not in data.files and len(data.files) == 11
+    assert data.split["skipped_since_index"] == {"changed": 1} == first.skipped
+    assert data.heldout == sorted(first.split.heldout)
