@@ -186,6 +186,7 @@ def main() -> None:
     engine = VllmEngine.start(cfg, args.model, home=Home(args.workdir / "home"))
     result["engine_start_s"] = round(time.perf_counter() - t, 1)
     result["engine_plan"] = engine.plan.as_dict()
+    result["engine_processes"] = engine.process_report()   # the OpenMP runtime the engine core loaded
     dtype = engine.plan.dtype.value
     try:
         async def all_scenarios():

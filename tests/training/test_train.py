@@ -194,3 +194,15 @@ def test_killed_run_leaves_no_version_and_resumes(tiny_llama, tmp_path):
     assert meta.resumed_from_sequence > 0 and meta.epochs_seen == pytest.approx(3.0)
     assert not list(work.glob("*.pt"))
     assert not [p for p in paths.adapters_dir.iterdir() if p.name.startswith(".")]
+
+
+def test_autocast_follows_the_chosen_dtype():
+    from training.loop import autocast
+
+    lin = torch.nn.Linear(4, 4)
+    x = torch.randn(2, 4)
+    with autocast(torch.bfloat16):
+        assert lin(x).dtype == torch.bfloat16
+    for off in (torch.float32, None):   # the float32 choice: no autocast at all
+        with autocast(off):
+            assert lin(x).dtype == torch.float32
