@@ -19,6 +19,9 @@ vLLM runs `register()` in every process that builds a model. It does two things:
    stacked into one matmul with a mask (8x the FLOPs at one adapter: 0.4x base).
    `add_lora_logits` groups rows by adapter segment.
 
+Being the hook vLLM runs inside its engine core, `register()` also binds that
+process to its parent's life (engine/process_guard.py), whatever the platform.
+
 `CODETAILOR_CPU_LORA` selects the mode (for benchmarks and the bug's own test):
 `segment` (default: fix + speed), `fix` (masked stock ops only), `off` (stock).
 Registering twice is harmless (vLLM may call it more than once per process).
@@ -40,6 +43,9 @@ def mode() -> str:
 
 
 def register() -> None:
+    from engine.process_guard import bind_to_parent
+
+    bind_to_parent()  # not LoRA: this is the hook vLLM runs in its engine core (engine/process_guard.py)
     m = mode()
     if m == "off":
         return

@@ -172,6 +172,12 @@ class VllmEngine(EngineClient):
         except Exception as e:  # vLLM raises many types; the message is what matters
             loop.stop()
             raise EngineError(f"the vLLM engine failed to start for {model_path}: {type(e).__name__}: {e}") from e
+        except BaseException:  # interrupted (Ctrl-C, SIGTERM) while the core starts: nothing owns it yet
+            from engine.process_guard import kill_engine_cores
+
+            kill_engine_cores()
+            loop.stop()
+            raise
         home = home if isinstance(home, Home) else Home(Path(home))
         engine = cls(llm, loop, AdapterResolver(home, cfg.max_lora_rank), cfg, model_path, counts)
         engine.plan = plan

@@ -8,10 +8,13 @@ or None. Expected failures raise CodetailorError: one line on stderr, exit != 0.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
+import signal
 import sys
+import threading
 from typing import Any
 
 from codetailor.errors import INTERRUPTED_EXIT, CodetailorError, outcome
@@ -85,19 +88,39 @@ def emit(result: Any, as_json: bool) -> None:
         print(result)
 
 
+@contextlib.contextmanager
+def _process_policy():
+    """What every command runs under; restored afterwards (tests call `main` in-process).
+    - umask 077: files the libraries write under the home (PEFT's safetensors, bm25s' and
+      Qdrant's files) are a tenant's code or derived from it, owner-only like our own.
+    - SIGTERM (a supervisor, `kill`, a container stop) ends a command as Ctrl-C does: its
+      `finally` blocks run, so a command that started an engine shuts it down instead of
+      the default SIGTERM exit leaving it behind. (`serve` installs its own handlers.)"""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    old_umask = os.umask(0o077)
+    in_main = threading.current_thread() is threading.main_thread()
+    old_term = signal.signal(signal.SIGTERM, interrupt) if in_main else None
+    try:
+        yield
+    finally:
+        os.umask(old_umask)
+        if in_main:
+            signal.signal(signal.SIGTERM, old_term)
+
+
 def main(argv: list[str] | None = None) -> int:
     # Before any command imports torch: the OpenMP runtime reads these once, when it loads.
     from codetailor.hardware import apply_openmp_env
 
     apply_openmp_env()
-    # Files the libraries write under the home (PEFT's safetensors, bm25s and Qdrant's files,
-    # Ray's and vLLM's) are a tenant's code or derived from it: owner-only, like our own.
-    os.umask(0o077)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        result = args.handler(args)
-        emit(result, getattr(args, "json", False))
+        with _process_policy():
+            result = args.handler(args)
+            emit(result, getattr(args, "json", False))
         return 0
     except CodetailorError as e:
         print(f"codetailor: error: {e}", file=sys.stderr)

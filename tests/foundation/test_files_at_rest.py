@@ -57,16 +57,21 @@ def test_tenants_keys_and_pepper_are_owner_only(tmp_path, open_umask):
 
 def test_the_cli_makes_library_written_files_owner_only(tmp_home, open_umask):
     """The CLI sets an owner-only umask, so what PEFT, bm25s or Qdrant write under a tenant is private too."""
-    from codetailor.cli import main
+    from codetailor.cli import main, tenants
 
-    assert main(["tenant", "create", "acme"]) == 0
-    try:
-        root = Home(tmp_home).tenant("acme").root
-        with open(root / "written-by-a-library.bin", "w") as f:  # as any library's plain open() would
+    def create_and_write(args):
+        out = create(args)
+        with open(Home(tmp_home).tenant("acme").root / "by-a-library.bin", "w") as f:  # a plain open()
             f.write("x")
-        assert _private(root) == []
-    finally:
-        os.umask(0o022)
+        return out
+
+    import unittest.mock
+
+    create = tenants._create
+    with unittest.mock.patch.object(tenants, "_create", create_and_write):
+        assert main(["tenant", "create", "acme"]) == 0
+    assert _private(Home(tmp_home).tenant("acme").root) == []
+    assert os.umask(0o022) == 0o022  # the command's umask ended with it
 
 
 def test_an_empty_pepper_file_is_refused(tmp_path):

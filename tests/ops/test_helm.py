@@ -457,3 +457,89 @@ def test_tls_certificate_and_key_are_set_together(default_docs, ci_docs, tmp_pat
     assert _tls_containers(default_docs, tmp_path) == 0      # no Secret named: plaintext, no TLS variable
     assert chart.ci_values()["gateway"]["tls"]["existingSecret"]
     assert _tls_containers(ci_docs, tmp_path) == 1           # the gateway, with both files
+
+
+def _env(c) -> dict:
+    return {e["name"]: e for e in c.get("env", [])}
+
+
+def _secret_ref(e) -> tuple[str, str]:
+    ref = e["valueFrom"]["secretKeyRef"]
+    return ref["name"], ref["key"]
+
+
+def test_ray_token_auth_is_on_with_the_token_from_the_secret(docs):
+    secret = next(d for d in chart.by_kind(docs, "Secret") if d["metadata"]["name"].endswith("-secrets"))
+    assert len(secret["data"]["auth_token"]) >= 48  # KubeRay's authOptions reads this key
+    name = secret["metadata"]["name"]
+    for where, _, c in _containers(docs):
+        env = _env(c)
+        if "CODETAILOR_HOME" not in env and c["name"] != "ray-job-submitter":
+            continue  # not one of ours (none today)
+        assert env["RAY_AUTH_MODE"]["value"] == "token", where
+        assert _secret_ref(env["RAY_AUTH_TOKEN"]) == (name, "auth_token"), where
+    for doc in docs:
+        cluster = {"RayService": lambda d: d["spec"]["rayClusterConfig"],
+                   "RayJob": lambda d: d["spec"].get("rayClusterSpec")}.get(doc["kind"], lambda d: None)(doc)
+        if cluster is not None:
+            assert cluster["authOptions"] == {"mode": "token", "secretName": name}, doc["kind"]
+
+
+def test_ray_auth_can_only_be_switched_off_explicitly():
+    docs = chart.render({"ray": {"auth": {"enabled": False}}})
+    envs = [_env(c) for _, _, c in _containers(docs) if "CODETAILOR_HOME" in _env(c)]
+    assert envs and all(e["RAY_AUTH_MODE"]["value"] == "disabled" and "RAY_AUTH_TOKEN" not in e for e in envs)
+    assert "authOptions" not in chart.by_kind(docs, "RayService")[0]["spec"]["rayClusterConfig"]
+
+
+def test_dashboard_reachable_from_outside_the_release_by_the_operator_only(default_docs):
+    svc = chart.by_kind(default_docs, "RayService")[0]
+    head = svc["spec"]["rayClusterConfig"]["headGroupSpec"]
+    assert head["rayStartParams"]["dashboard-host"] == "0.0.0.0"  # KubeRay deploys serveConfigV2 through it
+    local = chart.render({"ray": {"dashboard": {"host": "127.0.0.1"}}})
+    assert chart.by_kind(local, "RayService")[0]["spec"]["rayClusterConfig"]["headGroupSpec"][
+        "rayStartParams"]["dashboard-host"] == "127.0.0.1"
+    ray_np = next(d for d in chart.by_kind(default_docs, "NetworkPolicy") if d["metadata"]["name"].endswith("-ray"))
+    outside = [r for r in ray_np["spec"]["ingress"] if "podSelector" not in r["from"][0] or "namespaceSelector" in r["from"][0]]
+    dashboard = [r for r in outside if {"protocol": "TCP", "port": 8265} in r.get("ports", [])]
+    assert len(dashboard) == 1 and dashboard[0]["from"][0]["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "kuberay-operator"}
+    assert all(r.get("ports") for r in outside)  # from outside the release: named ports only
+
+
+def test_qdrant_api_key_on_both_sides_from_one_secret(docs):
+    secret = next(d for d in chart.by_kind(docs, "Secret") if d["metadata"]["name"].endswith("-secrets"))
+    ref = (secret["metadata"]["name"], "qdrant-api-key")
+    assert len(secret["data"]["qdrant-api-key"]) >= 48
+    qdrant = chart.by_kind(docs, "StatefulSet")[0]["spec"]["template"]["spec"]["containers"][0]
+    assert _secret_ref(_env(qdrant)["QDRANT__SERVICE__API_KEY"]) == ref
+    ours = [(w, _env(c)) for w, _, c in _containers(docs) if "CODETAILOR_HOME" in _env(c)]
+    assert ours and all(_secret_ref(e["CODETAILOR_RETRIEVAL__QDRANT_API_KEY"]) == ref for _, e in ours)
+
+
+def test_containers_are_locked_down(docs):
+    for where, spec, c in _containers(docs):
+        sc = c["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True, where
+        assert sc["capabilities"]["drop"] == ["ALL"] and sc["allowPrivilegeEscalation"] is False, where
+        mounts = {m["mountPath"] for m in c.get("volumeMounts", [])}
+        assert "/tmp" in mounts, f"{where}: no writable /tmp under a read-only root"
+    for doc in docs:
+        for where, spec in chart.pod_specs(doc):
+            assert spec["securityContext"]["runAsNonRoot"] is True, where
+            autoscaled_head = where.endswith("/head") and doc["kind"] == "RayService"
+            # Only the head's autoscaler sidecar (added by KubeRay) talks to the Kubernetes API.
+            assert spec["automountServiceAccountToken"] is (True if autoscaled_head else False), where
+
+
+def test_no_service_account_token_anywhere_without_autoscaling():
+    docs = chart.render({"ray": {"enableInTreeAutoscaling": False}})
+    head = chart.by_kind(docs, "RayService")[0]["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]
+    assert head["automountServiceAccountToken"] is False
+
+
+def test_the_gateway_mounts_the_home_read_only(docs):
+    svc = chart.by_kind(docs, "RayService")[0]
+    for c in chart.worker_group(svc, "ingress")["template"]["spec"]["containers"]:
+        home = next(m for m in c["volumeMounts"] if m["name"] == "home")
+        assert home.get("readOnly", False) is (c["name"] == "gateway"), c["name"]

@@ -75,18 +75,54 @@ imagePullSecrets:
     secretKeyRef:
       name: {{ include "codetailor.secretName" . }}
       key: key-pepper
+{{- if .Values.ray.auth.enabled }}
+- name: RAY_AUTH_MODE
+  value: token
+- name: RAY_AUTH_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "codetailor.secretName" . }}
+      key: auth_token
+{{- else }}
 - name: RAY_AUTH_MODE
   value: disabled
+{{- end }}
+{{- if .Values.qdrant.enabled }}
+- name: CODETAILOR_RETRIEVAL__QDRANT_API_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "codetailor.secretName" . }}
+      key: qdrant-api-key
+{{- end }}
 - name: HF_HUB_OFFLINE
   value: "1"
 {{- end -}}
 
+{{/* KubeRay's token auth for a RayCluster spec: the operator uses the same Secret for its dashboard calls. */}}
+{{- define "codetailor.rayAuthOptions" -}}
+{{- if .Values.ray.auth.enabled }}
+authOptions:
+  mode: token
+  secretName: {{ include "codetailor.secretName" . }}
+{{- end }}
+{{- end -}}
+
+{{/* Mounts of every codetailor container; (dict "ctx" . "readOnlyHome" true) for the gateway. The root
+filesystem is read-only: /tmp and the user's home are emptyDirs (Python, Ray, vLLM and HF write there). */}}
 {{- define "codetailor.volumeMounts" -}}
+{{- $ctx := .ctx | default . -}}
 - name: home
-  mountPath: {{ .Values.home.mountPath }}
+  mountPath: {{ $ctx.Values.home.mountPath }}
+  {{- if .readOnlyHome }}
+  readOnly: true
+  {{- end }}
 - name: config
   mountPath: /etc/codetailor
   readOnly: true
+- name: tmp
+  mountPath: /tmp
+- name: user-home
+  mountPath: /home/codetailor
 - name: ray-tmp
   mountPath: /tmp/ray
 {{- end -}}
@@ -98,6 +134,10 @@ imagePullSecrets:
 - name: config
   configMap:
     name: {{ include "codetailor.fullname" . }}-config
+- name: tmp
+  emptyDir: {}
+- name: user-home
+  emptyDir: {}
 - name: ray-tmp
   emptyDir: {}
 {{- end -}}
