@@ -260,6 +260,7 @@ def _embed_pending(settings, paths: TenantPaths, progress: bool, max_seconds: fl
         manifest["dim"] = dim
         publish_manifest(paths, manifest)
     gen = manifest["generation"]
+    t0 = time.perf_counter()   # embedding time, without loading the model
     pending -= store.existing(sorted(pending))   # written by a run killed before it republished
     total, done = len(pending), 0
     bar = None
