@@ -114,10 +114,10 @@ def stdlib_rows(n: int) -> list[dict]:
 
 
 def latency(settings, registry, n: int, queries: int) -> dict:
-    from codetailor.atomic import atomic_write_json, staging_dir
+    from codetailor.atomic import staging_dir
     from retrieval import search
     from retrieval.embed import embed
-    from retrieval.segments import empty_manifest, manifest_path, segments_dir, write_segment
+    from retrieval.segments import empty_manifest, publish_manifest, segments_dir, write_segment
     from retrieval.vectors import VecPoint, open_store
 
     paths, _ = registry.create_tenant(f"bench-{n}")
@@ -142,10 +142,11 @@ def latency(settings, registry, n: int, queries: int) -> dict:
                             "segments": [{"name": "g000001", "rows": n}]}
     m["files"]["main"] = {}
     for i, r in enumerate(rows):
-        e = m["files"]["main"].setdefault(r["path"], {"sha": "", "segment": "g000001", "rows": [], "ids": []})
+        e = m["files"]["main"].setdefault(r["path"], {"sha": "", "content_sha": "", "segment": "g000001",
+                                                      "rows": [], "ids": []})
         e["rows"].append(i)
         e["ids"].append(r["id"])
-    atomic_write_json(manifest_path(paths), m)
+    publish_manifest(paths, m)
     qrows = random.Random(1).sample(rows, queries)
     qvecs = vecs[[r["id"] - 1 for r in qrows]] + 0.3 * rng.normal(size=(queries, 384)).astype(np.float32)
     out = {"chunks": n, "bm25_build_s": round(bm25_build, 2), "vector_upsert_s": round(upsert, 2),
