@@ -25,35 +25,18 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def corpus(repo: Path):
-    """(rows, quality cases) from a repository: syntax chunks and held-out lines as in retrieval_bench."""
-    import keyword
-
+def corpus(repo: Path, n_cases: int):
+    """(rows, quality cases) from a repository: syntax chunks and the retrieval bench's held-out lines."""
+    from bench.retrieval_bench import held_out_cases
     from codetailor.config import RetrievalConfig
     from retrieval.embed import embedding_text
     from retrieval.selection import Selection, file_chunks, select_files
-    from retrieval.tokens import identifiers
 
     cfg = RetrievalConfig()
     files = select_files(repo, Selection(), cfg).files
     rows = [(c.path, embedding_text(c.path, c.symbol, c.text), c.text)
             for sf in files for c in file_chunks(sf, Selection(), cfg)]
-    skip = set(keyword.kwlist) | {"self", "cls", "None", "True", "False"}
-    cases = []
-    for sf in files:
-        if not sf.path.endswith(".py"):
-            continue
-        lines = sf.text.splitlines()
-        for i in range(10, len(lines)):
-            line = lines[i].strip()
-            if not line or line.startswith(("#", '"', "'")):
-                continue
-            window = "\n".join(lines[i - 10:i])
-            targets = identifiers(line) - identifiers(window) - skip
-            if targets and window.strip():
-                cases.append((sf.path, window, targets))
-    random.Random(0).shuffle(cases)
-    return rows, cases
+    return rows, held_out_cases(((sf.path, sf.text) for sf in files if sf.path.endswith(".py")), n_cases)
 
 
 def hit_at_3(encode, rows, cases) -> float:
@@ -146,8 +129,7 @@ def main() -> None:
     ap.add_argument("--cases", type=int, default=100)
     ap.add_argument("--json")
     a = ap.parse_args()
-    rows, cases = corpus(Path(a.repo))
-    cases = cases[:a.cases]
+    rows, cases = corpus(Path(a.repo), a.cases)
     texts = [t for _, t, _ in rows]
     timed = (texts * (a.chunks // len(texts) + 1))[:a.chunks]
     random.Random(1).shuffle(timed)

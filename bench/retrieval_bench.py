@@ -59,18 +59,17 @@ def throughput(settings, registry, repo: Path) -> dict:
     return out, paths, work
 
 
-def quality(settings, paths, work: Path, n: int, top_k: int = 3) -> dict:
+def held_out_cases(files, n: int) -> list[tuple[str, str, set[str]]]:
+    """(path, the 10 lines above a line, identifiers of that line the window lacks) for `n` random
+    code lines of `files` ((path, text) pairs); shared by the encoder bench."""
     import keyword
 
-    from retrieval import search
     from retrieval.tokens import identifiers
 
-    rng = random.Random(0)
-    files = sorted(work.rglob("*.py"))
     cases = []
     skip = set(keyword.kwlist) | {"self", "cls", "None", "True", "False"}
-    for f in files:
-        lines = f.read_text().splitlines()
+    for path, text in files:
+        lines = text.splitlines()
         for i in range(10, len(lines)):
             line = lines[i].strip()
             if not line or line.startswith(("#", '"', "'")):
@@ -78,9 +77,16 @@ def quality(settings, paths, work: Path, n: int, top_k: int = 3) -> dict:
             window = "\n".join(lines[i - 10:i])
             targets = identifiers(line) - identifiers(window) - skip
             if targets and window.strip():
-                cases.append((str(f.relative_to(work)), window, targets))
-    rng.shuffle(cases)
-    cases = cases[:n]
+                cases.append((path, window, targets))
+    random.Random(0).shuffle(cases)
+    return cases[:n]
+
+
+def quality(settings, paths, work: Path, n: int, top_k: int = 3) -> dict:
+    from retrieval import search
+    from retrieval.tokens import identifiers
+
+    cases = held_out_cases(((str(f.relative_to(work)), f.read_text()) for f in sorted(work.rglob("*.py"))), n)
     res = {}
     for mode in ("bm25", "semantic", "hybrid"):
         hits = 0
