@@ -64,18 +64,17 @@ def throughput(settings, registry, repo: Path) -> dict:
     return out, paths, work
 
 
-def quality(settings, paths, work: Path, n: int, top_k: int = 3) -> dict:
+def held_out_cases(files, n: int) -> list[tuple[str, str, set[str]]]:
+    """(path, the 10 lines above a line, identifiers of that line the window lacks) for `n` random
+    code lines of `files` ((path, text) pairs); shared by the encoder bench."""
     import keyword
 
-    from retrieval import search
     from retrieval.tokens import identifiers
 
-    rng = random.Random(0)
-    files = sorted(work.rglob("*.py"))
     cases = []
     skip = set(keyword.kwlist) | {"self", "cls", "None", "True", "False"}
-    for f in files:
-        lines = f.read_text().splitlines()
+    for path, text in files:
+        lines = text.splitlines()
         for i in range(10, len(lines)):
             line = lines[i].strip()
             if not line or line.startswith(("#", '"', "'")):
@@ -83,9 +82,16 @@ def quality(settings, paths, work: Path, n: int, top_k: int = 3) -> dict:
             window = "\n".join(lines[i - 10:i])
             targets = identifiers(line) - identifiers(window) - skip
             if targets and window.strip():
-                cases.append((str(f.relative_to(work)), window, targets))
-    rng.shuffle(cases)
-    cases = cases[:n]
+                cases.append((path, window, targets))
+    random.Random(0).shuffle(cases)
+    return cases[:n]
+
+
+def quality(settings, paths, work: Path, n: int, top_k: int = 3) -> dict:
+    from retrieval import search
+    from retrieval.tokens import identifiers
+
+    cases = held_out_cases(((str(f.relative_to(work)), f.read_text()) for f in sorted(work.rglob("*.py"))), n)
     res = {}
     for mode in ("bm25", "semantic", "hybrid"):
         hits = 0
@@ -119,10 +125,10 @@ def stdlib_rows(n: int) -> list[dict]:
 
 
 def latency(settings, registry, n: int, queries: int) -> dict:
-    from codetailor.atomic import atomic_write_json, staging_dir
+    from codetailor.atomic import staging_dir
     from retrieval import search
     from retrieval.embed import embed
-    from retrieval.segments import empty_manifest, manifest_path, segments_dir, write_segment
+    from retrieval.segments import empty_manifest, publish_manifest, segments_dir, write_segment
     from retrieval.vectors import VecPoint, open_store
 
     paths, _ = registry.create_tenant(f"bench-{n}")
@@ -147,10 +153,11 @@ def latency(settings, registry, n: int, queries: int) -> dict:
                             "segments": [{"name": "g000001", "rows": n}]}
     m["files"]["main"] = {}
     for i, r in enumerate(rows):
-        e = m["files"]["main"].setdefault(r["path"], {"sha": "", "segment": "g000001", "rows": [], "ids": []})
+        e = m["files"]["main"].setdefault(r["path"], {"sha": "", "content_sha": "", "segment": "g000001",
+                                                      "rows": [], "ids": []})
         e["rows"].append(i)
         e["ids"].append(r["id"])
-    atomic_write_json(manifest_path(paths), m)
+    publish_manifest(paths, m)
     qrows = random.Random(1).sample(rows, queries)
     qvecs = vecs[[r["id"] - 1 for r in qrows]] + 0.3 * rng.normal(size=(queries, 384)).astype(np.float32)
     out = {"chunks": n, "bm25_build_s": round(bm25_build, 2), "vector_upsert_s": round(upsert, 2),

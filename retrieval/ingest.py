@@ -271,7 +271,10 @@ def _embed_pending(settings, paths: TenantPaths, progress: bool, max_seconds: fl
         manifest["dim"] = dim
         publish_manifest(paths, manifest)
     gen = manifest["generation"]
-    pending -= store.existing(sorted(pending))   # written by a run killed before it republished
+    t0 = time.perf_counter()   # embedding time, without loading the model
+    ordered = sorted(pending)
+    for i in range(0, len(ordered), 1000):   # written by a run killed before it republished
+        pending -= store.existing(ordered[i:i + 1000])
     total, done = len(pending), 0
     bar = None
     if progress:

@@ -1,10 +1,13 @@
 """Which files (and which of their chunks) a tenant's source contributes.
 
 One `Selection` drives both indexing and fine-tuning, so a tenant's adapter learns
-from the same code its retrieval serves. `select_files` lists a repository or
-folder (honouring .gitignore), applies the knobs and the safety skips, and returns
-the files with their text plus a count of every skip reason. `file_chunks` then
-applies the symbol-level knobs (deprecated code, recently committed lines).
+from the same code its retrieval serves. `FileScan` lists a repository or folder
+(honouring .gitignore; git only through retrieval/git.py), applies the knobs and
+the safety skips, and yields the files with their text one at a time while it
+counts every skip reason; `select_files` collects them. A tenant's tree is hostile
+input: no selected path goes through a link, nothing blocks on a FIFO, deep trees
+are cut off, secrets are scanned (secrets_scan.py). `file_chunks` then applies the
+symbol-level knobs (deprecated code, recently committed lines).
 """
 
 from __future__ import annotations

@@ -150,15 +150,21 @@ def test_kill_during_indexing_keeps_the_previous_index(serving_stack, tmp_path):
         (repo / f"gen_{i:03d}.py").write_text("".join(f"def f_{i}_{j}(x):\n    return x * {j} + {i}\n\n" for j in range(12)))
     proc = _child(SETTINGS_CODE.format(home=str(serving_stack.home), base=str(serving_stack.base_model),
                                        tenant="killidx") + f"""
+    import time
     import retrieval
-    print("START", flush=True)
+    import retrieval.ingest as ingest
+    def publishing(*a, **k):  # the run has written its segments; the kill lands before the publish
+        print("PUBLISHING", flush=True)
+        time.sleep(600)
+    ingest.publish_manifest = publishing
     retrieval.index_source(settings, paths, {str(repo)!r})
     print("DONE", flush=True)
     """)
     try:
-        _wait_for_line(proc, "START")
-        time.sleep(6)  # selection, chunking and embedding of 7,200 functions are under way
-        assert proc.poll() is None, "indexing finished before the kill: make the change bigger"
+        # (a kill after the publish leaves the new generation searchable by BM25 while its vectors
+        # fill in: tests/retrieval/test_searchable_first.py)
+        _wait_for_line(proc, "PUBLISHING")
+        assert proc.poll() is None
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
     finally:

@@ -44,6 +44,15 @@ func ComputeFreight(weightKg float64) float64 {
 '''
 
 
+@pytest.fixture(autouse=True)
+def _close_shards():
+    """Release the embedded vector shards a test opened (a shard serves one process at a time)."""
+    yield
+    from retrieval.vectors import close_edge_shards
+
+    close_edge_shards()
+
+
 @pytest.fixture
 def settings(tmp_home):
     from codetailor.config import load_settings

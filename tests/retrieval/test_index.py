@@ -1,11 +1,7 @@
 """Ingest and search through the real bm25s, Qdrant edge engine and embedding model."""
 
 import json
-import os
 import random
-import signal
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -16,15 +12,10 @@ from codetailor.errors import CodetailorError, NotFound
 from retrieval import Selection, drop_tenant_vectors, index_source, search
 from retrieval.segments import read_manifest
 from retrieval.vectors import EdgeStore, close_edge_shards
+from tests.retrieval.children import kill_when_ready
 from tests.retrieval.gitrepo import GitRepo
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True)
-def _close_shards():
-    yield
-    close_edge_shards()
 
 
 def test_index_then_search_all_modes(settings, registry, sample_repo):
@@ -169,12 +160,7 @@ def test_kill_9_mid_index_keeps_previous_manifest(settings, registry, sample_rep
     close_edge_shards()  # the child process needs the shard
     sample_repo.commit({"app/new_module.py": "def brand_new_feature(flag):\n    return not flag\n"}, "feature")
     script = _KILLED_INDEXER.format(root=str(ROOT), home=str(settings.home), repo=str(sample_repo.root))
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "READY"
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+    kill_when_ready(script)
     assert read_manifest(paths) == before
     for mode in ("bm25", "semantic"):
         hits = search(settings, paths, "brand_new_feature flag return", mode=mode, top_k=10)

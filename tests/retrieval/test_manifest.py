@@ -7,13 +7,6 @@ import pytest
 from codetailor.artifacts import ArtifactError, IndexManifest
 from retrieval import index_source, search
 from retrieval.segments import indexed_files, manifest_path, read_manifest
-from retrieval.vectors import close_edge_shards
-
-
-@pytest.fixture(autouse=True)
-def _close_shards():
-    yield
-    close_edge_shards()
 
 
 def test_unversioned_manifest_migrates_and_keeps_working(settings, registry, sample_repo):

@@ -5,14 +5,7 @@ import pytest
 
 from retrieval import index_source, search
 from retrieval.selection import MAX_DEPTH, Selection, select_files
-from retrieval.vectors import close_edge_shards
 from tests.retrieval.gitrepo import GitRepo
-
-
-@pytest.fixture(autouse=True)
-def _close_shards():
-    yield
-    close_edge_shards()
 
 
 @pytest.mark.timeout(240)

@@ -1,10 +1,6 @@
 """A new generation is searchable by BM25 once chunked; vectors fill in after, resumably."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -14,15 +10,10 @@ from codetailor.errors import QuotaExceeded
 from retrieval import embed_pending, index_source, search, vectors_pending
 from retrieval.segments import read_manifest
 from retrieval.vectors import EdgeStore, close_edge_shards
+from tests.retrieval.children import kill_when_ready
 from tests.retrieval.gitrepo import GitRepo
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True)
-def _close_shards():
-    yield
-    close_edge_shards()
 
 
 def test_deferred_embedding_is_searchable_then_resumed(settings, registry, sample_repo):
@@ -84,12 +75,7 @@ def test_kill_during_embedding_leaves_a_searchable_generation(settings, registry
     repo.commit({f"pkg/mod_{i}.py": f"def handler_{i}(event):\n    return event + {i}\n" for i in range(20)}, "init")
     paths, _ = registry.create_tenant("acme")
     script = _KILLED_EMBEDDER.format(root=str(ROOT), home=str(settings.home), repo=str(repo.root))
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "READY"
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+    kill_when_ready(script)
     m = read_manifest(paths)
     assert m["generation"] == 1 and 0 < len(m["pending_ids"]) < 20   # one batch of 8 made it
     assert search(settings, paths, "handler_13 event", mode="bm25", top_k=1)[0].path == "pkg/mod_13.py"

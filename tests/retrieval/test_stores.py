@@ -58,3 +58,13 @@ def test_service_store_never_returns_another_tenants_points(stores):
         assert all(i >= 100 for i, _ in b.search(q, 50, max_generation=5))
     b.drop()
     assert a.count() == 20 and b.count() == 0
+
+
+def test_existing_ids_per_store_and_tenant(stores):
+    edge, a, b = stores
+    rng = np.random.default_rng(2)
+    for s in (edge, a):
+        assert s.existing([1, 2]) == set()          # nothing stored yet
+        s.upsert([VecPoint(i, rng.normal(size=8), "main", "a.py", 1) for i in (1, 2, 3)])
+        assert s.existing([2, 3, 4]) == {2, 3}
+    assert b.existing([1, 2, 3]) == set()           # another tenant's equal ids are not its points
