@@ -39,24 +39,33 @@ def adapter_base_checksum(meta: dict) -> str | None:
     return None
 
 
-def check_base_model(settings: Settings, paths: TenantPaths, version: str, meta: dict) -> None:
+def _configured_base(settings: Settings) -> tuple[str, str]:
+    """(checksum, prompt template name) of the configured base model."""
+    path = resolve_base_model(settings)
+    return model_checksum(path), prompt_template(settings, path).name
+
+
+def _mismatch(name: str, meta: dict, base: tuple[str, str]) -> str | None:
+    """Why an adapter cannot run on the configured base model and template, or None."""
+    current, configured = base
     recorded = adapter_base_checksum(meta)
-    base_path = resolve_base_model(settings)
-    current = model_checksum(base_path)
     if recorded is None:
-        raise BaseModelMismatch(f"adapter {paths.tenant}/{version} records no base-model checksum; retrain it")
+        return f"adapter {name} records no base-model checksum; retrain it"
     if recorded != current:
-        raise BaseModelMismatch(
-            f"adapter {paths.tenant}/{version} was trained on another base model "
-            f"(checksum {recorded[:12]}…, configured base {current[:12]}…); retrain it for this base")
-    # Adapters from before templates existed were all trained in the text layout.
+        return (f"adapter {name} was trained on another base model "
+                f"(checksum {recorded[:12]}…, configured base {current[:12]}…); retrain it for this base")
+    # Adapters from before templates existed record none (all were trained in the text layout).
     trained = meta.get("template")
-    if trained is not None:
-        configured = prompt_template(settings, base_path).name
-        if trained != configured:
-            raise BaseModelMismatch(
-                f"adapter {paths.tenant}/{version} was trained with the prompt template {trained}, but "
-                f"{configured} is configured (prompt.template); retrain it or configure its template")
+    if trained is not None and trained != configured:
+        return (f"adapter {name} was trained with the prompt template {trained}, but {configured} is "
+                f"configured (prompt.template); retrain it or configure its template")
+    return None
+
+
+def check_base_model(settings: Settings, paths: TenantPaths, version: str, meta: dict) -> None:
+    why = _mismatch(f"{paths.tenant}/{version}", meta, _configured_base(settings))
+    if why:
+        raise BaseModelMismatch(why)
 
 
 def refusal_reasons(settings: Settings, meta: dict) -> list[str]:
@@ -100,9 +109,16 @@ def rollback(settings: Settings, paths: TenantPaths) -> dict:
 
 
 def versions(settings: Settings, paths: TenantPaths) -> list[dict]:
-    """Every version with latest/active/previous flags, CQI and whether the guardrail allows it."""
+    """Every version with latest/active/previous flags, CQI, whether the guardrail allows it, and
+    why it must be retrained for the configured base model and template (None when it need not)."""
     store = AdapterStore(paths)
     rows = list_rows(store)
+    try:
+        base = _configured_base(settings) if rows else None
+    except CodetailorError:  # the base model is not fetched (or fits no template): listing still works
+        base = None
     for row in rows:
-        row["allowed"] = not refusal_reasons(settings, store.meta(row["version"]))
+        meta = store.meta(row["version"])
+        row["retrain"] = _mismatch(f"{paths.tenant}/{row['version']}", meta, base) if base else None
+        row["allowed"] = row["retrain"] is None and not refusal_reasons(settings, meta)
     return rows
