@@ -263,6 +263,32 @@ def model_checksum(path: Path) -> str:
     return h.hexdigest()
 
 
+def adapter_base_checksum(meta: dict) -> str | None:
+    """The base-model checksum an adapter's meta.json records (training writes
+    `base_model: {path, checksum, name}`)."""
+    base = meta.get("base_model")
+    if isinstance(base, dict) and base.get("checksum"):
+        return str(base["checksum"])
+    return None
+
+
+def base_mismatch(name: str, meta: dict, checksum: str, template: str) -> str | None:
+    """Why adapter `name` (its meta.json) cannot run on the base model with this checksum in this
+    prompt template, or None."""
+    recorded = adapter_base_checksum(meta)
+    if recorded is None:
+        return f"adapter {name} records no base-model checksum; retrain it"
+    if recorded != checksum:
+        return (f"adapter {name} was trained on another base model "
+                f"(checksum {recorded[:12]}…, configured base {checksum[:12]}…); retrain it for this base")
+    # Adapters from before templates existed record none (all were trained in the text layout).
+    trained = meta.get("template")
+    if trained is not None and trained != template:
+        return (f"adapter {name} was trained with the prompt template {trained}, but {template} is "
+                f"configured (prompt.template); retrain it or configure its template")
+    return None
+
+
 def special_tokens(path: Path) -> dict[str, int]:
     """A checkpoint tokenizer's added (special) tokens, text -> id, from its tokenizer.json."""
     tj = Path(path) / "tokenizer.json"

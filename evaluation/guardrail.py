@@ -19,7 +19,7 @@ from codetailor.adapters import AdapterStore, list_rows
 from codetailor.config import Settings
 from codetailor.errors import CodetailorError
 from codetailor.home import TenantPaths
-from codetailor.model import model_checksum, prompt_template, resolve_base_model
+from codetailor.model import base_mismatch, model_checksum, prompt_template, resolve_base_model
 
 
 class GuardrailRefused(CodetailorError):
@@ -30,40 +30,14 @@ class BaseModelMismatch(CodetailorError):
     exit_code = 9
 
 
-def adapter_base_checksum(meta: dict) -> str | None:
-    """The base-model checksum an adapter's meta.json records (training writes
-    `base_model: {path, checksum}`)."""
-    base = meta.get("base_model")
-    if isinstance(base, dict) and base.get("checksum"):
-        return str(base["checksum"])
-    return None
-
-
 def _configured_base(settings: Settings) -> tuple[str, str]:
     """(checksum, prompt template name) of the configured base model."""
     path = resolve_base_model(settings)
     return model_checksum(path), prompt_template(settings, path).name
 
 
-def _mismatch(name: str, meta: dict, base: tuple[str, str]) -> str | None:
-    """Why an adapter cannot run on the configured base model and template, or None."""
-    current, configured = base
-    recorded = adapter_base_checksum(meta)
-    if recorded is None:
-        return f"adapter {name} records no base-model checksum; retrain it"
-    if recorded != current:
-        return (f"adapter {name} was trained on another base model "
-                f"(checksum {recorded[:12]}…, configured base {current[:12]}…); retrain it for this base")
-    # Adapters from before templates existed record none (all were trained in the text layout).
-    trained = meta.get("template")
-    if trained is not None and trained != configured:
-        return (f"adapter {name} was trained with the prompt template {trained}, but {configured} is "
-                f"configured (prompt.template); retrain it or configure its template")
-    return None
-
-
 def check_base_model(settings: Settings, paths: TenantPaths, version: str, meta: dict) -> None:
-    why = _mismatch(f"{paths.tenant}/{version}", meta, _configured_base(settings))
+    why = base_mismatch(f"{paths.tenant}/{version}", meta, *_configured_base(settings))
     if why:
         raise BaseModelMismatch(why)
 
@@ -119,6 +93,6 @@ def versions(settings: Settings, paths: TenantPaths) -> list[dict]:
         base = None
     for row in rows:
         meta = store.meta(row["version"])
-        row["retrain"] = _mismatch(f"{paths.tenant}/{row['version']}", meta, base) if base else None
+        row["retrain"] = base_mismatch(f"{paths.tenant}/{row['version']}", meta, *base) if base else None
         row["allowed"] = row["retrain"] is None and not refusal_reasons(settings, meta)
     return rows
