@@ -23,7 +23,7 @@ import zipfile
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from codetailor import catalog
 from codetailor.atomic import remove_stale_partials, staging_dir
@@ -32,6 +32,9 @@ from codetailor.config import DEFAULT_MODEL, Settings
 from codetailor.errors import CodetailorError, ConfigError, NotFound
 from codetailor.home import Home
 from codetailor.prompt_format import FAMILY_TOKENS, Template, family_from_tokens, template_for
+
+if TYPE_CHECKING:
+    from codetailor.artifacts import AdapterMeta
 
 INFO_FILE = "codetailor-model.json"
 
@@ -279,6 +282,23 @@ def _hashed_checkpoint(files: tuple) -> str:
         h.update(f.name.encode())
         h.update(_sha256(f).encode())
     return h.hexdigest()
+
+
+def base_mismatch(name: str, meta: "AdapterMeta", checksum: str, template: str) -> str | None:
+    """Why adapter `name` cannot run on the base model with this checksum in this prompt
+    template, or None."""
+    recorded = meta.base_model.checksum
+    if recorded is None:
+        return f"adapter {name} records no base-model checksum; retrain it"
+    if recorded != checksum:
+        return (f"adapter {name} was trained on another base model "
+                f"(checksum {recorded[:12]}…, configured base {checksum[:12]}…); retrain it for this base")
+    # Adapters from before templates existed record none (all were trained in the text layout).
+    trained = meta.template
+    if trained is not None and trained != template:
+        return (f"adapter {name} was trained with the prompt template {trained}, but {template} is "
+                f"configured (prompt.template); retrain it or configure its template")
+    return None
 
 
 def special_tokens(path: Path) -> dict[str, int]:

@@ -18,9 +18,9 @@ from __future__ import annotations
 from codetailor.adapters import AdapterStore, list_rows
 from codetailor.artifacts import AdapterMeta
 from codetailor.config import Settings
-from codetailor.errors import Incompatible, Refused
+from codetailor.errors import CodetailorError, Incompatible, Refused
 from codetailor.home import TenantPaths
-from codetailor.model import model_checksum, prompt_template, resolve_base_model
+from codetailor.model import base_mismatch, model_checksum, prompt_template, resolve_base_model
 
 
 class GuardrailRefused(Refused):
@@ -31,24 +31,16 @@ class BaseModelMismatch(Incompatible):
     pass
 
 
+def _configured_base(settings: Settings) -> tuple[str, str]:
+    """(checksum, prompt template name) of the configured base model."""
+    path = resolve_base_model(settings)
+    return model_checksum(path), prompt_template(settings, path).name
+
+
 def check_base_model(settings: Settings, paths: TenantPaths, version: str, meta: AdapterMeta) -> None:
-    recorded = meta.base_model.checksum
-    base_path = resolve_base_model(settings)
-    current = model_checksum(base_path)
-    if recorded is None:
-        raise BaseModelMismatch(f"adapter {paths.tenant}/{version} records no base-model checksum; retrain it")
-    if recorded != current:
-        raise BaseModelMismatch(
-            f"adapter {paths.tenant}/{version} was trained on another base model "
-            f"(checksum {recorded[:12]}…, configured base {current[:12]}…); retrain it for this base")
-    # Adapters from before templates existed were all trained in the text layout.
-    trained = meta.template
-    if trained is not None:
-        configured = prompt_template(settings, base_path).name
-        if trained != configured:
-            raise BaseModelMismatch(
-                f"adapter {paths.tenant}/{version} was trained with the prompt template {trained}, but "
-                f"{configured} is configured (prompt.template); retrain it or configure its template")
+    why = base_mismatch(f"{paths.tenant}/{version}", meta, *_configured_base(settings))
+    if why:
+        raise BaseModelMismatch(why)
 
 
 def refusal_reasons(settings: Settings, meta: AdapterMeta) -> list[str]:
@@ -91,9 +83,16 @@ def rollback(settings: Settings, paths: TenantPaths) -> dict:
 
 
 def versions(settings: Settings, paths: TenantPaths) -> list[dict]:
-    """Every version with latest/active/previous flags, CQI and whether the guardrail allows it."""
+    """Every version with latest/active/previous flags, CQI, whether the guardrail allows it, and
+    why it must be retrained for the configured base model and template (None when it need not)."""
     store = AdapterStore(paths)
     rows = list_rows(store)
+    try:
+        base = _configured_base(settings) if rows else None
+    except CodetailorError:  # the base model is not fetched (or fits no template): listing still works
+        base = None
     for row in rows:
-        row["allowed"] = not refusal_reasons(settings, store.meta(row["version"]))
+        meta = store.meta(row["version"])
+        row["retrain"] = base_mismatch(f"{paths.tenant}/{row['version']}", meta, *base) if base else None
+        row["allowed"] = row["retrain"] is None and not refusal_reasons(settings, meta)
     return rows

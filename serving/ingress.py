@@ -30,7 +30,7 @@ from codetailor.adapters import AdapterStore
 from codetailor.config import Settings
 from codetailor.errors import NotFound, PromptTooLong
 from codetailor.home import Home, TenantPaths
-from codetailor.model import prompt_template
+from codetailor.model import base_mismatch, model_checksum, prompt_template
 from codetailor.systems import System
 from engine.protocol import AdapterLoadError, AdapterRef
 from serving.model import adapter_model_id
@@ -94,6 +94,8 @@ class Ingress:
         # The engine's own tokenizer file: counts match the engine's count_tokens.
         self._tok = Tokenizer.from_file(f"{model_path}/tokenizer.json")
         self.template = prompt_template(settings, Path(model_path))
+        self._base = (model_checksum(Path(model_path)), self.template.name)
+        self._stale_logged: set[tuple[str, str]] = set()
         self.metrics = metrics()
         self._retrieval = None
         self._warm = threading.Event()
@@ -157,11 +159,25 @@ class Ingress:
     # -- per request ---------------------------------------------------------------------
     def _adapter(self, paths: TenantPaths) -> AdapterRef | None:
         try:
-            return self.resolver.ref_for(paths.tenant)
+            ref = self.resolver.ref_for(paths.tenant)
+            return None if ref is not None and self._for_another_base(paths, ref) else ref
         except (AdapterLoadError, NotFound, OSError, ValueError) as e:
             log.warning("tenant %s: active adapter unusable, serving without it: %s", paths.tenant, e)
             self.metrics.adapter_load_failures.inc(tags={"tenant": str(paths.tenant)})
             return None
+
+    def _for_another_base(self, paths: TenantPaths, ref: AdapterRef) -> bool:
+        """An active adapter trained on another base model or template (model.base or
+        prompt.template changed since): base completions instead, said once in the log. Adapters
+        that record no base model are served as before."""
+        meta = AdapterStore(paths).meta(ref.version)
+        if meta.base_model.checksum is None:
+            return False
+        why = base_mismatch(f"{paths.tenant}/{ref.version}", meta, *self._base)
+        if why and (str(paths.tenant), ref.version) not in self._stale_logged:
+            self._stale_logged.add((str(paths.tenant), ref.version))
+            log.warning("serving base completions to tenant %s: %s", paths.tenant, why)
+        return why is not None
 
     def _search(self, paths: TenantPaths, query: str) -> list:
         if self._retrieval is None:

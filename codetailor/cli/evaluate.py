@@ -92,7 +92,7 @@ def _list(args):
         cqi = "-" if r["cqi"] is None else f"{r['cqi']:.2f}"
         plc = "-" if r["public_loss_change"] is None else f"{r['public_loss_change']:+.3f}"
         out.append(f"{r['version']}\t{flags}\tcqi={cqi}\tpublic_loss_change={plc}\t"
-                   f"{'allowed' if r['allowed'] else 'refused'}")
+                   f"{'allowed' if r['allowed'] else 'refused'}" + ("\tneeds retraining" if r["retrain"] else ""))
     return "\n".join(out)
 
 

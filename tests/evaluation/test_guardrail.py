@@ -55,6 +55,16 @@ def test_refuses_an_adapter_trained_in_another_prompt_template(env):
     with pytest.raises(guardrail.BaseModelMismatch, match="prompt template qwen2.5-coder/native, but smollm2/text"):
         guardrail.activate(settings, paths, other)
     assert AdapterStore(paths).active() == same
+    rows = {r["version"]: r for r in guardrail.versions(settings, paths)}
+    assert rows[same]["retrain"] is None and rows[same]["allowed"]
+    assert "prompt template qwen2.5-coder/native" in rows[other]["retrain"] and not rows[other]["allowed"]
+
+
+def test_adapters_list_says_which_versions_need_retraining_for_another_base(env):
+    settings, paths = env
+    old = add_adapter(paths, base_sha="b" * 64, cqi=9.0)
+    rows = {r["version"]: r for r in guardrail.versions(settings, paths)}
+    assert "another base model" in rows[old]["retrain"] and not rows[old]["allowed"]
 
 
 def test_unknown_version(env):
