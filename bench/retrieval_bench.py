@@ -14,8 +14,9 @@
 - `--symbols` (alone): the symbol table at `--symbol-defs` definitions of the standard
   library (repeated under new paths if short): single lookups, then `--queries` cursors
   at random points of 2,000-line library files resolved in full (the request's parse
-  plus lookups) and the lookups' own share; and the index time the table adds on
-  `--repo`, against the whole index run and against chunking the same files.
+  plus lookups), cold (the file's first request) and while typing (the next keystrokes,
+  which re-parse incrementally), and the lookups' own share; and the index time the
+  table adds on `--repo`, against the whole index run and against chunking the same files.
 """
 
 from __future__ import annotations
@@ -238,6 +239,8 @@ def symbols(settings, registry, n_defs: int, cursors: int, repo: Path) -> dict:
     cursor of a 2,000-line file, and the index time the table adds on a real repository."""
     from retrieval import index_source
     from retrieval.selection import chunk_params, file_chunks, Selection
+    from retrieval.chunking import parse
+    from retrieval.symbol_context import _trees as trees
     from retrieval.symbol_context import resolve
     from retrieval.symbol_table import open_table, update_symbols
     import retrieval.ingest as ingest
@@ -268,23 +271,41 @@ def symbols(settings, registry, n_defs: int, cursors: int, repo: Path) -> dict:
     big = [sf for sf in files if sf.text.count("\n") >= 2000 and not sf.path.startswith("copy")]
     texts = [(sf.path, "\n".join(sf.text.split("\n")[:2000])) for sf in big]
     timed = _TimedTable(table)
-    full, lookups, picked = [], [], []
+    full, lookups, picked, typing = [], [], [], []
     for i in range(cursors):
         path, text = texts[i % len(texts)]
         lines = text.split("\n")
         line = rng.randrange(200, 2000)
         col = rng.randrange(0, len(lines[line - 1]) + 1)
         offset = sum(len(x) + 1 for x in lines[:line - 1]) + col
+        # cold: the file's first request (no earlier parse of it to re-use)
+        trees.clear()
         timed.seconds = 0.0
         t = time.perf_counter()
         got = resolve(timed, path, text[:offset], text[offset:])
         full.append(time.perf_counter() - t)
         lookups.append(timed.seconds)
         picked.append(len(got))
+        # editing: the next keystrokes at the same cursor, each a new request
+        prefix, suffix = text[:offset], text[offset:]
+        for ch in "self.":
+            prefix += ch
+            t = time.perf_counter()
+            resolve(table, path, prefix, suffix)
+            typing.append(time.perf_counter() - t)
     out["file_lines"] = 2000
     out["files_2000_lines"] = len(texts)
-    out["resolution_full"] = {"p50_ms": pct(full, 50), "p95_ms": pct(full, 95), "cursors": cursors}
+    out["resolution_full_cold"] = {"p50_ms": pct(full, 50), "p95_ms": pct(full, 95), "cursors": cursors}
     out["resolution_lookups"] = {"p50_ms": pct(lookups, 50), "p95_ms": pct(lookups, 95)}
+    out["resolution_full_editing"] = {"p50_ms": pct(typing, 50), "p95_ms": pct(typing, 95),
+                                      "requests": len(typing)}
+    parse_ts = []
+    for path, text in texts:
+        for _ in range(5):
+            t = time.perf_counter()
+            parse(path, "python", text)
+            parse_ts.append(time.perf_counter() - t)
+    out["parse_2000_lines"] = {"p50_ms": pct(parse_ts, 50), "p95_ms": pct(parse_ts, 95)}
     out["definitions_picked_mean"] = round(sum(picked) / len(picked), 2)
 
     # index time the table adds: a real repository indexed whole, the table's share of it

@@ -21,11 +21,13 @@ the cursor's line: a completion of `def f(...)` must not be shown f's signature.
 from __future__ import annotations
 
 import re
-from collections import defaultdict
+import threading
+from collections import OrderedDict, defaultdict
 
 from codetailor.errors import CodetailorError
 from codetailor.languages import SYNTAX_LANGUAGES, language_of
 
+from retrieval.chunking import parse
 from retrieval.symbol_table import SymbolTable
 from retrieval.symbols import Definition, Import, extract
 
@@ -95,6 +97,73 @@ def _variable_class(lines: list[str], var: str, language: str) -> str | None:
         if best:
             return best
     return None
+
+
+class _TreeCache:
+    """The last parse of each file being edited. An editor sends the same file again a few
+    keystrokes later; given the previous tree and the edit, tree-sitter re-parses only
+    what changed (a 2,000-line file: well under a millisecond instead of several)."""
+
+    def __init__(self, size: int = 256):
+        self.size = size
+        self._items: OrderedDict[tuple, tuple[bytes, object]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def parse(self, scope: str, path: str, language: str, text: str):
+        src = text.encode("utf-8")
+        key = (scope, path, language)
+        with self._lock:   # taken out while in use: an edited tree belongs to one parse
+            prev = self._items.pop(key, None)
+        if prev is None:
+            tree = parse(path, language, text)
+        else:
+            old, tree = prev
+            if old != src:
+                start = _common_prefix(old, src)
+                end = _common_suffix(old, src, start)
+                tree.edit(start, len(old) - end, len(src) - end, _point(old, start),
+                          _point(old, len(old) - end), _point(src, len(src) - end))
+                tree = parse(path, language, src, tree)
+        with self._lock:
+            self._items[key] = (src, tree)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return tree
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+def _common_prefix(a: bytes, b: bytes) -> int:
+    """Length of the longest common prefix, by bisection over slice comparisons (C speed)."""
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _common_suffix(a: bytes, b: bytes, prefix: int) -> int:
+    """Length of the longest common suffix not overlapping a common prefix of `prefix` bytes."""
+    lo, hi = 0, min(len(a), len(b)) - prefix
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[len(a) - mid:] == b[len(b) - mid:]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _point(src: bytes, offset: int) -> tuple[int, int]:
+    return src.count(b"\n", 0, offset), offset - (src.rfind(b"\n", 0, offset) + 1)
+
+
+_trees = _TreeCache()
 
 
 class _Ranker:
@@ -222,7 +291,9 @@ def resolve(table: SymbolTable | None, path: str, prefix: str, suffix: str = "",
         return []
     prefix_lines = prefix.split("\n")
     cursor_line = len(prefix_lines)
-    fs = extract(path, prefix + suffix, language)
+    text = prefix + suffix
+    tree = _trees.parse(str(table.path) if table is not None else "", path, language, text)
+    fs = extract(path, text, language, tree=tree)
     request_defs = [d for d in fs.definitions if d.line != cursor_line]
     scope = _Scope(table, path, language, request_defs, fs.imports, cursor_line, prefix_lines)
     rank = _Ranker(path)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import posixpath
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from codetailor.languages import SYNTAX_LANGUAGES, language_of
 
@@ -28,8 +29,7 @@ SIGNATURE_MAX = 240  # characters of a collapsed signature; longer ones end with
 KINDS = ("class", "type", "function", "method", "property", "constant", "variable", "field")
 
 
-@dataclass(frozen=True)
-class Definition:
+class Definition(NamedTuple):   # a tuple: made by the thousand per request, read from SQL rows
     name: str
     qualname: str          # Class.method within its file; the file's module is FileSymbols.module
     kind: str              # one of KINDS
@@ -45,8 +45,7 @@ class Definition:
                 "line": self.line}
 
 
-@dataclass(frozen=True)
-class Import:
+class Import(NamedTuple):
     module: str        # resolved where the file's own path allows (relative imports); else as written
     name: str | None   # the imported name; None imports the module itself, "*" everything
     alias: str         # the name (or dotted prefix) it is used under in the file
@@ -81,15 +80,17 @@ def module_key(module: str) -> str:
     return re.split(r"[./]", module.rstrip("./"))[-1] if module else ""
 
 
-def extract(path: str, text: str, language: str | None = None, *, skip_deprecated: bool = False) -> FileSymbols:
+def extract(path: str, text: str, language: str | None = None, *, skip_deprecated: bool = False,
+            tree=None) -> FileSymbols:
     """Definitions and imports of one file; an unsupported language yields none.
     `skip_deprecated` leaves out what the chunker marks deprecated (and a deprecated
-    class's members), for a selection that excludes deprecated code."""
+    class's members), for a selection that excludes deprecated code. `tree`: the text's
+    parse when the caller has it already."""
     language = language or language_of(path) or ""
     if language not in SYNTAX_LANGUAGES:
         return FileSymbols(path, language, module_of(path, language))
     src = text.encode("utf-8")
-    root = parse(path, language, text).root_node
+    root = (tree or parse(path, language, text)).root_node
     ex = _Extractor(path, language, src)
     if skip_deprecated:
         ex.lines = text.splitlines(keepends=True)
@@ -124,6 +125,7 @@ class _Extractor:
         self.package: str | None = None
         self.lines: list[str] | None = None   # set: deprecated definitions are left out
         self.deprecated: set[str] = set()     # classes left out, whose members go too
+        self.members: dict[str, set[str]] = {}  # class -> member names seen
 
     def text(self, node) -> str:
         return self.src[node.start_byte:node.end_byte].decode("utf-8", "replace") if node is not None else ""
@@ -152,6 +154,8 @@ class _Extractor:
             self.deprecated.add(name)
             return
         qual = f"{container}.{name}" if container else name
+        if container:
+            self.members.setdefault(container, set()).add(name)
         self.defs.append(Definition(name, qual, kind, signature, doc, container, self.path,
                                     line_node.start_point[0] + 1, self.language))
 
@@ -236,7 +240,7 @@ class _Extractor:
         self.add(left, kind, _collapse(first_line), "", container, outer)
 
     def _py_self_fields(self, body, container) -> None:
-        seen = {d.name for d in self.defs if d.container == container}
+        seen = self.members.get(container, set())
         for stmt in body.named_children:
             if stmt.type != "expression_statement" or not stmt.named_children:
                 continue
@@ -457,7 +461,7 @@ class _Extractor:
                 self.add(name, "constant", _collapse(self.text(m)), "", container, m)
 
     def _js_this_fields(self, body, container) -> None:
-        seen = {d.name for d in self.defs if d.container == container}
+        seen = self.members.get(container, set())
         for stmt in body.named_children:
             if stmt.type != "expression_statement" or not stmt.named_children:
                 continue
