@@ -97,17 +97,21 @@ def quality(settings, paths, work: Path, n: int, top_k: int = 3) -> dict:
     return {"cases": len(cases), "top_k": top_k, "hit_rate": res}
 
 
+def stdlib_sources():
+    """(relative path, path, text) of the standard library's readable Python files."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    for f in sorted(root.rglob("*.py")):
+        try:
+            yield str(f.relative_to(root)), f, f.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+
+
 def stdlib_rows(n: int) -> list[dict]:
     from retrieval.chunking import chunk_text
 
     rows = []
-    root = Path(sysconfig.get_paths()["stdlib"])
-    for f in sorted(root.rglob("*.py")):
-        try:
-            text = f.read_text(encoding="utf-8")
-        except (UnicodeDecodeError, OSError):
-            continue
-        rel = str(f.relative_to(root))
+    for rel, _, text in stdlib_sources():
         for c in chunk_text(rel, "python", text, "lines", chunk_lines_n=20, overlap=5):
             rows.append({"id": len(rows) + 1, "source": "main", "path": c.path, "language": "python",
                          "start_line": c.start_line, "end_line": c.end_line, "symbol": None, "text": c.text})
@@ -187,14 +191,8 @@ def symbol_files(n_defs: int):
     from retrieval.selection import SourceFile
     from retrieval.symbols import extract
 
-    root = Path(sysconfig.get_paths()["stdlib"])
     base, total = [], 0
-    for f in sorted(root.rglob("*.py")):
-        try:
-            text = f.read_text(encoding="utf-8")
-        except (UnicodeDecodeError, OSError):
-            continue
-        rel = str(f.relative_to(root))
+    for rel, f, text in stdlib_sources():
         k = len(extract(rel, text, "python").definitions)
         base.append((SourceFile(rel, f, language_of(rel), text), k))
         total += k

@@ -225,7 +225,7 @@ class _Extractor:
             return  # the getter already describes the attribute
         self.add(name, kind, sig, self._py_doc(body), container, outer)
         if container is not None and self.text(name) == "__init__" and body is not None:
-            self._py_self_fields(body, container)
+            self._constructor_fields(body, container, "assignment", "attribute", "attribute", "self")
 
     def _py_assign(self, node, container, outer) -> None:
         left = node.child_by_field_name("left")
@@ -239,21 +239,18 @@ class _Extractor:
         first_line = self.text(outer).splitlines()[0] if self.text(outer) else name
         self.add(left, kind, _collapse(first_line), "", container, outer)
 
-    def _py_self_fields(self, body, container) -> None:
-        seen = self.members.get(container, set())
+    def _constructor_fields(self, body, container, assignment: str, member: str, field: str,
+                            receiver: str) -> None:
+        """Fields a constructor sets on its receiver (`self.x = ...`, `this.x = ...`), once each."""
+        seen = self.members.setdefault(container, set())
         for stmt in body.named_children:
-            if stmt.type != "expression_statement" or not stmt.named_children:
+            a = stmt.named_children[0] if stmt.type == "expression_statement" and stmt.named_children else None
+            left = a.child_by_field_name("left") if a is not None and a.type == assignment else None
+            if left is None or left.type != member or self.text(left.child_by_field_name("object")) != receiver:
                 continue
-            a = stmt.named_children[0]
-            if a.type != "assignment":
-                continue
-            left = a.child_by_field_name("left")
-            if left is not None and left.type == "attribute" and self.text(left.child_by_field_name("object")) == "self":
-                attr = left.child_by_field_name("attribute")
-                name = self.text(attr)
-                if name not in seen:
-                    seen.add(name)
-                    self.add(attr, "field", _collapse(self.text(stmt).splitlines()[0]), "", container, stmt)
+            name = left.child_by_field_name(field)
+            if self.text(name) not in seen:
+                self.add(name, "field", _collapse(self.text(stmt).splitlines()[0]).rstrip(";"), "", container, stmt)
 
     def _py_from(self, node) -> None:
         mod_node = node.child_by_field_name("module_name")
@@ -451,7 +448,8 @@ class _Extractor:
                     kind = "property"
                 self.add(name, kind, self.header(m, b).rstrip(";"), self.comment_above(m), container, m)
                 if self.text(name) == "constructor" and b is not None:
-                    self._js_this_fields(b, container)
+                    self._constructor_fields(b, container, "assignment_expression", "member_expression",
+                                             "property", "this")
             elif t in ("public_field_definition", "field_definition", "property_signature"):
                 name = m.child_by_field_name("name") or m.child_by_field_name("property")
                 sig = _collapse(self.text(m).split("=")[0]).rstrip(";").strip()
@@ -459,21 +457,6 @@ class _Extractor:
             elif t == "enum_assignment" or t == "property_identifier":
                 name = m.child_by_field_name("name") or m
                 self.add(name, "constant", _collapse(self.text(m)), "", container, m)
-
-    def _js_this_fields(self, body, container) -> None:
-        seen = self.members.get(container, set())
-        for stmt in body.named_children:
-            if stmt.type != "expression_statement" or not stmt.named_children:
-                continue
-            a = stmt.named_children[0]
-            left = a.child_by_field_name("left") if a.type == "assignment_expression" else None
-            if left is not None and left.type == "member_expression" \
-                    and self.text(left.child_by_field_name("object")) == "this":
-                prop = left.child_by_field_name("property")
-                if self.text(prop) not in seen:
-                    seen.add(self.text(prop))
-                    self.add(prop, "field", _collapse(self.text(stmt).splitlines()[0]).rstrip(";"), "",
-                             container, stmt)
 
 
 def _descendants(node, *types):
