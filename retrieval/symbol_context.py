@@ -433,7 +433,7 @@ def render_compact(defs: list[Definition], language: str | None = None) -> str:
             if header is not None:
                 out.append(_line(header, c))
             elif members:
-                out.append(f"{_class_word(members[0].language)} {key}")
+                out.append(f"{_class_word(members[0].language)} {key}" + (":" if c == "#" else ""))
             out.extend("    " + _line(m, c) for m in members)
     return "\n".join(out) + "\n"
 

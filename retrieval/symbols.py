@@ -208,7 +208,11 @@ class _Extractor:
             return
         body = node.child_by_field_name("body")
         name = node.child_by_field_name("name")
-        sig = self.header(node, body)
+        colon = next((c for c in reversed(node.children) if c.type == ":" and c.start_byte < (
+            body.start_byte if body is not None else node.end_byte)), None)
+        # up to the colon: comments between it and the body are not the header
+        sig = self.header(node, body) if colon is None else \
+            _collapse(self.src[node.start_byte:colon.end_byte].decode("utf-8", "replace"))
         if node.type == "class_definition":
             self.add(name, "class", sig, self._py_doc(body), container, outer)
             if body is not None:

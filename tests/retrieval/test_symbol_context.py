@@ -193,6 +193,8 @@ def test_render_compact_groups_by_file_and_class(table):
     assert "class Clock:\n    def now(self) -> float:\n" in text or "class Clock:\n    def sleep(" in text
     assert "def parse_duration(text: str) -> float:  # Parse '90d' into seconds." in text
     assert render_compact([]) == ""
+    members_only = [d for d in defs if d.container == "Clock"]
+    assert render_compact(members_only).splitlines()[1] == "class Clock:"
     d = resolve(table, "x.go", "package x\n\nfunc f(p *Parcel) {\n\tp.Vol")
     assert render_compact(d).splitlines()[:3] == ["// shipping/freight.go", "type Parcel struct  // Parcel is one box.",
                                                    "    func (p *Parcel) Volume() float64  // Volume of the parcel in litres."]

@@ -37,6 +37,10 @@ class Ledger(Base):
     def size(self, v):
         pass
 
+    def _flush(self):  # written on close
+        # not part of the signature
+        pass
+
     async def add(self,
                   invoice: "Invoice",
                   note: str = "") -> None:
@@ -53,7 +57,8 @@ def test_python_definitions_and_imports():
     assert fs.language == "python" and fs.module == "billing.core.ledger"
     d = _defs(fs)
     assert set(d) == {"MAX_SIZE", "log", "charge", "Ledger", "Ledger.currency", "Ledger.__init__",
-                      "Ledger.owner", "Ledger.items", "Ledger.size", "Ledger.add"}
+                      "Ledger.owner", "Ledger.items", "Ledger.size", "Ledger._flush", "Ledger.add"}
+    assert d["Ledger._flush"].signature == "def _flush(self):"
     assert (d["MAX_SIZE"].kind, d["log"].kind, d["charge"].kind) == ("constant", "variable", "function")
     assert d["charge"].signature == "def charge(card, *, cents: int = 0) -> bool:"
     assert d["charge"].doc == "Charge a card." and d["charge"].line == 9
