@@ -438,6 +438,16 @@ def render_compact(defs: list[Definition], language: str | None = None) -> str:
     return "\n".join(out) + "\n"
 
 
+def render_within(defs: list[Definition], fits, language: str | None = None) -> tuple[str, int]:
+    """The compact form of the best definitions whose text `fits(text)` (a token budget,
+    say), and how many were dropped for it: the weakest go first."""
+    for n in range(len(defs), 0, -1):
+        text = render_compact(defs[:n], language)
+        if fits(text):
+            return text, len(defs) - n
+    return "", len(defs)
+
+
 def _class_word(language: str) -> str:
     return "type" if language == "go" else "class"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from retrieval.selection import SourceFile
-from retrieval.symbol_context import render_compact, resolve
+from retrieval.symbol_context import render_compact, render_within, resolve
 from retrieval.symbol_table import forget_tables, open_table, update_symbols
 
 UTIL = '''"""Helpers."""
@@ -219,3 +219,13 @@ def test_incremental_reparse_matches_a_cold_parse(edits):
         got = cache.parse("t", "a.py", "python", text)
         assert str(got.root_node) == str(parse("a.py", "python", text).root_node)
         assert got.root_node.end_byte == len(text.encode())
+
+
+def test_render_within_drops_the_weakest_first(table):
+    defs = resolve(table, "app.py", "from acme.util import Clock, parse_duration\n\nc = Clock()\nc.")
+    assert len(defs) >= 3
+    full = render_compact(defs)
+    assert render_within(defs, lambda t: True) == (full, 0)
+    text, dropped = render_within(defs, lambda t: len(t) < len(full))
+    assert 0 < dropped < len(defs) and text == render_compact(defs[:len(defs) - dropped])
+    assert render_within(defs, lambda t: False) == ("", len(defs))
