@@ -213,7 +213,7 @@ class _TimedTable:
     """Wraps a SymbolTable: the time spent in its (outermost) lookups."""
 
     def __init__(self, table):
-        self.table, self.seconds, self._depth = table, 0.0, 0
+        self.table, self.seconds, self.cpu_seconds, self._depth = table, 0.0, 0.0, 0
 
     def __getattr__(self, name):
         fn = getattr(self.table, name)
@@ -222,13 +222,14 @@ class _TimedTable:
 
         def timed(*a, **k):
             self._depth += 1
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.thread_time()
             try:
                 return fn(*a, **k)
             finally:
                 self._depth -= 1
                 if self._depth == 0:
                     self.seconds += time.perf_counter() - t
+                    self.cpu_seconds += time.thread_time() - c
         return timed
 
 
@@ -269,7 +270,7 @@ def symbols(settings, registry, n_defs: int, cursors: int, repo: Path) -> dict:
     big = [sf for sf in files if sf.text.count("\n") >= 2000 and not sf.path.startswith("copy")]
     texts = [(sf.path, "\n".join(sf.text.split("\n")[:2000])) for sf in big]
     timed = _TimedTable(table)
-    full, lookups, picked, typing = [], [], [], []
+    full, full_cpu, lookups, lookups_cpu, picked, typing, typing_cpu = [], [], [], [], [], [], []
     for i in range(cursors):
         path, text = texts[i % len(texts)]
         lines = text.split("\n")
@@ -278,25 +279,33 @@ def symbols(settings, registry, n_defs: int, cursors: int, repo: Path) -> dict:
         offset = sum(len(x) + 1 for x in lines[:line - 1]) + col
         # cold: the file's first request (no earlier parse of it to re-use)
         trees.clear()
-        timed.seconds = 0.0
-        t = time.perf_counter()
+        timed.seconds = timed.cpu_seconds = 0.0
+        t, c = time.perf_counter(), time.thread_time()
         got = resolve(timed, path, text[:offset], text[offset:])
         full.append(time.perf_counter() - t)
+        full_cpu.append(time.thread_time() - c)
         lookups.append(timed.seconds)
+        lookups_cpu.append(timed.cpu_seconds)
         picked.append(len(got))
         # editing: the next keystrokes at the same cursor, each a new request
         prefix, suffix = text[:offset], text[offset:]
         for ch in "self.":
             prefix += ch
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.thread_time()
             resolve(table, path, prefix, suffix)
             typing.append(time.perf_counter() - t)
+            typing_cpu.append(time.thread_time() - c)
     out["file_lines"] = 2000
     out["files_2000_lines"] = len(texts)
-    out["resolution_full_cold"] = {"p50_ms": pct(full, 50), "p95_ms": pct(full, 95), "cursors": cursors}
-    out["resolution_lookups"] = {"p50_ms": pct(lookups, 50), "p95_ms": pct(lookups, 95)}
+    # wall time, and the thread's CPU time: on a shared machine the difference is time spent
+    # preempted by other processes, which an idle serving host does not pay
+    out["resolution_full_cold"] = {"p50_ms": pct(full, 50), "p95_ms": pct(full, 95), "cursors": cursors,
+                                   "cpu_p50_ms": pct(full_cpu, 50), "cpu_p95_ms": pct(full_cpu, 95)}
+    out["resolution_lookups"] = {"p50_ms": pct(lookups, 50), "p95_ms": pct(lookups, 95),
+                                 "cpu_p50_ms": pct(lookups_cpu, 50), "cpu_p95_ms": pct(lookups_cpu, 95)}
     out["resolution_full_editing"] = {"p50_ms": pct(typing, 50), "p95_ms": pct(typing, 95),
-                                      "requests": len(typing)}
+                                      "requests": len(typing), "cpu_p50_ms": pct(typing_cpu, 50),
+                                      "cpu_p95_ms": pct(typing_cpu, 95)}
     parse_ts = []
     for path, text in texts:
         for _ in range(5):

@@ -33,6 +33,7 @@ from retrieval.symbols import Definition, Import, extract
 
 RECENT_LINES = 12        # lines above the cursor whose calls and dereferences count
 TYPE_SCAN_LINES = 400    # lines above the cursor searched for a variable's class
+IMPORT_FILL = 8          # imported names that fill the remaining places
 _DECAY = 0.9             # weight of a use one line further from the cursor
 _SELF = {"self", "cls", "this"}
 _KEYWORDS = frozenset("""and as assert async await break case catch class const continue def default defer del
@@ -317,9 +318,12 @@ def resolve(table: SymbolTable | None, path: str, prefix: str, suffix: str = "",
         else:
             _credit_member(scope, rank, parts[:-1], parts[-1], weight, prefix_match=False)
 
-    # what the file imports, so reachable names fill the remaining places
-    for imp in fs.imports:
-        if imp.name not in (None, "*") and table is not None:
+    # imported names used near the cursor, or not used yet (likely next), fill the remaining places
+    if table is not None:
+        body = [line for line in prefix_lines if not _IMPORT_LINE.match(line)]
+        near, anywhere = "\n".join(body[-TYPE_SCAN_LINES:]), "\n".join(body)
+        fill = [i for i in fs.imports if i.name not in (None, "*") and (i.alias in near or i.alias not in anywhere)]
+        for imp in fill[:IMPORT_FILL]:
             rank.add(scope.resolve_import(imp)[:3], 1.0)
     if scope.enclosing:
         for base in scope.bases(scope.enclosing):
