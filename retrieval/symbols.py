@@ -130,6 +130,13 @@ class _Extractor:
     def text(self, node) -> str:
         return self.src[node.start_byte:node.end_byte].decode("utf-8", "replace") if node is not None else ""
 
+    def head(self, node, limit: int = 2 * SIGNATURE_MAX, one_line: bool = True) -> str:
+        """The node's text up to its first line break (`one_line`) and a few hundred bytes
+        at most: a module-level table or a long literal is not decoded whole."""
+        end = min(node.end_byte, node.start_byte + limit)
+        nl = self.src.find(b"\n", node.start_byte, end) if one_line else -1
+        return self.src[node.start_byte:nl if nl >= 0 else end].decode("utf-8", "replace")
+
     def header(self, node, body) -> str:
         """The node's text up to its body: the signature."""
         end = body.start_byte if body is not None else node.end_byte
@@ -200,7 +207,9 @@ class _Extractor:
             first = body.named_children[0]
             if first.type == "expression_statement" and first.named_children \
                     and first.named_children[0].type == "string":
-                return _first_doc_line(self.text(first.named_children[0]))
+                doc = first.named_children[0]
+                return _first_doc_line(self.src[doc.start_byte:min(doc.end_byte, doc.start_byte + 600)]
+                                       .decode("utf-8", "replace"))
         return ""
 
     def _py_def(self, node, container, outer, decorators: set[str]) -> None:
@@ -240,7 +249,7 @@ class _Extractor:
             kind = "field"
         else:
             kind = "constant" if name.isupper() or (name[:1] == "_" and name[1:].isupper()) else "variable"
-        first_line = self.text(outer).splitlines()[0] if self.text(outer) else name
+        first_line = self.head(outer) or name
         self.add(left, kind, _collapse(first_line), "", container, outer)
 
     def _constructor_fields(self, body, container, assignment: str, member: str, field: str,
@@ -254,7 +263,7 @@ class _Extractor:
                 continue
             name = left.child_by_field_name(field)
             if self.text(name) not in seen:
-                self.add(name, "field", _collapse(self.text(stmt).splitlines()[0]).rstrip(";"), "", container, stmt)
+                self.add(name, "field", _collapse(self.head(stmt)).rstrip(";"), "", container, stmt)
 
     def _py_from(self, node) -> None:
         mod_node = node.child_by_field_name("module_name")
@@ -305,12 +314,12 @@ class _Extractor:
                 mods = self.text(next((c for c in node.named_children if c.type == "modifiers"), None))
                 kind = "constant" if ("static" in mods and "final" in mods) or t == "constant_declaration" else "field"
                 for d in node.children_by_field_name("declarator"):
-                    sig = _collapse(self.text(node).split("=")[0]).rstrip(";").strip()
+                    sig = _collapse(self.head(node, one_line=False).split("=")[0].split(";")[0]).strip()
                     self.add(d.child_by_field_name("name"), kind, sig, self.comment_above(node), container, node)
             elif t == "enum_body" or t == "enum_body_declarations":
                 self._java(node, container)
             elif t == "enum_constant" and container:
-                self.add(node.child_by_field_name("name"), "constant", _collapse(self.text(node)), "", container, node)
+                self.add(node.child_by_field_name("name"), "constant", _collapse(self.head(node)), "", container, node)
 
     # -- Go ----------------------------------------------------------------------------------------------
     def _go(self, root) -> None:
@@ -350,14 +359,14 @@ class _Extractor:
                 for spec in node.named_children:
                     if spec.type in ("const_spec", "var_spec"):
                         for n in spec.children_by_field_name("name"):
-                            self.add(n, kind, _collapse(self.text(spec)), self.comment_above(spec)
+                            self.add(n, kind, _collapse(self.head(spec)), self.comment_above(spec)
                                      or self.comment_above(node), None, spec)
 
     def _go_members(self, typ, container) -> None:
         for n in _descendants(typ, "field_declaration", "method_spec", "method_elem"):
             kind = "field" if n.type == "field_declaration" else "method"
             for name in n.children_by_field_name("name"):
-                self.add(name, kind, _collapse(self.text(n)), "", container, n)
+                self.add(name, kind, _collapse(self.head(n)), "", container, n)
 
     # -- JavaScript / TypeScript --------------------------------------------------------------------------
     def _typescript(self, root) -> None:
@@ -416,7 +425,7 @@ class _Extractor:
         elif t in self._TS_TYPES:
             body = node.child_by_field_name("body")
             name = node.child_by_field_name("name")
-            sig = self.header(node, body) if t != "type_alias_declaration" else _collapse(self.text(node)).rstrip(";")
+            sig = self.header(node, body) if t != "type_alias_declaration" else _collapse(self.head(node, 4 * SIGNATURE_MAX)).rstrip(";")
             self.add(name, "type", sig, self.comment_above(outer), container, outer)
             if body is not None and t in ("interface_declaration", "enum_declaration"):
                 self._js_members(body, self.text(name))
@@ -434,7 +443,7 @@ class _Extractor:
                     sig = self.header(node, body).removesuffix("=>").rstrip()
                     kind = "function"
                 else:
-                    sig = _collapse(self.text(node).splitlines()[0]).rstrip(";")
+                    sig = _collapse(self.head(node)).rstrip(";")
                     kind = "constant" if const else "variable"
                 self.add(name, kind, sig, self.comment_above(outer), container, outer)
 
@@ -456,11 +465,11 @@ class _Extractor:
                                              "property", "this")
             elif t in ("public_field_definition", "field_definition", "property_signature"):
                 name = m.child_by_field_name("name") or m.child_by_field_name("property")
-                sig = _collapse(self.text(m).split("=")[0]).rstrip(";").strip()
+                sig = _collapse(self.head(m, one_line=False).split("=")[0].split(";")[0]).strip()
                 self.add(name, "field", sig, self.comment_above(m), container, m)
             elif t == "enum_assignment" or t == "property_identifier":
                 name = m.child_by_field_name("name") or m
-                self.add(name, "constant", _collapse(self.text(m)), "", container, m)
+                self.add(name, "constant", _collapse(self.head(m)), "", container, m)
 
 
 def _descendants(node, *types):

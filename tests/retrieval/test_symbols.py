@@ -72,6 +72,12 @@ def test_python_definitions_and_imports():
                        ("billing.core.util", "Clock", "Clock"), ("billing.base", "*", "*")}
 
 
+def test_long_literals_give_their_first_line():
+    fs = extract("t.py", "TABLE = {\n    'a': 1,\n    'b': 2,\n}\n" + "BIG = '" + "x" * 5000 + "'\n")
+    d = _defs(fs)
+    assert d["TABLE"].signature == "TABLE = {" and len(d["BIG"].signature) <= 240
+
+
 def test_python_package_init_relative_import():
     fs = extract("billing/__init__.py", "from .core import Ledger\n")
     assert fs.module == "billing"
@@ -88,6 +94,7 @@ import com.acme.model.*;
  */
 public class PaymentGateway extends Base {
     public static final int MAX_RETRIES = 3;
+    @Inject
     private final Client client;
 
     public PaymentGateway(Client client) { this.client = client; }
@@ -111,9 +118,10 @@ def test_java_definitions_and_imports():
     assert d["PaymentGateway"].signature == "public class PaymentGateway extends Base"
     assert d["PaymentGateway.MAX_RETRIES"].kind == "constant"
     assert d["PaymentGateway.client"].kind == "field"
+    assert d["PaymentGateway.client"].signature == "@Inject private final Client client"
     m = d["PaymentGateway.chargeCard"]
     assert m.signature == "public boolean chargeCard(String card, int cents) throws PaymentException"
-    assert (m.kind, m.container, m.line, m.doc) == ("method", "PaymentGateway", 16, "Charges a card; cents must be positive.")
+    assert (m.kind, m.container, m.line, m.doc) == ("method", "PaymentGateway", 17, "Charges a card; cents must be positive.")
     assert d["PaymentGateway.PaymentGateway"].signature == "public PaymentGateway(Client client)"
     assert {"Status.OK", "Status.DECLINED"} <= set(d)
     assert {(i.module, i.name) for i in fs.imports} == {("com.acme.util", "Strings"), ("com.acme.model", "*")}
