@@ -19,6 +19,7 @@ from __future__ import annotations
 import posixpath
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from codetailor.languages import SYNTAX_LANGUAGES, language_of
 
@@ -28,8 +29,7 @@ SIGNATURE_MAX = 240  # characters of a collapsed signature; longer ones end with
 KINDS = ("class", "type", "function", "method", "property", "constant", "variable", "field")
 
 
-@dataclass(frozen=True)
-class Definition:
+class Definition(NamedTuple):   # a tuple: made by the thousand per request, read from SQL rows
     name: str
     qualname: str          # Class.method within its file; the file's module is FileSymbols.module
     kind: str              # one of KINDS
@@ -45,8 +45,7 @@ class Definition:
                 "line": self.line}
 
 
-@dataclass(frozen=True)
-class Import:
+class Import(NamedTuple):
     module: str        # resolved where the file's own path allows (relative imports); else as written
     name: str | None   # the imported name; None imports the module itself, "*" everything
     alias: str         # the name (or dotted prefix) it is used under in the file
@@ -81,15 +80,17 @@ def module_key(module: str) -> str:
     return re.split(r"[./]", module.rstrip("./"))[-1] if module else ""
 
 
-def extract(path: str, text: str, language: str | None = None, *, skip_deprecated: bool = False) -> FileSymbols:
+def extract(path: str, text: str, language: str | None = None, *, skip_deprecated: bool = False,
+            tree=None) -> FileSymbols:
     """Definitions and imports of one file; an unsupported language yields none.
     `skip_deprecated` leaves out what the chunker marks deprecated (and a deprecated
-    class's members), for a selection that excludes deprecated code."""
+    class's members), for a selection that excludes deprecated code. `tree`: the text's
+    parse when the caller has it already."""
     language = language or language_of(path) or ""
     if language not in SYNTAX_LANGUAGES:
         return FileSymbols(path, language, module_of(path, language))
     src = text.encode("utf-8")
-    root = parse(path, language, text).root_node
+    root = (tree or parse(path, language, text)).root_node
     ex = _Extractor(path, language, src)
     if skip_deprecated:
         ex.lines = text.splitlines(keepends=True)
@@ -124,9 +125,17 @@ class _Extractor:
         self.package: str | None = None
         self.lines: list[str] | None = None   # set: deprecated definitions are left out
         self.deprecated: set[str] = set()     # classes left out, whose members go too
+        self.members: dict[str, set[str]] = {}  # class -> member names seen
 
     def text(self, node) -> str:
         return self.src[node.start_byte:node.end_byte].decode("utf-8", "replace") if node is not None else ""
+
+    def head(self, node, limit: int = 2 * SIGNATURE_MAX, one_line: bool = True) -> str:
+        """The node's text up to its first line break (`one_line`) and a few hundred bytes
+        at most: a module-level table or a long literal is not decoded whole."""
+        end = min(node.end_byte, node.start_byte + limit)
+        nl = self.src.find(b"\n", node.start_byte, end) if one_line else -1
+        return self.src[node.start_byte:nl if nl >= 0 else end].decode("utf-8", "replace")
 
     def header(self, node, body) -> str:
         """The node's text up to its body: the signature."""
@@ -152,6 +161,8 @@ class _Extractor:
             self.deprecated.add(name)
             return
         qual = f"{container}.{name}" if container else name
+        if container:
+            self.members.setdefault(container, set()).add(name)
         self.defs.append(Definition(name, qual, kind, signature, doc, container, self.path,
                                     line_node.start_point[0] + 1, self.language))
 
@@ -196,7 +207,9 @@ class _Extractor:
             first = body.named_children[0]
             if first.type == "expression_statement" and first.named_children \
                     and first.named_children[0].type == "string":
-                return _first_doc_line(self.text(first.named_children[0]))
+                doc = first.named_children[0]
+                return _first_doc_line(self.src[doc.start_byte:min(doc.end_byte, doc.start_byte + 600)]
+                                       .decode("utf-8", "replace"))
         return ""
 
     def _py_def(self, node, container, outer, decorators: set[str]) -> None:
@@ -204,7 +217,11 @@ class _Extractor:
             return
         body = node.child_by_field_name("body")
         name = node.child_by_field_name("name")
-        sig = self.header(node, body)
+        colon = next((c for c in reversed(node.children) if c.type == ":" and c.start_byte < (
+            body.start_byte if body is not None else node.end_byte)), None)
+        # up to the colon: comments between it and the body are not the header
+        sig = self.header(node, body) if colon is None else \
+            _collapse(self.src[node.start_byte:colon.end_byte].decode("utf-8", "replace"))
         if node.type == "class_definition":
             self.add(name, "class", sig, self._py_doc(body), container, outer)
             if body is not None:
@@ -221,7 +238,7 @@ class _Extractor:
             return  # the getter already describes the attribute
         self.add(name, kind, sig, self._py_doc(body), container, outer)
         if container is not None and self.text(name) == "__init__" and body is not None:
-            self._py_self_fields(body, container)
+            self._constructor_fields(body, container, "assignment", "attribute", "attribute", "self")
 
     def _py_assign(self, node, container, outer) -> None:
         left = node.child_by_field_name("left")
@@ -232,24 +249,21 @@ class _Extractor:
             kind = "field"
         else:
             kind = "constant" if name.isupper() or (name[:1] == "_" and name[1:].isupper()) else "variable"
-        first_line = self.text(outer).splitlines()[0] if self.text(outer) else name
+        first_line = self.head(outer) or name
         self.add(left, kind, _collapse(first_line), "", container, outer)
 
-    def _py_self_fields(self, body, container) -> None:
-        seen = {d.name for d in self.defs if d.container == container}
+    def _constructor_fields(self, body, container, assignment: str, member: str, field: str,
+                            receiver: str) -> None:
+        """Fields a constructor sets on its receiver (`self.x = ...`, `this.x = ...`), once each."""
+        seen = self.members.setdefault(container, set())
         for stmt in body.named_children:
-            if stmt.type != "expression_statement" or not stmt.named_children:
+            a = stmt.named_children[0] if stmt.type == "expression_statement" and stmt.named_children else None
+            left = a.child_by_field_name("left") if a is not None and a.type == assignment else None
+            if left is None or left.type != member or self.text(left.child_by_field_name("object")) != receiver:
                 continue
-            a = stmt.named_children[0]
-            if a.type != "assignment":
-                continue
-            left = a.child_by_field_name("left")
-            if left is not None and left.type == "attribute" and self.text(left.child_by_field_name("object")) == "self":
-                attr = left.child_by_field_name("attribute")
-                name = self.text(attr)
-                if name not in seen:
-                    seen.add(name)
-                    self.add(attr, "field", _collapse(self.text(stmt).splitlines()[0]), "", container, stmt)
+            name = left.child_by_field_name(field)
+            if self.text(name) not in seen:
+                self.add(name, "field", _collapse(self.head(stmt)).rstrip(";"), "", container, stmt)
 
     def _py_from(self, node) -> None:
         mod_node = node.child_by_field_name("module_name")
@@ -300,12 +314,12 @@ class _Extractor:
                 mods = self.text(next((c for c in node.named_children if c.type == "modifiers"), None))
                 kind = "constant" if ("static" in mods and "final" in mods) or t == "constant_declaration" else "field"
                 for d in node.children_by_field_name("declarator"):
-                    sig = _collapse(self.text(node).split("=")[0]).rstrip(";").strip()
+                    sig = _collapse(self.head(node, one_line=False).split("=")[0].split(";")[0]).strip()
                     self.add(d.child_by_field_name("name"), kind, sig, self.comment_above(node), container, node)
             elif t == "enum_body" or t == "enum_body_declarations":
                 self._java(node, container)
             elif t == "enum_constant" and container:
-                self.add(node.child_by_field_name("name"), "constant", _collapse(self.text(node)), "", container, node)
+                self.add(node.child_by_field_name("name"), "constant", _collapse(self.head(node)), "", container, node)
 
     # -- Go ----------------------------------------------------------------------------------------------
     def _go(self, root) -> None:
@@ -345,14 +359,14 @@ class _Extractor:
                 for spec in node.named_children:
                     if spec.type in ("const_spec", "var_spec"):
                         for n in spec.children_by_field_name("name"):
-                            self.add(n, kind, _collapse(self.text(spec)), self.comment_above(spec)
+                            self.add(n, kind, _collapse(self.head(spec)), self.comment_above(spec)
                                      or self.comment_above(node), None, spec)
 
     def _go_members(self, typ, container) -> None:
         for n in _descendants(typ, "field_declaration", "method_spec", "method_elem"):
             kind = "field" if n.type == "field_declaration" else "method"
             for name in n.children_by_field_name("name"):
-                self.add(name, kind, _collapse(self.text(n)), "", container, n)
+                self.add(name, kind, _collapse(self.head(n)), "", container, n)
 
     # -- JavaScript / TypeScript --------------------------------------------------------------------------
     def _typescript(self, root) -> None:
@@ -411,7 +425,7 @@ class _Extractor:
         elif t in self._TS_TYPES:
             body = node.child_by_field_name("body")
             name = node.child_by_field_name("name")
-            sig = self.header(node, body) if t != "type_alias_declaration" else _collapse(self.text(node)).rstrip(";")
+            sig = self.header(node, body) if t != "type_alias_declaration" else _collapse(self.head(node, 4 * SIGNATURE_MAX)).rstrip(";")
             self.add(name, "type", sig, self.comment_above(outer), container, outer)
             if body is not None and t in ("interface_declaration", "enum_declaration"):
                 self._js_members(body, self.text(name))
@@ -429,7 +443,7 @@ class _Extractor:
                     sig = self.header(node, body).removesuffix("=>").rstrip()
                     kind = "function"
                 else:
-                    sig = _collapse(self.text(node).splitlines()[0]).rstrip(";")
+                    sig = _collapse(self.head(node)).rstrip(";")
                     kind = "constant" if const else "variable"
                 self.add(name, kind, sig, self.comment_above(outer), container, outer)
 
@@ -447,29 +461,15 @@ class _Extractor:
                     kind = "property"
                 self.add(name, kind, self.header(m, b).rstrip(";"), self.comment_above(m), container, m)
                 if self.text(name) == "constructor" and b is not None:
-                    self._js_this_fields(b, container)
+                    self._constructor_fields(b, container, "assignment_expression", "member_expression",
+                                             "property", "this")
             elif t in ("public_field_definition", "field_definition", "property_signature"):
                 name = m.child_by_field_name("name") or m.child_by_field_name("property")
-                sig = _collapse(self.text(m).split("=")[0]).rstrip(";").strip()
+                sig = _collapse(self.head(m, one_line=False).split("=")[0].split(";")[0]).strip()
                 self.add(name, "field", sig, self.comment_above(m), container, m)
             elif t == "enum_assignment" or t == "property_identifier":
                 name = m.child_by_field_name("name") or m
-                self.add(name, "constant", _collapse(self.text(m)), "", container, m)
-
-    def _js_this_fields(self, body, container) -> None:
-        seen = {d.name for d in self.defs if d.container == container}
-        for stmt in body.named_children:
-            if stmt.type != "expression_statement" or not stmt.named_children:
-                continue
-            a = stmt.named_children[0]
-            left = a.child_by_field_name("left") if a.type == "assignment_expression" else None
-            if left is not None and left.type == "member_expression" \
-                    and self.text(left.child_by_field_name("object")) == "this":
-                prop = left.child_by_field_name("property")
-                if self.text(prop) not in seen:
-                    seen.add(self.text(prop))
-                    self.add(prop, "field", _collapse(self.text(stmt).splitlines()[0]).rstrip(";"), "",
-                             container, stmt)
+                self.add(name, "constant", _collapse(self.head(m)), "", container, m)
 
 
 def _descendants(node, *types):

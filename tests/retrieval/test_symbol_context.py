@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from retrieval.selection import SourceFile
-from retrieval.symbol_context import render_compact, resolve
+from retrieval.symbol_context import render_compact, render_within, resolve
 from retrieval.symbol_table import forget_tables, open_table, update_symbols
 
 UTIL = '''"""Helpers."""
@@ -193,6 +193,39 @@ def test_render_compact_groups_by_file_and_class(table):
     assert "class Clock:\n    def now(self) -> float:\n" in text or "class Clock:\n    def sleep(" in text
     assert "def parse_duration(text: str) -> float:  # Parse '90d' into seconds." in text
     assert render_compact([]) == ""
+    members_only = [d for d in defs if d.container == "Clock"]
+    assert render_compact(members_only).splitlines()[1] == "class Clock:"
     d = resolve(table, "x.go", "package x\n\nfunc f(p *Parcel) {\n\tp.Vol")
     assert render_compact(d).splitlines()[:3] == ["// shipping/freight.go", "type Parcel struct  // Parcel is one box.",
                                                    "    func (p *Parcel) Volume() float64  // Volume of the parcel in litres."]
+
+
+@pytest.mark.parametrize("edits", [
+    [(120, 0, "x"), (121, 0, "y"), (120, 2, "")],             # typing, then deleting what was typed
+    [(0, 0, "import os\n"), (-1, 0, "\n\ndef tail():\n    pass\n")],   # at both ends
+    [(40, 30, "def replaced(a, b):\n    return a\n"), (5, 200, "")],   # replacing and cutting whole lines
+    [(60, 0, "é→\n")],                                        # multi-byte characters
+])
+def test_incremental_reparse_matches_a_cold_parse(edits):
+    from retrieval.chunking import parse
+    from retrieval.symbol_context import _TreeCache
+
+    cache = _TreeCache()
+    text = LEDGER
+    cache.parse("t", "a.py", "python", text)
+    for at, cut, insert in edits:
+        at = len(text) if at < 0 else at
+        text = text[:at] + insert + text[at + cut:]
+        got = cache.parse("t", "a.py", "python", text)
+        assert str(got.root_node) == str(parse("a.py", "python", text).root_node)
+        assert got.root_node.end_byte == len(text.encode())
+
+
+def test_render_within_drops_the_weakest_first(table):
+    defs = resolve(table, "app.py", "from acme.util import Clock, parse_duration\n\nc = Clock()\nc.")
+    assert len(defs) >= 3
+    full = render_compact(defs)
+    assert render_within(defs, lambda t: True) == (full, 0)
+    text, dropped = render_within(defs, lambda t: len(t) < len(full))
+    assert 0 < dropped < len(defs) and text == render_compact(defs[:len(defs) - dropped])
+    assert render_within(defs, lambda t: False) == ("", len(defs))

@@ -37,6 +37,10 @@ class Ledger(Base):
     def size(self, v):
         pass
 
+    def _flush(self):  # written on close
+        # not part of the signature
+        pass
+
     async def add(self,
                   invoice: "Invoice",
                   note: str = "") -> None:
@@ -53,7 +57,8 @@ def test_python_definitions_and_imports():
     assert fs.language == "python" and fs.module == "billing.core.ledger"
     d = _defs(fs)
     assert set(d) == {"MAX_SIZE", "log", "charge", "Ledger", "Ledger.currency", "Ledger.__init__",
-                      "Ledger.owner", "Ledger.items", "Ledger.size", "Ledger.add"}
+                      "Ledger.owner", "Ledger.items", "Ledger.size", "Ledger._flush", "Ledger.add"}
+    assert d["Ledger._flush"].signature == "def _flush(self):"
     assert (d["MAX_SIZE"].kind, d["log"].kind, d["charge"].kind) == ("constant", "variable", "function")
     assert d["charge"].signature == "def charge(card, *, cents: int = 0) -> bool:"
     assert d["charge"].doc == "Charge a card." and d["charge"].line == 9
@@ -65,6 +70,12 @@ def test_python_definitions_and_imports():
     imports = {(i.module, i.name, i.alias) for i in fs.imports}
     assert imports == {("os.path", None, "p"), ("sys", None, "sys"), ("billing.core.util", "parse_duration", "pd"),
                        ("billing.core.util", "Clock", "Clock"), ("billing.base", "*", "*")}
+
+
+def test_long_literals_give_their_first_line():
+    fs = extract("t.py", "TABLE = {\n    'a': 1,\n    'b': 2,\n}\n" + "BIG = '" + "x" * 5000 + "'\n")
+    d = _defs(fs)
+    assert d["TABLE"].signature == "TABLE = {" and len(d["BIG"].signature) <= 240
 
 
 def test_python_package_init_relative_import():
@@ -83,6 +94,7 @@ import com.acme.model.*;
  */
 public class PaymentGateway extends Base {
     public static final int MAX_RETRIES = 3;
+    @Inject
     private final Client client;
 
     public PaymentGateway(Client client) { this.client = client; }
@@ -106,9 +118,10 @@ def test_java_definitions_and_imports():
     assert d["PaymentGateway"].signature == "public class PaymentGateway extends Base"
     assert d["PaymentGateway.MAX_RETRIES"].kind == "constant"
     assert d["PaymentGateway.client"].kind == "field"
+    assert d["PaymentGateway.client"].signature == "@Inject private final Client client"
     m = d["PaymentGateway.chargeCard"]
     assert m.signature == "public boolean chargeCard(String card, int cents) throws PaymentException"
-    assert (m.kind, m.container, m.line, m.doc) == ("method", "PaymentGateway", 16, "Charges a card; cents must be positive.")
+    assert (m.kind, m.container, m.line, m.doc) == ("method", "PaymentGateway", 17, "Charges a card; cents must be positive.")
     assert d["PaymentGateway.PaymentGateway"].signature == "public PaymentGateway(Client client)"
     assert {"Status.OK", "Status.DECLINED"} <= set(d)
     assert {(i.module, i.name) for i in fs.imports} == {("com.acme.util", "Strings"), ("com.acme.model", "*")}
