@@ -176,7 +176,8 @@ class CredentialStore:
             return {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": f"http.{parts.scheme}://{parts.netloc}/.extraHeader",
                     "GIT_CONFIG_VALUE_0": header}
         key, hosts = self._files(name)
-        ssh = ["ssh", "-F", "/dev/null", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+        ssh = ["ssh", "-F", "/dev/null", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
+               "-o", "BatchMode=yes",
                "-o", f"StrictHostKeyChecking={strict_host_key_checking}"]
         if hosts is not None:
             ssh += ["-o", f"UserKnownHostsFile={hosts}"]

@@ -68,11 +68,20 @@ def _driver_overrides(cwd: Path | None) -> list[str]:
     return out
 
 
-def git_env(extra: dict | None = None) -> dict:
+# A URL a tenant supplied must not be fetched with the server's own identity: no ssh key or agent
+# of the service user, and a home without ~/.netrc (which git's HTTP transport would read).
+_NO_IDENTITY_SSH = "ssh -F /dev/null -o BatchMode=yes -o IdentitiesOnly=yes -o IdentityAgent=none -o IdentityFile=none"
+
+
+def git_env(extra: dict | None = None, tenant_url: bool = False) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     env.update(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL="/dev/null", GIT_TERMINAL_PROMPT="0",
                GIT_ASKPASS="", SSH_ASKPASS="", GIT_PAGER="cat", LC_ALL="C")
-    env.setdefault("GIT_SSH_COMMAND", "ssh -F /dev/null -o BatchMode=yes")
+    if tenant_url:
+        env.update(HOME="/nonexistent", XDG_CONFIG_HOME="/nonexistent", GIT_SSH_COMMAND=_NO_IDENTITY_SSH)
+        env.pop("SSH_AUTH_SOCK", None)
+    else:
+        env["GIT_SSH_COMMAND"] = "ssh -F /dev/null -o BatchMode=yes"
     env.update(extra or {})
     return env
 
@@ -94,7 +103,7 @@ def run_git(cwd: Path | str | None, *args: str, env: dict | None = None, tenant_
         args[1:1] = _NO_EXT_DIFF[args[0]]
     cmd += args
     try:
-        r = subprocess.run(cmd, cwd=cwd, capture_output=True, env=git_env(env), timeout=timeout,
+        r = subprocess.run(cmd, cwd=cwd, capture_output=True, env=git_env(env, tenant_url), timeout=timeout,
                            stdin=subprocess.DEVNULL)
     except FileNotFoundError:
         raise GitError("git is not installed (it is needed to read repositories)") from None
