@@ -234,3 +234,11 @@ def test_serve_refresher_follows_pushes_in_the_background(settings, tenant, upst
         refresher.stop()
     assert "app/late.py" in _files(tenant)
     assert any("re-indexed app" in line for line in lines)
+
+
+def test_one_refresh_per_tenant_at_a_time(settings, tenant, connected):
+    from codetailor.refresh import RefreshBusy, _refresh_lock
+
+    with _refresh_lock(tenant):
+        with pytest.raises(RefreshBusy, match="being refreshed by another process"):
+            _refresh(settings, tenant)
