@@ -23,7 +23,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from codetailor.artifacts import CredentialRecord
-from codetailor.atomic import atomic_write_bytes
+from codetailor.atomic import atomic_write_bytes, staging_dir
 from codetailor.errors import AlreadyExists, CodetailorError, NotFound
 from codetailor.home import Home
 from codetailor.names import validate_name
@@ -73,18 +73,24 @@ class CredentialStore:
     def _dir(self, name: str) -> Path:
         return self.home.credential_dir(name)
 
-    def _create_dir(self, name: str) -> Path:
-        d = self._dir(name)
+    def _publish(self, record: CredentialRecord, files: dict[str, bytes]) -> CredentialRecord:
+        """Write the credential's files into a private staging folder renamed into place at the end,
+        so a killed `credential add` leaves either nothing or the whole credential."""
+        d = self._dir(record.name)
         d.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(d.parent, 0o700)
-        try:
-            d.mkdir(mode=0o700)
-        except FileExistsError:
-            raise AlreadyExists(f"credential {name!r} already exists (remove it first)") from None
-        return d
+        if d.exists() or self._mounted(record.name) is not None:
+            raise AlreadyExists(f"credential {record.name!r} already exists (remove it first)")
+        with staging_dir(d) as tmp:
+            os.chmod(tmp, 0o700)
+            for name, data in files.items():
+                atomic_write_bytes(tmp / name, data, mode=0o600)
+            record.write(tmp / RECORD)
+        return record
 
     def add_token(self, name: str, token_file: Path, username: str | None = "x-access-token") -> CredentialRecord:
         """An https token read from `token_file`; sent as Basic `username:token`, or Bearer when username is None."""
+        validate_name("credential", name)
         token = _read_secret_file(token_file, "token").decode("utf-8", "replace").strip()
         if not token:
             raise CredentialError(f"token file {token_file} is empty")
@@ -92,24 +98,19 @@ class CredentialStore:
             raise CredentialError(f"token file {token_file} must hold one line of printable text")
         if username is not None and (":" in username or not username.isprintable() or not username):
             raise CredentialError("--username must be non-empty printable text without ':'")
-        d = self._create_dir(name)
-        atomic_write_bytes(d / SECRET, token.encode(), mode=0o600)
-        record = CredentialRecord(name=name, kind="token", username=username, created_at=time.time())
-        record.write(d / RECORD)
-        return record
+        return self._publish(CredentialRecord(name=name, kind="token", username=username, created_at=time.time()),
+                             {SECRET: token.encode()})
 
     def add_ssh(self, name: str, key_file: Path, known_hosts: Path | None = None) -> CredentialRecord:
+        validate_name("credential", name)
         key = _read_secret_file(key_file, "ssh key")
         if b"PRIVATE KEY" not in key:
             raise CredentialError(f"{key_file} is not an ssh private key (OpenSSH or PEM)")
-        hosts = _read_secret_file(known_hosts, "known_hosts") if known_hosts is not None else None
-        d = self._create_dir(name)
-        atomic_write_bytes(d / SECRET, key if key.endswith(b"\n") else key + b"\n", mode=0o600)
-        if hosts is not None:
-            atomic_write_bytes(d / KNOWN_HOSTS, hosts, mode=0o600)
-        record = CredentialRecord(name=name, kind="ssh", known_hosts=hosts is not None, created_at=time.time())
-        record.write(d / RECORD)
-        return record
+        files = {SECRET: key if key.endswith(b"\n") else key + b"\n"}
+        if known_hosts is not None:
+            files[KNOWN_HOSTS] = _read_secret_file(known_hosts, "known_hosts")
+        return self._publish(CredentialRecord(name=name, kind="ssh", known_hosts=known_hosts is not None,
+                                              created_at=time.time()), files)
 
     def get(self, name: str) -> CredentialRecord:
         try:
@@ -176,7 +177,8 @@ class CredentialStore:
             return {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": f"http.{parts.scheme}://{parts.netloc}/.extraHeader",
                     "GIT_CONFIG_VALUE_0": header}
         key, hosts = self._files(name)
-        ssh = ["ssh", "-F", "/dev/null", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+        ssh = ["ssh", "-F", "/dev/null", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
+               "-o", "BatchMode=yes",
                "-o", f"StrictHostKeyChecking={strict_host_key_checking}"]
         if hosts is not None:
             ssh += ["-o", f"UserKnownHostsFile={hosts}"]

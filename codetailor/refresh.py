@@ -222,11 +222,23 @@ def refresh_tenant(settings, paths: TenantPaths, *, index_only: bool = False, pr
         say(reason)
         summary["retrain"] = {"changed_tokens": tokens, "threshold": threshold, "reason": reason,
                               "decision": None}
+        retrain_error = None
         if state.phase != "idle" and not index_only:
-            state, report = _retrain(settings, paths, state, say, progress)
+            try:
+                state, report = _retrain(settings, paths, state, say, progress)
+            except CodetailorError as e:
+                # a refusal by training or evaluation itself (not a kill): record it and start over
+                # from these commits next time rather than resuming a step that fails the same way
+                retrain_error = f"retraining failed at its {state.phase} step: {e}"
+                say(retrain_error)
+                state = _write(paths, state, phase="idle", adapter=None, pending_commits={},
+                               last_decision=retrain_error)
+                report = {"decision": retrain_error}
             summary["retrain"].update(report)
             summary["retrain"]["decision"] = report.get("decision")
         summary["seconds"] = round(time.perf_counter() - t0, 3)
+    if retrain_error:
+        raise RefreshFailed(retrain_error, summary)
     if failed:
         raise RefreshFailed(f"{len(failed)} of {len(results)} sources failed: {failed[0]['error']}", summary)
     return summary

@@ -27,7 +27,7 @@ from codetailor.home import Home, TenantPaths
 from codetailor.names import SourceName
 from codetailor.tenants import Registry
 
-_SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^/].*$")   # git@host:org/repo.git
+_SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9][A-Za-z0-9.-]*:[^/].*$")   # git@host:org/repo.git
 _BRANCH = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]{1,200}(?<![./])$")
 
 
@@ -51,8 +51,8 @@ def check_url(url: str, *, tenant_facing: bool) -> str:
         if parts.password is not None or (parts.username and parts.scheme != "ssh"):
             raise SourceError("credentials never go into a URL (git would store them in .git/config); "
                               "add one with `codetailor credential add` and pass --credential")
-        if not parts.hostname:
-            raise SourceError(f"source URL {url!r} has no host")
+        if not parts.hostname or not parts.hostname[0].isalnum():
+            raise SourceError(f"source URL {url!r} has no valid host")
         if tenant_facing and parts.scheme == "http":
             raise SourceError("a tenant's source must be https or ssh, not http")
         return url

@@ -91,13 +91,22 @@ def _binary() -> str:
     return git
 
 
-def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+# A URL a tenant supplied must not be fetched with the server's own identity: no ssh key or agent
+# of the service user, and a home without ~/.netrc (which git's HTTP transport would read).
+_NO_IDENTITY_SSH = ("ssh -F /dev/null -o BatchMode=yes -o IdentitiesOnly=yes -o IdentityAgent=none "
+                    "-o IdentityFile=none")
+
+
+def _env(extra: dict[str, str] | None = None, tenant_url: bool = False) -> dict[str, str]:
     """Our environment without any GIT_* of ours, hardened; `extra` adds per-call variables
     (credentials through GIT_CONFIG_COUNT/KEY/VALUE, a deploy key's GIT_SSH_COMMAND)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "SSH_ASKPASS"))}
     env.update(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL="/dev/null", GIT_TERMINAL_PROMPT="0",
                GIT_OPTIONAL_LOCKS="0", GIT_PAGER="cat", PAGER="cat", LC_ALL="C",
                GIT_SSH_COMMAND="ssh -F /dev/null -o BatchMode=yes")
+    if tenant_url:
+        env.update(HOME="/nonexistent", XDG_CONFIG_HOME="/nonexistent", GIT_SSH_COMMAND=_NO_IDENTITY_SSH)
+        env.pop("SSH_AUTH_SOCK", None)
     env.update(extra or {})
     return env
 
@@ -147,7 +156,7 @@ class Git:
             # the command contacts a URL a tenant supplied (clone, fetch): https and ssh only, so
             # `file:///`, a local path or `ext::` cannot pull in our own files or run a command
             pairs += _TENANT_URL_OVERRIDES
-        self._env = _env(env)
+        self._env = _env(env, tenant_url)
         self._prefix = [git, "--no-pager", *_overrides(pairs), *(["-C", str(self.cwd)] if self.cwd else [])]
 
     def argv(self, *args: str) -> list[str]:

@@ -52,3 +52,8 @@ def test_source_and_credential_commands(tmp_path, upstream, server):
     assert r.returncode == 3 and "no sources connected by URL" in r.stderr
     assert run(home, "credential", "remove", "gh").returncode == 0
     assert json.loads(run(home, "credential", "list", "--json").stdout) == []
+
+
+def test_serve_refuses_a_negative_refresh_interval(tmp_path):
+    r = run(tmp_path / "home", "serve", "--refresh-interval", "-1")
+    assert r.returncode == 2 and r.stderr.strip() == "codetailor: error: --refresh-interval must be >= 0"

@@ -136,11 +136,14 @@ class _Calls:
 
         def train(settings, paths, opts):
             from codetailor.adapters import AdapterStore
+            from training import TrainingError
 
             self.log.append("train")
             self.warm_starts.append(opts.warm_start)
             if self.fail_at == "train":
                 raise KeyboardInterrupt
+            if self.fail_at == "refuse":
+                raise TrainingError("tenant 'acme' has only one selected file")
             from codetailor.artifacts import AdapterMeta
 
             with AdapterStore(paths).new_version() as staged:
@@ -200,6 +203,18 @@ def test_retrain_decision_and_resume_after_a_kill(monkeypatch, settings, tenant,
     # the small change below the threshold counted too: both commits are now trained
     assert refresh_tenant(settings, tenant, progress=False)["retrain"]["decision"] is None
 
+    # training refusing (bad input, not a kill): a clear failure, no step left to resume
+    from codetailor.artifacts import RefreshState
+    from codetailor.refresh import RefreshFailed
+
+    upstream.work.commit({"app/more.py": "def g(y):\n    return y + 1\n" * 30}, "more")
+    upstream.push()
+    calls.fail_at = "refuse"
+    with pytest.raises(RefreshFailed, match="retraining failed at its train step: .*one selected file") as e:
+        refresh_tenant(settings, tenant, progress=False)
+    assert e.value.summary["sources"][0]["status"] == "updated"
+    assert RefreshState.read(tenant.refresh_state).phase == "idle"
+
 
 def test_serve_refresher_follows_pushes_in_the_background(settings, tenant, upstream, connected):
     import time
@@ -221,3 +236,11 @@ def test_serve_refresher_follows_pushes_in_the_background(settings, tenant, upst
         refresher.stop()
     assert "app/late.py" in _files(tenant)
     assert any("re-indexed app" in line for line in lines)
+
+
+def test_one_refresh_per_tenant_at_a_time(settings, tenant, connected):
+    from codetailor.refresh import RefreshBusy, _refresh_lock
+
+    with _refresh_lock(tenant):
+        with pytest.raises(RefreshBusy, match="being refreshed by another process"):
+            _refresh(settings, tenant)

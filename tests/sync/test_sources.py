@@ -50,6 +50,8 @@ def test_credentials_are_private_and_never_listed(settings, tmp_path, server, so
     ("https://user:pw@git.example.com/a.git", False, False),
     ("https://ghp_secret@git.example.com/a.git", False, False),
     ("--upload-pack=touch /tmp/x", False, False),
+    ("ssh://-oProxyCommand=touch%20x/repo.git", False, False),
+    ("git@-oProxyCommand=touch:repo.git", True, False),
     ("file:///srv/repo.git", False, True),
 ])
 def test_url_rules(url, tenant_facing, ok):

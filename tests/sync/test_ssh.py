@@ -44,3 +44,43 @@ def test_fetch_with_a_deploy_key_and_known_hosts(tmp_path, settings, tenant, ups
     sources.add("acme", "nohosts", sshd.url(upstream.bare), credential="nohosts")
     with pytest.raises(FetchFailed, match="[Hh]ost key verification failed"):
         sources.remote_commit(next(s for s in sources.specs(tenant) if s.name == "nohosts"))
+
+
+def test_a_tenants_url_never_uses_the_servers_own_ssh_identity(tmp_path, monkeypatch, upstream, sshd):
+    """The service user's ssh agent holds a key the git host accepts: the operator's own sources may
+    use it, a URL a tenant supplied may not (nor the user's default key files, nor ~/.netrc)."""
+    import os
+    import shutil
+    import subprocess
+
+    from retrieval.git import GitError, run_git
+
+    if not shutil.which("ssh-agent"):
+        pytest.skip("needs ssh-agent")
+    upstream.work.commit({"a.py": "x = 1\n"}, "one")
+    upstream.push()
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if sock.exists():
+                break
+            __import__("time").sleep(0.05)
+        env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
+        subprocess.run(["ssh-add", "-q", str(sshd.deploy_key)], env=env, check=True, capture_output=True)
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        url = sshd.url(upstream.bare)
+        known = f"-o UserKnownHostsFile={sshd.known_hosts}"
+        assert run_git(None, "ls-remote", "--", url, env={"GIT_SSH_COMMAND": f"ssh -F /dev/null -o BatchMode=yes {known}"})
+        # a tenant's URL: the ssh command it gets by default (with the host's key known, so that
+        # only the identity can fail) is refused for want of a key
+        from retrieval.git import _NO_IDENTITY_SSH
+
+        shown = run_git(None, "-c", "alias.env=!echo $HOME $GIT_SSH_COMMAND", "env", tenant_url=True).strip()
+        assert shown == f"/nonexistent {_NO_IDENTITY_SSH}"
+        with pytest.raises(GitError) as e:
+            run_git(None, "ls-remote", "--", url, tenant_url=True, env={"GIT_SSH_COMMAND": f"{_NO_IDENTITY_SSH} {known}"})
+        assert "Permission denied (publickey)" in e.value.stderr
+    finally:
+        agent.terminate()
+        agent.wait(10)
