@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from codetailor.adapters import AdapterStore
+from codetailor.artifacts import AdapterMeta
 from codetailor.model import model_checksum
 from tests.evaluation.helpers import fake_model_dir, settings_with, tenant
 
 
 def _publish(paths, meta: dict) -> str:
     store = AdapterStore(paths)
-    with store.new_version() as (version, tmp):
-        (tmp / "meta.json").write_text(json.dumps(meta))
-    store.set_active(version)
-    return version
+    with store.new_version() as staged:
+        staged.meta = AdapterMeta.from_dict(meta)
+    store.set_active(staged.version)
+    return staged.version
 
 
 @pytest.mark.parametrize("meta, served", [
