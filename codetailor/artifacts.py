@@ -204,6 +204,28 @@ class AdapterMeta(Artifact):
         return self.evaluation.cqi if self.evaluation is not None else None
 
 
+class EvaluationRecord(Artifact):
+    """`evals/<eval id>.json`: one evaluation run, its summary and every task's completions, so a
+    report can be rendered again later. Written once by evaluation/records.py."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    eval_id: str
+    tenant: str
+    adapter: str | None = None
+    systems: dict[str, dict[str, Any]] = {}      # per system: the metrics' means
+    cqi: dict[str, dict[str, Any]] = {}          # per customised system: value, low, high
+    n: int = 0
+    seconds: float = 0.0
+    finished_at: float | None = None
+    by_kind: dict[str, Any] = {}
+    split: dict[str, Any] = {}
+    internal_apis: int = 0
+    chosen_system: System | None = None
+    hardware: dict[str, Any] | None = None       # the machine and the number formats chosen (codetailor.hardware)
+    tasks: list[dict[str, Any]] = []
+
+
 class AdapterState(Artifact):
     """`adapters/state.json`: the active version, the ones before it, and the system serving uses."""
 

@@ -1,6 +1,6 @@
 """Where evaluation results live.
 
-Each run is one JSON file `evals/<UTC time>-<id>.json` (written atomically:
+Each run is one EvaluationRecord `evals/<UTC time>-<id>.json` (written atomically:
 a reader sees a whole result or none) holding the summary and every task's
 completions, so a report can be re-rendered later. The adapter that was
 evaluated gets the summary the guardrail needs (an EvaluationSummary in its
@@ -15,8 +15,7 @@ import uuid
 from pathlib import Path
 
 from codetailor.adapters import AdapterStore
-from codetailor.artifacts import EvaluationSummary
-from codetailor.atomic import atomic_write_json, read_json
+from codetailor.artifacts import EvaluationRecord, EvaluationSummary
 from codetailor.home import TenantPaths
 from codetailor.systems import System
 
@@ -27,7 +26,7 @@ def new_eval_id() -> str:
 
 def save(paths: TenantPaths, result: dict) -> Path:
     path = paths.evals_dir / f"{result['eval_id']}.json"
-    atomic_write_json(path, result)
+    EvaluationRecord.model_validate(result).write(path)
     return path
 
 
@@ -36,9 +35,9 @@ def eval_files(paths: TenantPaths) -> list[Path]:
     return sorted(p for p in d.glob("*.json") if not p.name.startswith(".")) if d.is_dir() else []
 
 
-def latest(paths: TenantPaths) -> dict | None:
+def latest(paths: TenantPaths) -> EvaluationRecord | None:
     files = eval_files(paths)
-    return read_json(files[-1]) if files else None
+    return EvaluationRecord.read(files[-1]) if files else None
 
 
 def record_in_adapter(store: AdapterStore, version: str, result: dict) -> EvaluationSummary | None:

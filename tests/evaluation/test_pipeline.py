@@ -98,8 +98,8 @@ def test_better_adapter_gets_high_cqi_records_and_report(env, tmp_path):
     assert sorted(by_sys[True]) == sorted(by_sys[False])
     # records: the eval file, the adapter's meta, the serving system
     saved = records.latest(paths)
-    assert saved["eval_id"] == result["eval_id"] and len(saved["tasks"]) == 24
-    assert saved["hardware"]["cores"] >= 1 and "isa" in saved["hardware"]   # the run records its machine
+    assert saved.eval_id == result["eval_id"] and len(saved.tasks) == 24 and saved.chosen_system == "ft"
+    assert saved.hardware["cores"] >= 1 and "isa" in saved.hardware   # the run records its machine
     store = AdapterStore(paths)
     assert store.meta(version).evaluation.cqi == c["value"]
     assert store.state().system == "ft"
