@@ -45,7 +45,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-BASE = ROOT / ".home" / "test" / "models" / "smollm2-135m-instruct"
+# The base model the tests fetch (CODETAILOR_TEST_HOME, as the tests read it; default the tree's .home/test).
+BASE = Path(os.environ.get("CODETAILOR_TEST_HOME", ROOT / ".home" / "test")) / "models" / "smollm2-135m-instruct"
 PEPPER = "bench-pepper"
 ENGINE = {"dtype": "bfloat16", "max_model_len": 1024, "kv_cache_gib": 1, "max_num_seqs": 16,
           "max_loras": 8, "max_lora_rank": 8, "max_cpu_loras": 72}
