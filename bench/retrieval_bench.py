@@ -359,6 +359,32 @@ def symbols(settings, registry, n_defs: int, cursors: int, repo: Path) -> dict:
     sym_s = time.perf_counter() - t
     out["vs_chunking"] = {"files": len(sel.files), "chunking_s": round(chunk_s, 3), "symbols_s": round(sym_s, 3),
                           "ratio": round(sym_s / chunk_s, 2) if chunk_s else None}
+def segment_cost(n: int, k: int, queries: int = 100) -> dict:
+    """BM25 time per query over n stdlib windows as one segment and as k equal segments."""
+    from retrieval.segments import load_segment, write_segment
+    from retrieval.tokens import code_tokens
+
+    rows = stdlib_rows(n)
+    work = Path(tempfile.mkdtemp(prefix="ct-segments-"))
+    layouts = {"one": [rows], f"{k}": [rows[i * n // k:(i + 1) * n // k] for i in range(k)]}
+    out = {"chunks": n}
+    qs = [code_tokens("\n".join(r["text"].splitlines()[:10])) for r in rows[::max(1, n // queries)]]
+    for name, parts in layouts.items():
+        segs = []
+        for i, part in enumerate(parts):
+            d = work / f"{name}-{i}"
+            d.mkdir()
+            write_segment(d, part)
+            segs.append(load_segment(d, []))
+        t = time.perf_counter()
+        for q in qs:
+            for seg in segs:
+                scores = seg.scores(q, ())
+                top = min(50, len(scores))
+                np.argpartition(-scores, top - 1)[:top]
+        out[f"{name}_segment_ms_per_query"] = round((time.perf_counter() - t) * 1000 / len(qs), 2)
+    shutil.rmtree(work, ignore_errors=True)
+    out["load"] = os.getloadavg()[0]
     return out
 
 
@@ -373,7 +399,12 @@ def main() -> None:
     ap.add_argument("--symbols", action="store_true", help="only the symbol-table benchmark")
     ap.add_argument("--symbol-defs", type=int, default=100000)
     ap.add_argument("--symbol-repo", default=None, help="repository indexed for the table's share (default: --repo)")
+    ap.add_argument("--segment-cost", metavar="N,K", help="only: BM25 query time over N chunks, one segment vs K")
     args = ap.parse_args()
+    if args.segment_cost:
+        n, k = (int(x) for x in args.segment_cost.split(","))
+        print(json.dumps(segment_cost(n, k)))
+        return
     home = Path(tempfile.mkdtemp(prefix="ct-bench-"))
     settings = load_settings(home=home)
     registry = registry_from_settings(settings)

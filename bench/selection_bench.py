@@ -1,6 +1,7 @@
 """File selection throughput (listing, safety skips, secret scan) on a real tree.
 
     .venv/bin/python bench/selection_bench.py [--repo PATH] [--workers 0] [--json out.json]
+    .venv/bin/python bench/selection_bench.py --check-prefilter 3   # every 3rd .py: prefilter vs full scan
 
 Default tree: a copy of this Python's standard library (public code nobody here wrote).
 Reports files/s and how many files the secret prefilter cleared without the full
@@ -24,12 +25,38 @@ from pathlib import Path
 sys.path.insert(0, os.environ.get("SELECTION_BENCH_CODE", str(Path(__file__).resolve().parents[1])))
 
 
+def check_prefilter(root: Path, step: int) -> None:
+    from retrieval.secrets_scan import has_secret, may_hold_secret
+
+    files = sorted(p for p in root.rglob("*.py") if "site-packages" not in p.parts)[::step]
+    t_pre = t_full = 0.0
+    flagged = secrets = missed = 0
+    for p in files:
+        text = p.read_text(encoding="utf-8", errors="replace")
+        t0 = time.perf_counter()
+        maybe = may_hold_secret(p.name, text)
+        t1 = time.perf_counter()
+        secret = has_secret(p)
+        t_pre, t_full = t_pre + t1 - t0, t_full + time.perf_counter() - t1
+        flagged, secrets = flagged + maybe, secrets + secret
+        missed += secret and not maybe
+    n = len(files)
+    print(json.dumps({"files": n, "need_full_scan": flagged, "share": round(flagged / n, 3), "secrets": secrets,
+                      "cleared_but_secret": missed, "prefilter_ms_per_file": round(1000 * t_pre / n, 2),
+                      "full_scan_ms_per_file": round(1000 * t_full / n, 1),
+                      "load": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()}, indent=2))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repo", default=sysconfig.get_paths()["stdlib"])
     ap.add_argument("--workers", type=int, default=0, help="secret_scan_workers (0: every usable core)")
     ap.add_argument("--json")
+    ap.add_argument("--check-prefilter", type=int, metavar="STEP",
+                    help="instead: run the prefilter and the full scan on every STEP-th .py file and compare")
     a = ap.parse_args()
+    if a.check_prefilter:
+        return check_prefilter(Path(a.repo), a.check_prefilter)
 
     from codetailor.config import RetrievalConfig
     from retrieval.selection import Selection, select_files
