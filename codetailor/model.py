@@ -8,6 +8,10 @@ gguf into a plain checkpoint of the entry's architecture, loading the state dict
 strictly (every tensor accounted for: Qwen2's q/k/v biases and its separate
 output head must survive), and publishes it atomically under <home>/models/.
 A second call finds the published directory and returns at once.
+
+The configured base model's identity lives here too: `prompt_template` (its
+family's template with stop token ids from its tokenizer) and `base_mismatch`
+(whether an adapter's recorded base model and template are the configured ones).
 """
 
 from __future__ import annotations
