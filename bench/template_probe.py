@@ -1,6 +1,7 @@
 """A small side-by-side probe of one model's prompt templates on one repository.
 
     .venv/bin/python bench/template_probe.py --model qwen2.5-coder-0.5b --repo DIR [--n 40] [--seed 0]
+        [--templates text,native]
 
 The same held-out tasks (evaluation.tasks, the product's task cutter) go through one in-process engine
 once per template of the model's family (text and native), generic model, no retrieval, greedy; they are
@@ -46,6 +47,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--budget", type=int, default=1024, help="prompt budget in tokens")
     ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--templates", default="", help="comma-separated layouts to run (default: all of the family)")
     args = ap.parse_args()
 
     from codetailor.config import load_settings
@@ -68,6 +70,8 @@ def main() -> None:
     tasks = make_tasks(files, heldout, apis, n=args.n, seed=args.seed)
     family = prompt_template(settings, path).family
     layouts = sorted(l for f, l in TEMPLATES if f == family)
+    if args.templates:
+        layouts = [l for l in args.templates.split(",") if l in layouts]
 
     from engine.vllm_engine import VllmEngine
 

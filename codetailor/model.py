@@ -8,6 +8,10 @@ gguf into a plain checkpoint of the entry's architecture, loading the state dict
 strictly (every tensor accounted for: Qwen2's q/k/v biases and its separate
 output head must survive), and publishes it atomically under <home>/models/.
 A second call finds the published directory and returns at once.
+
+The configured base model's identity lives here too: `prompt_template` (its
+family's template with stop token ids from its tokenizer) and `base_mismatch`
+(whether an adapter's recorded base model and template are the configured ones).
 """
 
 from __future__ import annotations
@@ -168,6 +172,28 @@ def _model_class(architecture: str):
     return getattr(transformers, architecture)
 
 
+def rebuild(state: dict, config, name: str):
+    """A fresh model of the config's architecture holding exactly `state`: a tensor the class does
+    not expect, or one it expects and did not get, is an error (a lenient load would drop Qwen2's
+    q/k/v biases into a Llama class, or tie its separate output head)."""
+    import torch
+
+    with torch.device("meta"):
+        plain = _model_class((config.architectures or ["?"])[0])(config)
+    try:
+        plain.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as e:
+        raise CodetailorError(f"the {name} weights do not fit {config.architectures[0]}: {e}") from None
+    embed, head = plain.get_input_embeddings().weight, plain.get_output_embeddings().weight
+    if getattr(config.get_text_config(), "tie_word_embeddings", False):
+        if not torch.equal(embed, head):  # a tied model whose GGUF holds a different output head
+            raise CodetailorError(f"the {name} config ties the output head, but its weights differ")
+        plain.tie_weights()
+    elif head.data_ptr() == embed.data_ptr():
+        raise CodetailorError(f"the {name} output head should be separate, but it is the embedding")
+    return plain
+
+
 def convert(gguf: Path, entry: CatalogEntry, out: Path) -> int:
     """Dequantise the GGUF into a checkpoint of the entry's architecture; returns its parameter count."""
     import torch
@@ -184,18 +210,9 @@ def convert(gguf: Path, entry: CatalogEntry, out: Path) -> int:
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     state = quant.state_dict()
-    with torch.device("meta"):
-        plain = _model_class(found)(config)
-    # strict: a tensor the class does not expect, or one it expects and did not get, is an error.
-    plain.load_state_dict(state, strict=True, assign=True)
-    del quant, state
-    embed, head = plain.get_input_embeddings().weight, plain.get_output_embeddings().weight
-    if getattr(config.get_text_config(), "tie_word_embeddings", False):
-        if not torch.equal(embed, head):  # a tied model whose GGUF holds a different output head
-            raise CodetailorError(f"the {entry.name} config ties the output head, but its GGUF's differs")
-        plain.tie_weights()
-    elif head.data_ptr() == embed.data_ptr():
-        raise CodetailorError(f"the {entry.name} output head should be separate, but it is the embedding")
+    del quant
+    plain = rebuild(state, config, entry.name)
+    del state
     plain.to(getattr(torch, entry.store_dtype))
     plain.config.dtype = entry.store_dtype
     plain.save_pretrained(out, safe_serialization=True)

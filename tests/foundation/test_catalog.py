@@ -168,3 +168,49 @@ def test_model_directory_names_refuse_path_tricks(tmp_path, bad):
     with pytest.raises(InvalidName):
         Home(tmp_path).model_dir(bad)
     assert Home(tmp_path).model_dir("qwen2.5-coder-0.5b").name == "qwen2.5-coder-0.5b"
+
+
+def _tiny_qwen2():
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    cfg = Qwen2Config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=False)
+    cfg.architectures = ["Qwen2ForCausalLM"]
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(cfg)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if n.endswith("bias"):
+                p.normal_()
+    return model
+
+
+def test_rebuild_keeps_qwen2_biases_and_its_separate_output_head():
+    import torch
+
+    from codetailor.model import rebuild
+
+    src = _tiny_qwen2()
+    state = {k: v.clone() for k, v in src.state_dict().items()}
+    plain = rebuild(state, src.config, "tiny")
+    assert type(plain).__name__ == "Qwen2ForCausalLM"
+    got = plain.state_dict()
+    assert set(got) == set(state) and all(torch.equal(got[k], state[k]) for k in state)
+    assert any(k.endswith("q_proj.bias") for k in got)
+    assert plain.lm_head.weight.data_ptr() != plain.model.embed_tokens.weight.data_ptr()
+
+
+def test_rebuild_refuses_weights_that_do_not_fit_the_architecture():
+    from codetailor.model import rebuild
+
+    src = _tiny_qwen2()
+    state = {k: v.clone() for k, v in src.state_dict().items()}
+    missing = {k: v for k, v in state.items() if not k.endswith("k_proj.bias")}
+    with pytest.raises(CodetailorError, match="do not fit Qwen2ForCausalLM"):
+        rebuild(missing, src.config, "tiny")
+    as_llama = src.config.to_dict() | {"architectures": ["LlamaForCausalLM"]}
+    from transformers import LlamaConfig
+
+    with pytest.raises(CodetailorError, match="do not fit LlamaForCausalLM"):  # Llama has no q/k/v bias
+        rebuild(state, LlamaConfig(**{k: v for k, v in as_llama.items() if k != "model_type"}), "tiny")
