@@ -378,14 +378,9 @@ def _credit_member(scope: _Scope, rank: _Ranker, chain: list[str], member: str, 
             defs = scope.foreign(scope.table.in_module(module, exact, limit=60))
             rank.add([d for d in defs if d.name.startswith(prefix)][:20], weight, split=exact is not None)
         return
-    head = chain[-1] if len(chain) == 1 or chain[0] in _SELF else None
-    if head is None:   # a longer chain (a.b.c): only its last receiver's class can be read off
-        head = chain[-1] if scope.type_of(chain[-1]) else None
-        if head is None:
-            return
-    cls = scope.class_of(chain[0] if chain[0] in _SELF and len(chain) == 1 else head)
-    if cls is None and chain[0] in _SELF and len(chain) == 2:   # self.field.member: the field's annotated class
-        cls = scope.type_of(chain[1])
+    # the receiver's class: self/this or a Go receiver alone, else the class of the chain's last
+    # name (a typed variable, a field named like an annotated parameter, a class name)
+    cls = scope.class_of(chain[0]) if len(chain) == 1 else scope.type_of(chain[-1])
     if cls is None:
         return
     rank.add(scope.members(cls, prefix, exact)[:20], weight, split=exact is not None)
