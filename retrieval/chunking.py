@@ -77,12 +77,9 @@ def _parser(language: str, tsx: bool = False):
     return Parser(Language(lang))
 
 
-def parse(path: str, language: str, text: str | bytes, old_tree=None):
-    """The tree-sitter tree of one file (the chunker's and the symbol table's one parser);
-    `old_tree`, edited to match, lets tree-sitter re-parse only what changed."""
-    src = text.encode("utf-8") if isinstance(text, str) else text
-    parser = _parser(language, path.endswith(".tsx"))
-    return parser.parse(src, old_tree) if old_tree is not None else parser.parse(src)
+def parse(path: str, language: str, text: str):
+    """The tree-sitter tree of one file (the chunker's and the symbol table's one parser)."""
+    return _parser(language, path.endswith(".tsx")).parse(text.encode("utf-8"))
 
 
 def _inner(node):

@@ -23,17 +23,21 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict, defaultdict
+from functools import lru_cache
 
 from codetailor.errors import CodetailorError
 from codetailor.languages import SYNTAX_LANGUAGES, language_of
 
-from retrieval.chunking import parse
+from retrieval.chunking import _parser
 from retrieval.symbol_table import SymbolTable
-from retrieval.symbols import Definition, Import, extract
+from retrieval.symbols import Definition, FileSymbols, Import, extract
 
 RECENT_LINES = 12        # lines above the cursor whose calls and dereferences count
 TYPE_SCAN_LINES = 400    # lines above the cursor searched for a variable's class
 IMPORT_FILL = 8          # imported names that fill the remaining places
+MAX_USES = 40            # names used in the last lines that are looked up
+PARSE_TIMEOUT_MS = 200    # a request's parse past this is given up (its own definitions unknown)
+LINE_TAIL = 400          # characters of a line read before the cursor (minified code has long lines)
 _DECAY = 0.9             # weight of a use one line further from the cursor
 _SELF = {"self", "cls", "this"}
 _KEYWORDS = frozenset("""and as assert async await break case catch class const continue def default defer del
@@ -63,23 +67,27 @@ _TYPE_KINDS = {"python": ("assign", "annotation"), "typescript": ("assign", "ann
 
 
 def _recent_uses(prefix_lines: list[str]) -> list[tuple[list[str], bool, float]]:
-    """(dotted chain, is a call, weight) for each name used in the last lines."""
+    """(dotted chain, is a call, weight) for the names used in the last lines, nearest first
+    (at most MAX_USES, and only the end of a very long line: minified code costs no more)."""
     out = []
     lines = prefix_lines[-RECENT_LINES:]
     for back, line in enumerate(reversed(lines)):
         if _IMPORT_LINE.match(line):
             continue   # imports are credited as imports, not as uses
-        code = line.split("#", 1)[0] if "#" in line and '"' not in line and "'" not in line else line
+        code = line[-LINE_TAIL:]
+        code = code.split("#", 1)[0] if "#" in code and '"' not in code and "'" not in code else code
         w = _DECAY ** back
-        for m in _CHAIN.finditer(code):
+        for m in reversed(list(_CHAIN.finditer(code))):
             parts = [p.strip() for p in m.group(1).split(".")]
             call = m.group(2) is not None
             if parts[0].lower() in _KEYWORDS and parts[0] not in _SELF:
                 continue
-            if _DECLARED.search(code[:m.start()]):
+            if _DECLARED.search(code, max(0, m.start() - 80), m.start()):
                 continue   # the name a definition line introduces is not a use
             if call or len(parts) > 1 or parts[0][:1].isupper():
                 out.append((parts, call, w))
+                if len(out) == MAX_USES:
+                    return out
     return out
 
 
@@ -89,6 +97,7 @@ def _variable_class(lines: list[str], var: str, language: str) -> str | None:
     for line in reversed(lines):
         if var not in line:
             continue
+        line = line[-LINE_TAIL:]
         best, where = None, -1
         for kind in kinds:
             pattern, vg, cg = _TYPE_PATTERNS[kind]
@@ -111,20 +120,25 @@ class _TreeCache:
         self._lock = threading.Lock()
 
     def parse(self, scope: str, path: str, language: str, text: str):
+        """The request's tree, or None when it cannot be parsed within PARSE_TIMEOUT_MS."""
         src = text.encode("utf-8")
         key = (scope, path, language)
         with self._lock:   # taken out while in use: an edited tree belongs to one parse
             prev = self._items.pop(key, None)
-        if prev is None:
-            tree = parse(path, language, text)
-        else:
-            old, tree = prev
-            if old != src:
+        old_tree = None
+        if prev is not None:
+            old, old_tree = prev
+            if old == src:
+                tree = old_tree
+            else:
                 start = _common_prefix(old, src)
                 end = _common_suffix(old, src, start)
-                tree.edit(start, len(old) - end, len(src) - end, _point(old, start),
-                          _point(old, len(old) - end), _point(src, len(src) - end))
-                tree = parse(path, language, src, tree)
+                old_tree.edit(start, len(old) - end, len(src) - end, _point(old, start),
+                              _point(old, len(old) - end), _point(src, len(src) - end))
+        if prev is None or old != src:
+            tree = _request_parse(path, language, src, old_tree)
+            if tree is None:
+                return None
         with self._lock:
             self._items[key] = (src, tree)
             while len(self._items) > self.size:
@@ -134,6 +148,26 @@ class _TreeCache:
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+
+
+@lru_cache(maxsize=None)
+def _request_parser(language: str, tsx: bool):
+    """The chunker's grammar in a parser of its own, with a time limit: a request's text is
+    the client's, and tree-sitter's error recovery on garbage can take seconds."""
+    from tree_sitter import Parser
+
+    parser = Parser(_parser(language, tsx).language)
+    parser.timeout_micros = max(1, int(PARSE_TIMEOUT_MS * 1000))
+    return parser
+
+
+def _request_parse(path: str, language: str, src: bytes, old_tree):
+    parser = _request_parser(language, path.endswith(".tsx"))
+    try:   # tree-sitter holds the GIL while parsing: one parse at a time per process
+        return parser.parse(src, old_tree) if old_tree is not None else parser.parse(src)
+    except ValueError:   # ran past the time limit
+        parser.reset()
+        return None
 
 
 def _common_prefix(a: bytes, b: bytes) -> int:
@@ -294,11 +328,11 @@ def resolve(table: SymbolTable | None, path: str, prefix: str, suffix: str = "",
     cursor_line = len(prefix_lines)
     text = prefix + suffix
     tree = _trees.parse(str(table.path) if table is not None else "", path, language, text)
-    fs = extract(path, text, language, tree=tree)
+    fs = extract(path, text, language, tree=tree) if tree is not None else FileSymbols(path, language, "")
     request_defs = [d for d in fs.definitions if d.line != cursor_line]
     scope = _Scope(table, path, language, request_defs, fs.imports, cursor_line, prefix_lines)
     rank = _Ranker(path)
-    current = prefix_lines[-1]
+    current = prefix_lines[-1][-LINE_TAIL:]
 
     # the identifier being typed, with its receiver chain (not a name being defined)
     m = _PARTIAL.search(current)
@@ -378,14 +412,9 @@ def _credit_member(scope: _Scope, rank: _Ranker, chain: list[str], member: str, 
             defs = scope.foreign(scope.table.in_module(module, exact, limit=60))
             rank.add([d for d in defs if d.name.startswith(prefix)][:20], weight, split=exact is not None)
         return
-    head = chain[-1] if len(chain) == 1 or chain[0] in _SELF else None
-    if head is None:   # a longer chain (a.b.c): only its last receiver's class can be read off
-        head = chain[-1] if scope.type_of(chain[-1]) else None
-        if head is None:
-            return
-    cls = scope.class_of(chain[0] if chain[0] in _SELF and len(chain) == 1 else head)
-    if cls is None and chain[0] in _SELF and len(chain) == 2:   # self.field.member: the field's annotated class
-        cls = scope.type_of(chain[1])
+    # the receiver's class: self/this or a Go receiver alone, else the class of the chain's last
+    # name (a typed variable, a field named like an annotated parameter, a class name)
+    cls = scope.class_of(chain[0]) if len(chain) == 1 else scope.type_of(chain[-1])
     if cls is None:
         return
     rank.add(scope.members(cls, prefix, exact)[:20], weight, split=exact is not None)

@@ -254,7 +254,11 @@ def open_table(paths: TenantPaths) -> SymbolTable | None:
     path = table_path(paths)
     try:
         st = os.stat(path)
-    except FileNotFoundError:
+    except FileNotFoundError:   # never built, or the tenant was deleted: let go of a cached connection
+        with _tables_lock:
+            gone = _tables.pop(str(path), None)
+        if gone is not None:
+            gone[1].close()
         return None
     stamp = (st.st_ino, st.st_dev)
     with _tables_lock:

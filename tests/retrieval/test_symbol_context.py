@@ -229,3 +229,20 @@ def test_render_within_drops_the_weakest_first(table):
     text, dropped = render_within(defs, lambda t: len(t) < len(full))
     assert 0 < dropped < len(defs) and text == render_compact(defs[:len(defs) - dropped])
     assert render_within(defs, lambda t: False) == ("", len(defs))
+
+
+def test_hostile_requests_stay_bounded(table, monkeypatch):
+    import retrieval.symbol_context as sc
+
+    # a parse past the time limit is given up: the request's own definitions are unknown
+    sc._request_parser.cache_clear()
+    monkeypatch.setattr(sc, "PARSE_TIMEOUT_MS", 0.001)
+    try:
+        assert sc._request_parse("m.py", "python", b"Foo x = " * 20000, None) is None
+        got = resolve(table, "m.py", "from acme.util import Clock\n" + "Foo x = " * 20000 + "\nc = Clock()\nc.")
+        assert {"Clock.now", "Clock.sleep"} <= set(names(got))   # the table still answers
+    finally:
+        sc._request_parser.cache_clear()
+    # minified code: one enormous line of uses is read from its end, a bounded number of names
+    uses = sc._recent_uses(["f(" * 50000 + "Clock.now(x)"])
+    assert 0 < len(uses) <= sc.MAX_USES and uses[0] == (["Clock", "now"], True, 1.0)

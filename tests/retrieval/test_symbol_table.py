@@ -130,8 +130,16 @@ def test_other_schema_is_rebuilt_and_unreadable_until_then(paths):
     assert u.files_extracted == 1 and names(open_table(paths)) == ["a"]
 
 
-def test_no_table_yet(paths):
+def test_no_table_yet_or_any_more(paths):
+    import shutil
+
     assert open_table(paths) is None
+    update_symbols(paths, "main", [sf("a.py", "def a(): pass\n")])
+    t = open_table(paths)
+    shutil.rmtree(paths.root)   # the tenant is deleted
+    assert open_table(paths) is None
+    with pytest.raises(sqlite3.ProgrammingError):   # its connection was closed, not leaked
+        t.count()
 
 
 def test_index_source_keeps_the_table_in_step(settings, registry, sample_repo):
