@@ -24,7 +24,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -40,19 +39,10 @@ def _git(cwd, *args):
 
 def make_repo(root: Path, target_bytes: int) -> tuple[Path, Path, int]:
     """(work tree, bare repository, bytes of code) of about `target_bytes` of stdlib Python."""
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    from warm_start_bench import copy_packages   # this folder is on sys.path when run as a script
+
     work, bare = root / "work", root / "upstream.git"
-    total = 0
-    for pkg in PACKAGES:
-        for f in sorted((stdlib / pkg).rglob("*.py")):
-            if total >= target_bytes:
-                break
-            if "test" in f.parts or "__pycache__" in f.parts:
-                continue
-            dest = work / f.relative_to(stdlib)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(f, dest)
-            total += f.stat().st_size
+    total = copy_packages(work, PACKAGES, target_bytes)
     _git(root, "init", "-q", "-b", "main", str(work))
     _git(work, "add", "-A")
     _git(work, "-c", "user.email=b@example.com", "-c", "user.name=bench", "commit", "-qm", "import")
