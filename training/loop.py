@@ -251,10 +251,6 @@ def run_loop(pm, examples: Sequence[Example], cfg: LoopConfig, checkpoint: Check
     return state
 
 
-def planned_sequences(n_examples: int, epochs: float) -> int:
-    return max(1, round(n_examples * epochs))
-
-
 def torch_threads(wanted: int = 0) -> int:
     """`wanted` threads, or (0) every core this process may use. On a box shared with
     other busy processes fewer threads can be much faster: OpenMP workers wait for
