@@ -1,4 +1,4 @@
-"""Reliability run (issue 9): isolation at volume, overload at twice the measured
+"""Reliability run: isolation at volume, overload at twice the measured
 capacity, and a model replica killed under load. Starts its own stack (private
 Ray cluster, Serve app, real vLLM engine, gRPC front server) in a temp home.
 

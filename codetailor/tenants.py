@@ -198,10 +198,3 @@ class Registry:
 
 def registry_from_settings(settings) -> Registry:
     return Registry(Home(settings.home), settings.key_pepper)
-
-
-def home_from_settings(settings) -> Home:
-    return Home(settings.home)
-
-
-

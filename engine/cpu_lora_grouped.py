@@ -13,8 +13,8 @@ small, since each op costs microseconds of dispatch whatever its size:
   (slots, n_slices*rank, out) block-diagonal. One bmm gives each group its rank-r
   projections for all slices, a second bmm the whole layer's output: 8 ops per
   layer whatever the number of slices or adapters, and about the FLOPs of the
-  tokens' own adapters (the stacked-all-slots version before this one spent 8x
-  the FLOPs at one adapter and ran at 0.4x base speed).
+  tokens' own adapters (stacking all slots into one masked matmul instead spends
+  8x the FLOPs at one adapter and runs at 0.4x base speed).
 - Rows without an adapter get exactly +0 (the mixed-batch fix is built in): they are
   skipped, or read an all-zero row when results go back to token order by a gather.
 - float32 because tiny bf16 matmuls are ~7x slower than fp32 on this CPU. The

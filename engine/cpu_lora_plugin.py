@@ -14,8 +14,8 @@ vLLM runs `register()` in every process that builds a model. It does two things:
    `PunicaWrapperCPU.add_lora_linear` is replaced by grouped math
    (engine/cpu_lora_grouped.py): tokens grouped by slot once per step, every
    slice of a layer fused, two bmms per layer, rows without an adapter untouched
-   (so the fix is built in). Earlier versions and why they lost: a Python loop
-   over adapter segments (~2.6x slower at 8 adapters: op count), then all slots
+   (so the fix is built in). Alternatives measured and rejected: a Python loop
+   over adapter segments (~2.6x slower at 8 adapters: op count), and all slots
    stacked into one matmul with a mask (8x the FLOPs at one adapter: 0.4x base).
    `add_lora_logits` groups rows by adapter segment.
 

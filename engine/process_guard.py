@@ -2,7 +2,7 @@
 
 vLLM runs its EngineCore (`VLLM::EngineCore`) as a child process. If the command
 that started it dies without shutting the engine down (SIGKILL, a crash, a
-SIGTERM with no handler), the core used to stay behind, holding its memory and
+SIGTERM with no handler), the core would stay behind, holding its memory and
 cores. `bind_to_parent` runs inside the core, from the vLLM plugin that vLLM
 loads in every engine process (engine/cpu_lora_plugin.py `register`): the kernel
 then sends the core SIGKILL when its parent goes (Linux PR_SET_PDEATHSIG).

@@ -3,7 +3,7 @@
 One base model, many tenant LoRA adapters, continuous batching across tenants.
 The engine core runs with `distributed_executor_backend="uni"`, so the model worker
 lives inside vLLM's EngineCore process instead of one more process below it: faster
-start and ~500 MiB less memory (checked in /work/shared/environment-notes.md).
+start and ~500 MiB less memory.
 AsyncLLM always runs that core as a child process (`VLLM::EngineCore`);
 VLLM_ENABLE_V1_MULTIPROCESSING=0 does not change that, so this process (tokenising,
 detokenising, callers' event loops) and the core share the machine's cores.

@@ -1,4 +1,4 @@
-"""The Code Quality Index: one number from 1 to 10 per customised system.
+"""The Customization Quality Index (CQI): one number from 1 to 10 per customised system.
 
 Formula (docs/cqi.md has the reasoning and the calibration):
 

@@ -1,9 +1,9 @@
 """One evaluation run: tasks -> completions per system -> metrics -> CQI -> records.
 
 Order matters on CPU: the vLLM engine is started before anything imports the
-retrieval package (bm25s/numba loaded first broke the engine's start, see
-/work/shared/environment-notes.md), so cheap input checks run first, then the
-engine, then file selection, retrieval and generation.
+retrieval package (bm25s/numba loaded first break the engine's start), so cheap
+input checks run first, then the engine, then file selection, retrieval and
+generation.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """Admin operations on one tenant's serving state (the AdminService's logic).
 
-Activation and rollback go through the evaluation guardrail when it exists
-(`evaluation.guardrail`), else straight to the AdapterStore; `_guardrail_*`
-are the one place to swap.
+Activation and rollback go through the evaluation guardrail (`evaluation.guardrail`),
+which refuses an adapter that did not beat the generic model or was trained on another base.
 """
 
 from __future__ import annotations
@@ -13,32 +12,9 @@ from codetailor.adapters import AdapterStore, list_rows
 from codetailor.config import Settings
 from codetailor.home import Home, TenantPaths
 from codetailor.systems import System
+from evaluation import guardrail
 
 log = logging.getLogger("codetailor.serving.admin")
-
-
-def _guardrail():
-    try:
-        from evaluation import guardrail
-    except ImportError:
-        return None
-    return guardrail
-
-
-def _guardrail_activate(settings: Settings, paths: TenantPaths, version: str) -> None:
-    g = _guardrail()
-    if g is not None and hasattr(g, "activate"):
-        g.activate(settings, paths, version)  # refusals map through codetailor.errors
-        return
-    AdapterStore(paths).set_active(version)  # until evaluation's guardrail exists
-
-
-def _guardrail_rollback(settings: Settings, paths: TenantPaths) -> None:
-    g = _guardrail()
-    if g is not None and hasattr(g, "rollback"):
-        g.rollback(settings, paths)
-        return
-    AdapterStore(paths).rollback()
 
 
 def status(paths: TenantPaths) -> dict:
@@ -54,12 +30,12 @@ def adapters(paths: TenantPaths) -> list[dict]:
 
 
 def activate(settings: Settings, paths: TenantPaths, version: str) -> dict:
-    _guardrail_activate(settings, paths, version)
+    guardrail.activate(settings, paths, version)  # refusals map through codetailor.errors
     return status(paths)
 
 
 def rollback(settings: Settings, paths: TenantPaths) -> dict:
-    _guardrail_rollback(settings, paths)
+    guardrail.rollback(settings, paths)
     return status(paths)
 
 

@@ -53,8 +53,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # read by each Ray process at import, so given to the replicas through their runtime_env):
 # replica user code and the router on the replica's main event loop instead of a thread and a
 # loop of their own each, and deployment handles calling replicas over direct gRPC instead of
-# Ray actor tasks. Measured on the 2-core VM (docs/bench-serving.md): one handle hop 2.6 -> 1.3
-# ms, time outside the engine per request at concurrency 4 from 28-35 to 17-22 ms. Left out of the umbrella flag:
+# Ray actor tasks. On the 2-core VM one handle hop takes 1.3 ms with them and 2.6 ms without
+# (docs/bench-serving.md). Left out of the umbrella flag:
 # direct ingress (replicas serving HTTP themselves; clients reach only the front server here)
 # and buffered request logs. An explicit value in the environment wins. Set for the local stack
 # (`start_stack`); a RayService can set the same variables in its spec.

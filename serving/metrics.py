@@ -1,4 +1,4 @@
-"""The serving metrics, with the base names agreed with ops (issue 8).
+"""The serving metrics, with the base names deploy/metrics.txt lists (and ops' rules use).
 
 All are `ray.util.metrics` series, so every process of the app (front server,
 ingress and model replicas) exports them on Ray's one metrics-export port,

@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 
 from codetailor.config import ServingConfig
-from codetailor.languages import LANGUAGES, language_of
+from codetailor.languages import LANGUAGES, language_of, with_language
 from serving.status import invalid
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -19,6 +19,8 @@ MAX_STOP_LEN = 64
 
 @dataclass(frozen=True)
 class CompletionInput:
+    """A valid request. `path` is the path shown to the model: the client's, with the extension of
+    the request's `language` appended when the client's path has no known one."""
     request_id: str
     prefix: str
     suffix: str
@@ -66,9 +68,10 @@ def validate_completion(req, cfg: ServingConfig) -> CompletionInput:
     path = _text("path", req.path) or "untitled"
     if len(path) > MAX_PATH or any(c in path for c in "\n\r"):
         raise invalid(f"path must be one line of at most {MAX_PATH} characters")
-    language = req.language or language_of(path)
     if req.language and req.language not in LANGUAGES:
         raise invalid(f"unknown language {req.language!r}; known: {', '.join(sorted(LANGUAGES))}")
+    path = with_language(path, req.language)  # the path's own extension wins over the hint
+    language = language_of(path)
     if not 1 <= req.max_tokens <= cfg.max_tokens_limit:
         raise invalid(f"max_tokens must be between 1 and {cfg.max_tokens_limit}, got {req.max_tokens}")
     t = float(req.temperature)

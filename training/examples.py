@@ -238,17 +238,3 @@ def _trim_prefix(parts: PromptParts, budget: int) -> PromptParts:
     if cut < 0:
         return parts
     return PromptParts(parts.path, parts.prefix[cut + 1:], parts.suffix, parts.snippets, parts.repo)
-
-
-def mix_replay(tenant: list[Example], public: list[Example], ratio: float, rng: random.Random) -> list[Example]:
-    """Add public examples so that they make up `ratio` of the result (as close as whole
-    examples allow), drawn without replacement while they last."""
-    if ratio <= 0 or not tenant:
-        return list(tenant)
-    want = round(len(tenant) * ratio / (1 - ratio))
-    if not public:
-        return list(tenant)
-    pool = list(public)
-    rng.shuffle(pool)
-    chosen = [pool[i % len(pool)] for i in range(want)]
-    return list(tenant) + chosen

@@ -179,6 +179,15 @@ def _capped(cfg: LoopConfig, state: LoopState) -> LoopConfig:
     return replace(cfg, time_budget=budget)
 
 
+def _optimizer_step(pm, opt, lr: float) -> None:
+    """One AdamW step at `lr` on the accumulated gradients (clipped to norm 1), which it clears."""
+    for g in opt.param_groups:
+        g["lr"] = lr
+    torch.nn.utils.clip_grad_norm_(trainable(pm), 1.0)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
 def run_loop(pm, examples: Sequence[Example], cfg: LoopConfig, checkpoint: Checkpoint | None,
              progress: bool = True, on_step: Callable[[LoopState], None] | None = None) -> LoopState:
     if not examples:
@@ -220,12 +229,7 @@ def run_loop(pm, examples: Sequence[Example], cfg: LoopConfig, checkpoint: Check
             last_partial = (cfg.time_budget is not None and state.step > 0
                             and time.monotonic() - started >= cfg.time_budget)
             if state.micro % cfg.grad_accum == 0 or state.micro == len(plan) or last_partial:
-                lr = lr_at(cfg, state.step, total_steps, time.monotonic() - started)
-                for g in opt.param_groups:
-                    g["lr"] = lr
-                torch.nn.utils.clip_grad_norm_(trainable(pm), 1.0)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
+                _optimizer_step(pm, opt, lr_at(cfg, state.step, total_steps, time.monotonic() - started))
                 state.step += 1
                 state.recent = (state.recent + [step_loss / max(step_tokens, 1)])[-20:]
                 step_loss, step_tokens = 0.0, 0
@@ -249,10 +253,6 @@ def run_loop(pm, examples: Sequence[Example], cfg: LoopConfig, checkpoint: Check
     state.seconds = base_seconds + (time.monotonic() - started)
     pm.eval()
     return state
-
-
-def planned_sequences(n_examples: int, epochs: float) -> int:
-    return max(1, round(n_examples * epochs))
 
 
 def torch_threads(wanted: int = 0) -> int:

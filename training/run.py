@@ -197,6 +197,107 @@ def split_tenant_files(settings, paths: TenantPaths, selection=None,
                       dict(sorted(skipped.items())), tuple(moved))
 
 
+@dataclass(frozen=True)
+class TrainingSet:
+    """Phase 2 of training: the examples the loop trains on and those the losses are measured on."""
+
+    tenant: list[Example]       # from the train files
+    public: list[Example]       # public replay, `replay_ratio` of the mix
+    heldout: list[Example]      # cursor examples of the held-out files
+    public_eval: list[Example]  # cursor examples of the held-out public files
+
+    @property
+    def examples(self) -> list[Example]:
+        """What the loop trains on, in this order (the checkpoint's fingerprint covers it)."""
+        return self.tenant + self.public
+
+
+def build_training_set(settings, paths: TenantPaths, tokenizer, phase: SplitFiles, opts: TrainOptions,
+                       neighbours_factory: Callable[[Sequence[str]], Neighbours] | None = None) -> TrainingSet:
+    cfg = settings.training
+    neighbours = None
+    if opts.rag_augmented:
+        neighbours = (neighbours_factory or (lambda ex: retrieval_neighbours(settings, paths, ex)))(phase.split.heldout)
+    builder = example_builder(tokenizer, settings, neighbours)
+    tenant_ex = build_examples(builder, phase.train, "tenant", cfg.seed, rag_fraction=cfg.rag_fraction,
+                               other_weight=cfg.other_code_weight, progress=opts.progress)
+    if not tenant_ex:
+        raise TrainingError(f"tenant {paths.tenant!r}: the selected train files yield no training examples")
+    # Held-out and public-eval examples are cursor examples without neighbours, never packed: their
+    # losses measure the serving layout at a cursor and compare like with like across runs.
+    plain = example_builder(tokenizer, settings, packing=False)
+    heldout_ex = build_examples(plain, phase.heldout, "tenant", cfg.seed + 1, limit=cfg.eval_examples,
+                                per_file=max(1, -(-cfg.eval_examples // max(1, len(phase.heldout)))))
+    public_ex, public_eval = [], []
+    if opts.replay_ratio > 0:
+        pub = public_files()
+        psplit = split_files([f.path for f in pub], PUBLIC_SEED, PUBLIC_HELDOUT_FRACTION)
+        pheld = set(psplit.heldout)
+        public_ex = replay_examples(example_builder(tokenizer, settings), tenant_ex,
+                                    [f for f in pub if f.path not in pheld], opts.replay_ratio, cfg.seed + 2)
+        public_eval = build_examples(plain, [f for f in pub if f.path in pheld], "public", PUBLIC_SEED,
+                                     limit=cfg.eval_examples, per_file=2)
+    return TrainingSet(tenant_ex, public_ex, heldout_ex, public_eval)
+
+
+@dataclass(frozen=True)
+class Losses:
+    """Phase 4 of training: mean completion-token losses after the loop (None: no examples)."""
+
+    heldout: float | None          # held-out tenant code, with the adapter
+    heldout_base: float | None     # the same, base model alone
+    public_base: float | None      # held-out public code, base model alone
+    public_adapter: float | None   # the same, with the adapter
+
+    @property
+    def public_change(self) -> float | None:
+        """Relative change of the public loss: the forgetting guard the activation guardrail reads."""
+        if not self.public_base:
+            return None
+        return (self.public_adapter - self.public_base) / self.public_base
+
+
+def measure_losses(pm, ts: TrainingSet, dtype) -> Losses:
+    return Losses(heldout=mean_loss(pm, ts.heldout, adapter=True, dtype=dtype),
+                  heldout_base=mean_loss(pm, ts.heldout, adapter=False, dtype=dtype),
+                  public_base=mean_loss(pm, ts.public_eval, adapter=False, dtype=dtype),
+                  public_adapter=mean_loss(pm, ts.public_eval, adapter=True, dtype=dtype))
+
+
+def _hyper_parameters(cfg, opts: TrainOptions, dtypes) -> dict:
+    """What the adapter was trained with (AdapterMeta.hyper_parameters; part of the checkpoint key)."""
+    return {"rank": opts.rank, "alpha": opts.alpha, "lr": cfg.lr, "seq_len": cfg.seq_len,
+            "target_tokens": cfg.target_tokens, "grad_accum": cfg.grad_accum, "micro_batch": 1,
+            "epochs": opts.epochs, "warmup_fraction": cfg.warmup_fraction, "schedule": "cosine",
+            "replay_ratio": opts.replay_ratio, "rag_augmented": opts.rag_augmented,
+            "rag_fraction": cfg.rag_fraction if opts.rag_augmented else 0.0, "seed": cfg.seed,
+            "base_weights": dtypes.base_weights.value, "autocast": dtypes.autocast.value,
+            "target_modules": "q,k,v,o,gate,up,down",
+            "time_budget_s": opts.time_budget, "packing": cfg.packing,
+            "window_context": cfg.window_context if cfg.packing else None,
+            "cursor_fraction": cfg.cursor_fraction if cfg.packing else None,
+            "warm_start": opts.warm_start}
+
+
+def _data_record(phase: SplitFiles, ts: TrainingSet) -> dict:
+    """What the adapter learned from and was measured on (AdapterMeta.data)."""
+    examples = ts.examples
+    return {"train_files": len(phase.train), "heldout_files": len(phase.heldout),
+            "skipped_since_index": phase.skipped,
+            "train_bytes": sum(len(f.text.encode()) for f in phase.train),
+            # what this adapter learned from, so a warm-started child never holds it out
+            "train_content_sha256": sorted({_content_sha(f.text) for f in phase.train}),
+            "tenant_examples": len(ts.tenant), "public_examples": len(ts.public),
+            "rag_examples": sum(e.rag for e in ts.tenant),
+            "kinds": {k: sum(e.kind == k for e in ts.tenant) for k in ("line", "midline", "fim", WINDOW)},
+            "tokens_per_epoch": sum(len(e.ids) for e in examples),
+            "target_tokens_per_epoch": sum(e.n_target for e in examples),
+            "tenant_target_tokens": sum(e.n_target for e in ts.tenant),
+            "public_target_tokens": sum(e.n_target for e in ts.public),
+            "heldout_examples": len(ts.heldout), "public_eval_examples": len(ts.public_eval),
+            "public_corpus": "python stdlib"}
+
+
 def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
                  neighbours_factory: Callable[[Sequence[str]], Neighbours] | None = None,
                  files: Sequence[CorpusFile] | None = None) -> dict:
@@ -219,33 +320,12 @@ def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
     selection_dict = opts.selection.to_dict() if opts.selection is not None else None
     parent = _warm_start_parent(paths, opts) if opts.warm_start else None
     phase = split_tenant_files(settings, paths, opts.selection, files, parent)
-    split, train_files, heldout_files, moved = phase.split, phase.train, phase.heldout, phase.moved
+    split = phase.split
 
     # 2. examples
     model, tokenizer = load_base(base_path, dtypes.base_weights.value)
-    neighbours = None
-    if opts.rag_augmented:
-        neighbours = (neighbours_factory or (lambda ex: retrieval_neighbours(settings, paths, ex)))(split.heldout)
-    builder = example_builder(tokenizer, settings, neighbours)
-    tenant_ex = build_examples(builder, train_files, "tenant", cfg.seed, rag_fraction=cfg.rag_fraction,
-                               other_weight=cfg.other_code_weight, progress=opts.progress)
-    if not tenant_ex:
-        raise TrainingError(f"tenant {paths.tenant!r}: the selected train files yield no training examples")
-    # Held-out and public-eval examples are cursor examples without neighbours, never packed: their
-    # losses measure the serving layout at a cursor and compare like with like across runs.
-    plain = example_builder(tokenizer, settings, packing=False)
-    heldout_ex = build_examples(plain, heldout_files, "tenant", cfg.seed + 1, limit=cfg.eval_examples,
-                                per_file=max(1, -(-cfg.eval_examples // max(1, len(heldout_files)))))
-    public_ex, public_eval = [], []
-    if opts.replay_ratio > 0:
-        pub = public_files()
-        psplit = split_files([f.path for f in pub], PUBLIC_SEED, PUBLIC_HELDOUT_FRACTION)
-        pheld = set(psplit.heldout)
-        public_ex = replay_examples(example_builder(tokenizer, settings), tenant_ex,
-                                    [f for f in pub if f.path not in pheld], opts.replay_ratio, cfg.seed + 2)
-        public_eval = build_examples(plain, [f for f in pub if f.path in pheld], "public", PUBLIC_SEED,
-                                     limit=cfg.eval_examples, per_file=2)
-    examples = tenant_ex + public_ex
+    ts = build_training_set(settings, paths, tokenizer, phase, opts, neighbours_factory)
+    examples = ts.examples
 
     # 3. train (resumable)
     pm = attach_lora(model, opts.rank, opts.alpha, cfg.seed)
@@ -261,17 +341,7 @@ def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
                           checkpoint_seconds=cfg.checkpoint_seconds, autocast=autocast_dtype,
                           max_seconds=cfg.max_seconds)
     checksum = model_checksum(base_path)
-    hyper = {"rank": opts.rank, "alpha": opts.alpha, "lr": cfg.lr, "seq_len": cfg.seq_len,
-             "target_tokens": cfg.target_tokens, "grad_accum": cfg.grad_accum, "micro_batch": 1,
-             "epochs": opts.epochs, "warmup_fraction": cfg.warmup_fraction, "schedule": "cosine",
-             "replay_ratio": opts.replay_ratio, "rag_augmented": opts.rag_augmented,
-             "rag_fraction": cfg.rag_fraction if opts.rag_augmented else 0.0, "seed": cfg.seed,
-             "base_weights": dtypes.base_weights.value, "autocast": dtypes.autocast.value,
-             "target_modules": "q,k,v,o,gate,up,down",
-             "time_budget_s": opts.time_budget, "packing": cfg.packing,
-             "window_context": cfg.window_context if cfg.packing else None,
-             "cursor_fraction": cfg.cursor_fraction if cfg.packing else None,
-             "warm_start": opts.warm_start}
+    hyper = _hyper_parameters(cfg, opts, dtypes)
     key = _fingerprint(checksum, hyper, split.to_dict(), examples)
     work = paths.work_dir / "train"
     for stale in work.glob("*.pt") if work.is_dir() else []:
@@ -284,11 +354,8 @@ def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
     recent_loss = sum(state.recent[-5:]) / max(1, len(state.recent[-5:])) if state.recent else None
 
     # 4. losses after training
-    heldout_loss = mean_loss(pm, heldout_ex, adapter=True, dtype=autocast_dtype)
-    heldout_loss_base = mean_loss(pm, heldout_ex, adapter=False, dtype=autocast_dtype)
-    public_base = mean_loss(pm, public_eval, adapter=False, dtype=autocast_dtype)
-    public_adapter = mean_loss(pm, public_eval, adapter=True, dtype=autocast_dtype)
-    public_change = (public_adapter - public_base) / public_base if public_base else None
+    losses = measure_losses(pm, ts, autocast_dtype)
+    heldout_loss, public_change = losses.heldout, losses.public_change
 
     store = AdapterStore(paths)
     meta = AdapterMeta(
@@ -296,22 +363,9 @@ def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
         template=template_name,
         selection=selection_dict,
         split=split.record(),
-        warm_start={"parent": opts.warm_start, "heldout_seen_by_parent": list(moved)} if parent is not None else None,
+        warm_start={"parent": opts.warm_start, "heldout_seen_by_parent": list(phase.moved)} if parent is not None else None,
         hyper_parameters=hyper,
-        data={"train_files": len(train_files), "heldout_files": len(heldout_files),
-              "skipped_since_index": phase.skipped,
-                 "train_bytes": sum(len(f.text.encode()) for f in train_files),
-                 # what this adapter learned from, so a warm-started child never holds it out
-                 "train_content_sha256": sorted({_content_sha(f.text) for f in train_files}),
-                 "tenant_examples": len(tenant_ex), "public_examples": len(public_ex),
-                 "rag_examples": sum(e.rag for e in tenant_ex),
-                 "kinds": {k: sum(e.kind == k for e in tenant_ex) for k in ("line", "midline", "fim", WINDOW)},
-                 "tokens_per_epoch": sum(len(e.ids) for e in examples),
-                 "target_tokens_per_epoch": sum(e.n_target for e in examples),
-                 "tenant_target_tokens": sum(e.n_target for e in tenant_ex),
-                 "public_target_tokens": sum(e.n_target for e in public_ex),
-                 "heldout_examples": len(heldout_ex), "public_eval_examples": len(public_eval),
-                 "public_corpus": "python stdlib"},
+        data=_data_record(phase, ts),
         epochs_seen=round(epochs_seen, 4),
         stopped_by_budget=state.micro < round(len(examples) * opts.epochs),
         steps=state.step,
@@ -321,8 +375,9 @@ def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
         torch_threads=threads,
         hardware=hardware_record(dtypes, threads=threads),
         resumed_from_sequence=state.resumed_from,
-        losses={"train": train_loss, "train_recent": recent_loss, "heldout": heldout_loss,
-                "heldout_base": heldout_loss_base, "public_base": public_base, "public_adapter": public_adapter},
+        losses={"train": train_loss, "train_recent": recent_loss, "heldout": losses.heldout,
+                "heldout_base": losses.heldout_base, "public_base": losses.public_base,
+                "public_adapter": losses.public_adapter},
         public_loss_change=public_change,
     )
     with store.new_version() as staged:

@@ -63,12 +63,9 @@ def _delete(args) -> dict:
     settings = get_settings()
     registry = registry_from_settings(settings)
     paths = registry.tenant(args.name)
-    try:  # the service vector store keeps points outside the home
-        from retrieval import drop_tenant_vectors
-    except ImportError:
-        drop_tenant_vectors = None
-    if drop_tenant_vectors is not None:
-        drop_tenant_vectors(settings, paths)
+    from retrieval import drop_tenant_vectors
+
+    drop_tenant_vectors(settings, paths)  # the service vector store keeps points outside the home
     registry.delete_tenant(args.name)
     return {"deleted": args.name}
 

@@ -176,7 +176,7 @@ def tenant() -> dict:
             Panel("Accepted characters per minute",
                   [(f"sum(rate(ray_codetailor_accepted_chars_total{{{t}}}{RATE})) * 60", "chars")], width=8),
             Panel("CQI of the active adapter", [(f"max(ray_codetailor_tenant_cqi{{{t}}})", "CQI")], kind="stat",
-                  width=8, description="Offline Code Quality Index (1-10) of the adapter now serving this tenant"),
+                  width=8, description="Offline Customization Quality Index (CQI, 1-10) of the adapter now serving this tenant"),
         ]),
         Row("What serves this tenant", [
             Panel("System in use", [(f"max by (system) (ray_codetailor_tenant_system{{{t}}}) == 1", "{{system}}")],

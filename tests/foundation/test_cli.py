@@ -33,6 +33,15 @@ def test_every_subcommand_has_help(tmp_path):
         assert e.value.code == 0
 
 
+def test_a_command_module_that_does_not_import_fails_loudly(monkeypatch):
+    """A missing or broken command module is an error, never a command silently left out."""
+    import codetailor.cli as cli
+
+    monkeypatch.setattr(cli, "COMMAND_MODULES", [*cli.COMMAND_MODULES, "codetailor.cli.no_such_command"])
+    with pytest.raises(ModuleNotFoundError, match="no_such_command"):
+        cli.build_parser()
+
+
 def test_tenant_and_key_lifecycle(tmp_path):
     home = tmp_path / "home"
     r = run(["tenant", "create", "acme", "--json"], home)

@@ -3,14 +3,12 @@
 deploy/metrics.txt, that every rule and every dashboard expression parses on that Prometheus (its query
 API) and names only series the app exports, and that every rule evaluates without error.
 
-Skips cleanly when the serving command has not landed, Prometheus is not installed or the base model is
-not fetched. One app and one Prometheus for the module; the app is stopped with Ctrl-C (SIGINT) as a user
-would stop it.
+Skips cleanly when Prometheus is not installed or the base model is not fetched. One app and one
+Prometheus for the module; the app is stopped with Ctrl-C (SIGINT) as a user would stop it.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -84,8 +82,6 @@ def _stop(proc: subprocess.Popen) -> None:
 @pytest.fixture(scope="module")
 def served_app(base_model_path, tmp_path_factory):
     """`codetailor serve` on free loopback ports, with one tenant and a developer key."""
-    if importlib.util.find_spec("codetailor.cli.serve") is None or importlib.util.find_spec("serving.front") is None:
-        pytest.skip("the serving command (codetailor.cli.serve) has not landed yet")
     root = tmp_path_factory.mktemp("ops-app")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CODETAILOR_")}
     metrics_port, grpc_port = _free_port(), _free_port()

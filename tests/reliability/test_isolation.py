@@ -1,4 +1,4 @@
-"""Tenant isolation under randomised concurrent load (issue 9).
+"""Tenant isolation under randomised concurrent load.
 
 22 tenants whose repos share file names and identifiers, each with a canary in
 its repo and index and its own adapter (unique active version number). 1,000

@@ -1,5 +1,5 @@
 """Half a TLS configuration is a start-up error: with only a certificate (or only a key)
-the front server used to serve plaintext while the banner said TLS."""
+the front server would otherwise serve plaintext while the banner said TLS."""
 
 from __future__ import annotations
 

@@ -29,6 +29,17 @@ def test_valid_request_normalised():
     assert v.language == "python" and v.max_tokens == 8 and v.request_id.startswith("req-")
 
 
+@pytest.mark.parametrize("path, language, shown, detected", [
+    ("", "python", "untitled.py", "python"),        # no path: the hint names the file's language
+    ("scripts/run", "shell", "scripts/run.sh", "shell"),
+    ("a.go", "python", "a.go", "go"),               # the path's own extension wins
+    ("notes", "", "notes", None),
+])
+def test_language_hint_reaches_the_prompt_path(path, language, shown, detected):
+    v = validate_completion(req(path=path, language=language), CFG)
+    assert (v.path, v.language) == (shown, detected)
+
+
 @pytest.mark.parametrize("bad", [
     dict(prefix="", suffix=" \n"), dict(max_tokens=0), dict(max_tokens=-1), dict(max_tokens=65),
     dict(language="klingon"), dict(prefix="a\x00b"), dict(prefix="x" * 1001), dict(stop=["a", "b", "c"]),
