@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from codetailor.atomic import atomic_write_bytes
+from codetailor.errors import QuotaExceeded
 
 from training.corpus import TrainingError
 from training.examples import Example
@@ -37,7 +38,7 @@ class BudgetTooSmall(TrainingError):
     pass
 
 
-class TrainingTimeCapExceeded(TrainingError):
+class TrainingTimeCapExceeded(TrainingError, QuotaExceeded):
     """A run asked for, or already used, more training time than the per-tenant cap allows."""
 
 
