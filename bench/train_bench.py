@@ -40,8 +40,8 @@ def main() -> None:
     ap.add_argument("--dtype", default="auto", help="comma-separated: auto, float32, bfloat16")
     ap.add_argument("--busy", default="0", help="comma-separated: 0 (as idle as the machine is), 1 (one core taken)")
     ap.add_argument("--wait-policy", choices=["passive", "active"])
-    ap.add_argument("--grad-accum", type=int, help="sequences per step (default: the config's); a short run on a "
-                                                  "loaded machine needs a small one to finish a step")
+    ap.add_argument("--grad-accum", type=int, help="sequences per step (default: the config's); 1 lets a short "
+                                                  "run on a loaded machine finish its first step")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     apply_wait_policy(args.wait_policy)
@@ -53,7 +53,7 @@ def main() -> None:
     from retrieval import Selection, select_files
     from codetailor.split import split_files
     from training.corpus import CorpusFile, public_files
-    from training.loop import LoopConfig, run_loop, torch_threads
+    from training.loop import BudgetTooSmall, LoopConfig, run_loop, torch_threads
     from training.lora import attach_lora, load_base, save_adapter
     from training.run import build_examples, example_builder, replay_examples
 
@@ -93,8 +93,14 @@ def main() -> None:
                 loop = LoopConfig(lr=cfg.lr, grad_accum=args.grad_accum or cfg.grad_accum, epochs=1.0,
                                   warmup_fraction=cfg.warmup_fraction, seed=cfg.seed, time_budget=args.seconds,
                                   autocast=torch_dtype(dtype))
-                with busy_core(bool(busy)):
-                    state = run_loop(pm, examples, loop, None, progress=False)
+                try:
+                    with busy_core(bool(busy)):
+                        state = run_loop(pm, examples, loop, None, progress=False)
+                except BudgetTooSmall:   # itself a figure: not one step in the time given
+                    run = {"dtype": dtype, "threads": n, "busy_core": bool(busy), "no_step_within_s": args.seconds}
+                    result["runs"].append(run)
+                    print(json.dumps(run), flush=True)
+                    continue
                 tps = state.tokens / state.seconds
                 run = {"dtype": dtype, "asked": wanted, "threads": n, "busy_core": bool(busy),
                        "wait_policy": args.wait_policy or "default", "seconds": round(state.seconds, 1),

@@ -205,6 +205,7 @@ def convert(gguf: Path, entry: CatalogEntry, out: Path) -> int:
     found = (config.architectures or [type(quant).__name__])[0]
     if found != entry.architecture:
         raise CodetailorError(f"the {entry.name} GGUF converts to {found}, expected {entry.architecture}")
+    config.architectures = [found]   # the GGUF loader leaves it unset; the saved checkpoint names it
     # The GGUF loader marks the config as quantised, which save_pretrained refuses; the weights
     # are plain float32 tensors by now, so they move to a fresh model of the named architecture.
     if hasattr(config, "quantization_config"):
