@@ -50,6 +50,10 @@ def _complete(engine, template, typed, *, heal=True, stops=True, max_tokens=24):
     return built, partial, asyncio.run(engine.generate(req))
 
 
+@pytest.mark.xfail(strict=True, reason="measured 2026-11-30: behind the <|repo_name|>/<|file_sep|> header the "
+                   "0.5B Instruct continues the suffix ('print(add(3, 4))...') instead of filling the middle and "
+                   "emits no stop token in 24; the bare file-level FIM prompt fills it (environment notes). The "
+                   "native template's header needs rework before it can be a default")
 def test_native_fim_fills_the_middle_and_stops_at_a_family_token(qwen):
     engine, template = qwen
     built, partial, r = _complete(engine, template, "", heal=False)
