@@ -13,12 +13,13 @@ the machine may have other local users: files are owner-only (0600) and director
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 
 def _fsync_dir(path: Path) -> None:
@@ -117,3 +118,21 @@ def remove_stale_partials(parent: Path) -> int:
                     p.unlink()
             n += 1
     return n
+
+
+@contextlib.contextmanager
+def exclusive(lock_file: Path, busy: Callable[[], Exception]) -> Iterator[None]:
+    """Hold an exclusive advisory lock on `lock_file` (created 0600) for the block, or raise
+    `busy()` at once when another process holds it. The kernel drops it when a holder dies,
+    so a killed run never leaves a stale lock behind."""
+    lock_file = Path(lock_file)
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise busy() from None
+        yield
+    finally:
+        os.close(fd)

@@ -18,13 +18,12 @@ in (training itself resumes from its checkpoint) instead of starting over.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import sys
 import time
 
 from codetailor.artifacts import RefreshState
+from codetailor.atomic import exclusive
 from codetailor.errors import Busy, CodetailorError, NotFound, Unavailable
 from codetailor.home import TenantPaths
 from codetailor.languages import language_of
@@ -45,18 +44,9 @@ class RefreshFailed(Unavailable):
         self.summary = summary
 
 
-@contextlib.contextmanager
 def _refresh_lock(paths: TenantPaths):
-    paths.work_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(paths.work_dir / "refresh.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RefreshBusy(f"tenant {paths.tenant!r} is being refreshed by another process") from None
-        yield
-    finally:
-        os.close(fd)
+    return exclusive(paths.work_dir / "refresh.lock",
+                     lambda: RefreshBusy(f"tenant {paths.tenant!r} is being refreshed by another process"))
 
 
 def _covers(have: str | None, need: str) -> bool:

@@ -22,8 +22,6 @@ unpublished generation's segments and points.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -32,7 +30,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from codetailor.atomic import remove_stale_partials
+from codetailor.atomic import exclusive, remove_stale_partials
 from codetailor.errors import Busy, CodetailorError, QuotaExceeded
 from codetailor.home import TenantPaths
 from codetailor.names import SourceName
@@ -56,18 +54,9 @@ class NothingToIndex(CodetailorError):
 REPUBLISH_SECONDS = 30.0   # while embedding, how often the shrinking pending list is published
 
 
-@contextlib.contextmanager
 def _tenant_lock(paths: TenantPaths):
-    paths.index_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(paths.index_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise IndexBusy(f"tenant {paths.tenant!r} is being indexed by another process") from None
-        yield
-    finally:
-        os.close(fd)
+    return exclusive(paths.index_dir / ".lock",
+                     lambda: IndexBusy(f"tenant {paths.tenant!r} is being indexed by another process"))
 
 
 def chunk_id(source: str, path: str, text: str, occurrence: int) -> int:
