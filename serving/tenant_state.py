@@ -53,12 +53,13 @@ class Ledger:
         self.in_flight: collections.Counter[str] = collections.Counter()
         self.issued: collections.OrderedDict[str, dict] = collections.OrderedDict()
 
-    def acquire(self, tenant: str, limit: int, hold_s: float, prefix: str = "") -> str | None:
-        """A slot for `tenant`, or None when it already has `limit` in flight."""
+    def acquire(self, tenant: str, limit: int, hold_s: float, prefix: str = "", slot: str | None = None) -> str | None:
+        """A slot for `tenant` (named `slot` when the caller chose its name), or None when it
+        already has `limit` in flight."""
         self._expire(time.time())
         if self.in_flight[tenant] >= limit:
             return None
-        slot = prefix + uuid.uuid4().hex
+        slot = slot or prefix + uuid.uuid4().hex
         self.slots[slot] = (tenant, time.time() + min(max(hold_s, 1.0), MAX_HOLD_S))
         self.in_flight[tenant] += 1
         return slot
@@ -121,8 +122,8 @@ class TenantStateActor:
     def __init__(self):
         self.ledger = Ledger()
 
-    def acquire(self, tenant: str, limit: int, hold_s: float) -> str | None:
-        return self.ledger.acquire(tenant, limit, hold_s)
+    def acquire(self, tenant: str, limit: int, hold_s: float, slot: str | None = None) -> str | None:
+        return self.ledger.acquire(tenant, limit, hold_s, slot=slot)
 
     def release(self, slot: str) -> None:
         self.ledger.release(slot)
@@ -159,9 +160,15 @@ class SharedTenantState:
         return await asyncio.wait_for(getattr(self.actor, method).remote(*args), self.timeout_s)
 
     async def acquire(self, tenant: str, limit: int, hold_s: float) -> str | None:
+        # The slot is named here, so a call that times out can be undone: the actor may still take
+        # the slot after we stopped waiting, and the release below runs after it (one caller's
+        # calls to an actor run in order). Without it each slow call leaks a slot until its lease
+        # ends, and a loaded cluster locks tenants out.
+        slot = uuid.uuid4().hex
         try:
-            return await self._call("acquire", tenant, limit, hold_s)
+            return await self._call("acquire", tenant, limit, hold_s, slot)
         except Exception as e:  # fail open to this replica's limit (see the module docstring)
+            self.release(slot)
             log.warning("shared tenant state unreachable (%s: %s): applying this replica's limit",
                         type(e).__name__, e)
             return self.fallback.acquire(tenant, limit, hold_s, prefix=_LOCAL)

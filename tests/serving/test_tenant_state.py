@@ -97,6 +97,41 @@ def test_an_outage_fails_the_limit_open_and_report_outcome_closed():
     asyncio.run(scenario())
 
 
+class _SlowAcquire:
+    """The actor takes a slot at once but answers `acquire` only after the caller's timeout."""
+
+    def __init__(self, impl):
+        self.impl = impl
+
+    def __getattr__(self, name):
+        fn = getattr(self.impl, name)
+
+        class _M:
+            def remote(self, *args):
+                result = fn(*args)
+                if name != "acquire":
+                    return None   # release: nothing awaits it
+
+                async def late():
+                    await asyncio.sleep(5)
+                    return result
+                return late()
+        return _M()
+
+
+def test_a_timed_out_acquire_gives_its_slot_back():
+    impl = TenantStateActor()
+    state = SharedTenantState(_SlowAcquire(impl), timeout_s=0.05)
+
+    async def scenario():
+        for _ in range(5):   # each call times out; without the give-back the tenant would be locked out
+            slot = await state.acquire("a", 2, 600)
+            assert slot and slot.startswith("local:")
+            state.release(slot)
+    asyncio.run(scenario())
+    assert impl.ledger.in_flight["a"] == 0 and not impl.ledger.slots
+
+
 def test_two_front_servers_share_the_limit_and_completion_ids(served):
     """What N Ingress replicas see through the cluster's actor, here with one state object."""
     start, key = served
