@@ -44,12 +44,19 @@ def bind_to_parent() -> bool:
     return True
 
 
-def kill_engine_cores() -> int:
-    """Kill this process's engine-core children now (an engine whose start was interrupted has
-    no AsyncLLM to shut it down). Returns how many."""
+def engine_core_pids() -> frozenset[int]:
+    """The pids of this process's live engine-core children."""
+    return frozenset(c.pid for c in multiprocessing.active_children()
+                     if c.name.startswith("EngineCore") and c.pid is not None)
+
+
+def kill_engine_cores(spare: frozenset[int] = frozenset()) -> int:
+    """Kill this process's engine-core children now, except those in `spare` (an engine whose start
+    was interrupted has no AsyncLLM to shut it down; engines already running in this process are
+    spared: the caller passes `engine_core_pids()` taken before the start). Returns how many."""
     n = 0
     for child in multiprocessing.active_children():
-        if child.name.startswith("EngineCore"):
+        if child.name.startswith("EngineCore") and child.pid not in spare:
             child.kill()
             child.join(timeout=10)
             n += 1

@@ -166,6 +166,9 @@ class VllmEngine(EngineClient):
         async def build():
             return AsyncLLM.from_engine_args(args, stat_loggers=[_counts_logger(counts)])
 
+        from engine.process_guard import engine_core_pids, kill_engine_cores
+
+        running = engine_core_pids()  # other engines of this process, spared if this start is interrupted
         loop = LoopThread()
         try:
             llm = loop.run(build())
@@ -173,9 +176,7 @@ class VllmEngine(EngineClient):
             loop.stop()
             raise EngineError(f"the vLLM engine failed to start for {model_path}: {type(e).__name__}: {e}") from e
         except BaseException:  # interrupted (Ctrl-C, SIGTERM) while the core starts: nothing owns it yet
-            from engine.process_guard import kill_engine_cores
-
-            kill_engine_cores()
+            kill_engine_cores(spare=running)
             loop.stop()
             raise
         home = home if isinstance(home, Home) else Home(Path(home))

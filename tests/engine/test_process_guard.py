@@ -52,11 +52,21 @@ def test_only_an_engine_core_binds_itself():
     assert process_guard.bind_to_parent() is False  # this test process is nobody's engine core
 
 
-def test_an_interrupted_start_kills_its_cores():
+def test_an_interrupted_start_kills_its_cores_and_spares_running_engines():
     ctx = multiprocessing.get_context("spawn")
     ready = ctx.Queue()
-    core = ctx.Process(target=_core, args=(ready,), name="EngineCore")
-    core.start()
+    running = ctx.Process(target=_core, args=(ready,), name="EngineCore")  # an engine already serving
+    running.start()
     ready.get(timeout=60)
-    assert process_guard.kill_engine_cores() == 1
-    assert not core.is_alive()
+    spare = process_guard.engine_core_pids()
+    assert running.pid in spare
+    started = ctx.Process(target=_core, args=(ready,), name="EngineCore")  # the interrupted start's core
+    started.start()
+    ready.get(timeout=60)
+    try:
+        assert process_guard.kill_engine_cores(spare=spare) == 1
+        assert not started.is_alive()
+        assert running.is_alive(), "an interrupted start killed another engine's core"
+    finally:
+        running.kill()
+        running.join(10)
