@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import replace
+from typing import get_args
 
 import pytest
 
 from codetailor import catalog
-from codetailor.catalog import CatalogEntry, Part
+from codetailor.catalog import CatalogEntry, Family, Part
+from codetailor.config import DEFAULT_MODEL
 from codetailor.errors import CodetailorError, NotFound
 from codetailor.home import Home
 from codetailor.model import assemble, check_gguf, fetch_model, folder_source
@@ -125,6 +127,15 @@ def test_every_entry_is_fully_pinned():
     # The default keeps the checksum adapters trained on it recorded: its wheel's.
     smol = catalog.get("smollm2-135m-instruct")
     assert smol.checksum == smol.parts[0].wheel_sha256
+
+
+def test_catalog_file_fits_the_types():
+    """catalog.toml is data: the Literal fields and the default model are checked here, not by Python."""
+    for e in catalog.entries():
+        assert e.family in get_args(Family) and e.store_dtype in ("float32", "bfloat16"), e.name
+        assert isinstance(e.fim, bool) and isinstance(e.parameters, int) and isinstance(e.parts, tuple)
+    assert catalog.get(DEFAULT_MODEL) == catalog.entries()[0]
+    assert len(set(catalog.names())) == len(catalog.entries())
 
 
 def test_unknown_catalog_name_lists_the_known_ones():
