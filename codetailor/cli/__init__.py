@@ -38,6 +38,23 @@ def add_json_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print a machine-readable JSON result")
 
 
+def add_command(commands, name: str, help: str, handler, *, tenant: bool = False) -> argparse.ArgumentParser:
+    """A command with what they all have, `--json` and its handler, and `--tenant` (required) when
+    `tenant`; the caller adds the command's own arguments to the parser returned."""
+    p = commands.add_parser(name, help=help)
+    if tenant:
+        p.add_argument("--tenant", required=True)
+    add_json_flag(p)
+    p.set_defaults(handler=handler)
+    return p
+
+
+def add_group(commands, name: str, help: str):
+    """A command made of actions (`codetailor NAME ACTION ...`): the subparsers to add them to."""
+    group = commands.add_parser(name, help=help)
+    return group.add_subparsers(dest=f"{name}_command", metavar="ACTION", required=True)
+
+
 def read_cursor(file, line: int | None, column: int | None) -> tuple[str, str]:
     """(prefix, suffix) of a file split at an editor cursor, for `--file F --line N [--column C]`."""
     from codetailor.errors import NotFound

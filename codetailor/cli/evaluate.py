@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from codetailor.cli import add_json_flag
+from codetailor.cli import add_command, add_group
 from codetailor.config import get_settings
 from codetailor.systems import NAMES
 from codetailor.tenants import registry_from_settings
@@ -15,39 +15,25 @@ def _paths(tenant: str):
 
 
 def register(sub) -> None:
-    e = sub.add_parser("eval", help="measure rag / ft / ft+rag against the generic model and compute the CQI")
-    e.add_argument("--tenant", required=True)
+    e = add_command(sub, "eval", "measure rag / ft / ft+rag against the generic model and compute the CQI", _eval,
+                    tenant=True)
     e.add_argument("--systems", default=",".join(NAMES),
                    help=f"comma-separated, from {','.join(NAMES)} (base always runs; default all)")
     e.add_argument("--n", type=int, default=None, help="number of tasks (default evaluation.n)")
     e.add_argument("--adapter", metavar="VERSION", help="adapter version to evaluate (default the latest)")
     e.add_argument("--report", type=Path, metavar="DIR", help="write report.md and PNG plots into DIR")
     e.add_argument("--quiet", action="store_true", help="no progress bars")
-    add_json_flag(e)
-    e.set_defaults(handler=_eval)
 
-    a = sub.add_parser("adapters", help="list, activate (guarded by the CQI), roll back adapter versions")
-    acts = a.add_subparsers(dest="adapters_command", metavar="ACTION", required=True)
-    ls = acts.add_parser("list", help="versions with latest / active / previous flags and their CQI")
-    ls.add_argument("--tenant", required=True)
-    add_json_flag(ls)
-    ls.set_defaults(handler=_list)
-    ac = acts.add_parser("activate", help="activate a version if the guardrail allows it")
-    ac.add_argument("--tenant", required=True)
-    ac.add_argument("version")
-    add_json_flag(ac)
-    ac.set_defaults(handler=_activate)
-    rb = acts.add_parser("rollback", help="return to the previously active version")
-    rb.add_argument("--tenant", required=True)
-    add_json_flag(rb)
-    rb.set_defaults(handler=_rollback)
-    sy = acts.add_parser("system", help="show or override which system serving uses for the tenant")
-    sy.add_argument("--tenant", required=True)
+    acts = add_group(sub, "adapters", "list, activate (guarded by the CQI), roll back adapter versions")
+    add_command(acts, "list", "versions with latest / active / previous flags and their CQI", _list, tenant=True)
+    add_command(acts, "activate", "activate a version if the guardrail allows it", _activate,
+                tenant=True).add_argument("version")
+    add_command(acts, "rollback", "return to the previously active version", _rollback, tenant=True)
+    sy = add_command(acts, "system", "show or override which system serving uses for the tenant", _system,
+                     tenant=True)
     g = sy.add_mutually_exclusive_group()
     g.add_argument("--override", choices=NAMES, help="use this system whatever evaluation chose")
     g.add_argument("--clear-override", action="store_true", help="go back to evaluation's choice")
-    add_json_flag(sy)
-    sy.set_defaults(handler=_system)
 
 
 def _eval(args):

@@ -6,7 +6,7 @@ import sys
 import time
 
 from codetailor import catalog
-from codetailor.cli import add_json_flag
+from codetailor.cli import add_command, add_group
 from codetailor.config import DEFAULT_MODEL, get_settings
 from codetailor.errors import CodetailorError
 from codetailor.home import Home
@@ -14,19 +14,13 @@ from codetailor.model import fetch_model, is_fetched, resolve_base_model
 
 
 def register(sub) -> None:
-    p = sub.add_parser("model", help="list, fetch and locate base models")
-    s = p.add_subparsers(dest="model_command", metavar="ACTION", required=True)
-    ls = s.add_parser("list", help="the catalog of base models, and which are fetched")
-    add_json_flag(ls)
-    ls.set_defaults(handler=_list)
-    f = s.add_parser("fetch", help="download, verify and convert a catalog model (default: the configured "
-                                   "model.base); idempotent")
+    s = add_group(sub, "model", "list, fetch and locate base models")
+    add_command(s, "list", "the catalog of base models, and which are fetched", _list)
+    f = add_command(s, "fetch", "download, verify and convert a catalog model (default: the configured model.base); "
+                                "idempotent", _fetch)
     f.add_argument("name", nargs="?", metavar="NAME", help=f"a catalog name ({', '.join(catalog.names())})")
-    add_json_flag(f)
-    f.set_defaults(handler=_fetch)
-    w = s.add_parser("path", help="print the configured base model's checkpoint directory")
-    add_json_flag(w)
-    w.set_defaults(handler=lambda a: {"path": str(resolve_base_model(get_settings()))})
+    add_command(s, "path", "print the configured base model's checkpoint directory",
+                lambda a: {"path": str(resolve_base_model(get_settings()))})
 
 
 def _list(args) -> dict:

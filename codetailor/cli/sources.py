@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from codetailor.cli import add_json_flag
+from codetailor.cli import add_command, add_group
 from codetailor.config import get_settings
 
 
@@ -26,30 +26,19 @@ def _credentials():
 def register(sub) -> None:
     from codetailor.cli.index import add_selection_flags
 
-    s = sub.add_parser("source", help="connect a tenant's repositories by URL (fetched by `codetailor refresh`)")
-    ss = s.add_subparsers(dest="source_command", metavar="ACTION", required=True)
-    a = ss.add_parser("add", help="connect a repository: https or ssh URL, file:// URL or local path")
-    a.add_argument("--tenant", required=True)
+    ss = add_group(sub, "source", "connect a tenant's repositories by URL (fetched by `codetailor refresh`)")
+    a = add_command(ss, "add", "connect a repository: https or ssh URL, file:// URL or local path", _add, tenant=True)
     a.add_argument("name", help="source name within the tenant")
     a.add_argument("url", help="https://..., ssh://... or git@host:org/repo.git, file://... or a local path")
     a.add_argument("--branch", help="branch to follow (default: the remote's HEAD)")
     a.add_argument("--credential", metavar="NAME", help="a credential from `codetailor credential add`")
     add_selection_flags(a)
-    add_json_flag(a)
-    a.set_defaults(handler=_add)
-    ls = ss.add_parser("list", help="a tenant's sources with last commit, last refresh and last error")
-    ls.add_argument("--tenant", required=True)
-    add_json_flag(ls)
-    ls.set_defaults(handler=_list)
-    rm = ss.add_parser("remove", help="disconnect a source and delete its clone")
-    rm.add_argument("--tenant", required=True)
-    rm.add_argument("name")
-    add_json_flag(rm)
-    rm.set_defaults(handler=lambda a: _sources().remove(a.tenant, a.name))
+    add_command(ss, "list", "a tenant's sources with last commit, last refresh and last error", _list, tenant=True)
+    add_command(ss, "remove", "disconnect a source and delete its clone",
+                lambda a: _sources().remove(a.tenant, a.name), tenant=True).add_argument("name")
 
-    c = sub.add_parser("credential", help="tokens and deploy keys for fetching sources (stored 0600, never shown)")
-    cs = c.add_subparsers(dest="credential_command", metavar="ACTION", required=True)
-    ca = cs.add_parser("add", help="store a credential from a file")
+    cs = add_group(sub, "credential", "tokens and deploy keys for fetching sources (stored 0600, never shown)")
+    ca = add_command(cs, "add", "store a credential from a file", _credential_add)
     ca.add_argument("name")
     g = ca.add_mutually_exclusive_group(required=True)
     g.add_argument("--token-file", type=Path, metavar="F", help="https access token (one line)")
@@ -58,15 +47,9 @@ def register(sub) -> None:
                     help="token: user name for HTTP Basic (default x-access-token; Bitbucket: x-token-auth)")
     ca.add_argument("--bearer", action="store_true", help="token: send 'Authorization: Bearer' instead of Basic")
     ca.add_argument("--known-hosts", type=Path, metavar="F", help="ssh: known_hosts file for the git host")
-    add_json_flag(ca)
-    ca.set_defaults(handler=_credential_add)
-    cl = cs.add_parser("list", help="credential names and kinds (never secrets)")
-    add_json_flag(cl)
-    cl.set_defaults(handler=_credential_list)
-    cr = cs.add_parser("remove", help="delete a credential")
-    cr.add_argument("name")
-    add_json_flag(cr)
-    cr.set_defaults(handler=lambda a: (_credentials().remove(a.name), {"removed": a.name})[1])
+    add_command(cs, "list", "credential names and kinds (never secrets)", _credential_list)
+    add_command(cs, "remove", "delete a credential",
+                lambda a: (_credentials().remove(a.name), {"removed": a.name})[1]).add_argument("name")
 
 
 def _selection(args) -> dict | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from codetailor.cli import add_json_flag
+from codetailor.cli import add_command, add_group
 from codetailor.config import get_settings
 from codetailor.tenants import Registry, registry_from_settings
 
@@ -14,36 +14,19 @@ def _registry() -> Registry:
 
 
 def register(sub) -> None:
-    t = sub.add_parser("tenant", help="create, list and delete tenants")
-    ts = t.add_subparsers(dest="tenant_command", metavar="ACTION", required=True)
-    c = ts.add_parser("create", help="create a tenant and print its first admin key (shown once)")
-    c.add_argument("name")
-    add_json_flag(c)
-    c.set_defaults(handler=_create)
-    ls = ts.add_parser("list", help="list tenants")
-    add_json_flag(ls)
-    ls.set_defaults(handler=_list)
-    d = ts.add_parser("delete", help="delete a tenant: its keys, artifacts and vectors")
-    d.add_argument("name")
-    add_json_flag(d)
-    d.set_defaults(handler=_delete)
+    ts = add_group(sub, "tenant", "create, list and delete tenants")
+    add_command(ts, "create", "create a tenant and print its first admin key (shown once)",
+                _create).add_argument("name")
+    add_command(ts, "list", "list tenants", _list)
+    add_command(ts, "delete", "delete a tenant: its keys, artifacts and vectors", _delete).add_argument("name")
 
-    k = sub.add_parser("key", help="create, list and revoke API keys")
-    ks = k.add_subparsers(dest="key_command", metavar="ACTION", required=True)
-    kc = ks.add_parser("create", help="create an API key (printed once)")
-    kc.add_argument("--tenant", required=True)
-    kc.add_argument("--role", choices=["developer", "admin"], default="developer")
-    add_json_flag(kc)
-    kc.set_defaults(handler=lambda a: {"tenant": a.tenant, "role": a.role,
-                                       "api_key": _registry().create_key(a.tenant, a.role)})
-    kl = ks.add_parser("list", help="list API keys (ids and roles, never secrets)")
-    kl.add_argument("--tenant")
-    add_json_flag(kl)
-    kl.set_defaults(handler=_key_list)
-    kr = ks.add_parser("revoke", help="revoke an API key by id")
-    kr.add_argument("id")
-    add_json_flag(kr)
-    kr.set_defaults(handler=lambda a: (_registry().revoke_key(a.id), {"revoked": a.id})[1])
+    ks = add_group(sub, "key", "create, list and revoke API keys")
+    add_command(ks, "create", "create an API key (printed once)",
+                lambda a: {"tenant": a.tenant, "role": a.role, "api_key": _registry().create_key(a.tenant, a.role)},
+                tenant=True).add_argument("--role", choices=["developer", "admin"], default="developer")
+    add_command(ks, "list", "list API keys (ids and roles, never secrets)", _key_list).add_argument("--tenant")
+    add_command(ks, "revoke", "revoke an API key by id",
+                lambda a: (_registry().revoke_key(a.id), {"revoked": a.id})[1]).add_argument("id")
 
 
 def _create(args) -> dict:

@@ -33,6 +33,19 @@ def test_every_subcommand_has_help(tmp_path):
         assert e.value.code == 0
 
 
+def test_every_command_has_a_handler_and_json_but_serve():
+    """`serve` runs until stopped, so it has no result to print; every other command can print its as JSON."""
+    parser = build_parser()
+    for cmd in _all_subcommands(parser):
+        leaf = parser
+        for name in cmd:
+            leaf = next(a for a in leaf._actions if a.__class__.__name__ == "_SubParsersAction").choices[name]
+        if any(a.__class__.__name__ == "_SubParsersAction" for a in leaf._actions):
+            continue
+        assert callable(leaf.get_default("handler")), cmd
+        assert any("--json" in a.option_strings for a in leaf._actions) == (cmd != ("serve",)), cmd
+
+
 def test_a_command_module_that_does_not_import_fails_loudly(monkeypatch):
     """A missing or broken command module is an error, never a command silently left out."""
     import codetailor.cli as cli
