@@ -23,6 +23,7 @@ import logging
 import time
 import uuid
 from contextlib import aclosing, asynccontextmanager
+from dataclasses import dataclass
 from typing import AsyncIterator
 
 import grpc
@@ -45,6 +46,19 @@ pb, pb_grpc, apb, apb_grpc = load_stubs()
 SERVICE = "codetailor.v1.CompletionService"
 ADMIN_SERVICE = "codetailor.v1.AdminService"
 _OUTCOME_NAMES = {pb.OUTCOME_ACCEPTED: "accepted", pb.OUTCOME_REJECTED: "rejected", pb.OUTCOME_EDITED: "edited"}
+
+
+@dataclass
+class _Call:
+    """A completion call as far as it got: when it started, its request id (ours until the client's
+    is validated), and once authenticated its tenant and the milliseconds that took."""
+    t0: float
+    rid: str
+    tenant: str = ""
+    auth_ms: float = 0.0
+
+    def ms(self) -> float:
+        return (time.perf_counter() - self.t0) * 1000
 
 
 class _Unparsable:
@@ -283,6 +297,16 @@ class FrontServer:
         inp = validate_completion(request, self.cfg)  # refuses a malformed client id
         return dict(inp.as_dict(), tenant=str(principal.tenant), deadline=deadline)
 
+    def _admit(self, call: _Call, request, context) -> dict:
+        """Authenticate and validate a completion request. `call` takes the tenant and then the
+        client's request id as each becomes known, so an error is reported under what is known."""
+        principal = self._auth(context)
+        call.tenant = str(principal.tenant)
+        call.auth_ms = call.ms()
+        req = self._completion_input(request, principal, call.rid, self._deadline(context))
+        call.rid = req["request_id"]
+        return req
+
     def _info(self, s: dict, auth_ms: float, total_ms: float):
         return pb.CompletionInfo(
             finish_reason=s["finish_reason"] or "", prompt_tokens=s["prompt_tokens"],
@@ -306,64 +330,54 @@ class FrontServer:
 
     # -- CompletionService ---------------------------------------------------------------------
     async def Complete(self, request, context):
-        t0 = time.perf_counter()
-        rid = loggable_request_id(getattr(request, "request_id", ""))
-        tenant = ""
+        call = _Call(time.perf_counter(), loggable_request_id(getattr(request, "request_id", "")))
         try:
-            principal = self._auth(context)
-            tenant = str(principal.tenant)
-            auth_ms = (time.perf_counter() - t0) * 1000
-            req = self._completion_input(request, principal, rid, self._deadline(context))
-            rid = req["request_id"]
-            async with self._tenant_slot(tenant, req["deadline"]):
+            req = self._admit(call, request, context)
+            async with self._tenant_slot(call.tenant, req["deadline"]):
                 left = None if req["deadline"] is None else req["deadline"] - time.time()
                 s = await asyncio.wait_for(self.ingress.complete(req), left)  # a timeout cancels it
             if "error" in s:
                 raise from_dict(s)
             cid = "cmp-" + uuid.uuid4().hex
-            await self._remember(cid, tenant, len(s["text"]), s)
-            total_ms = (time.perf_counter() - t0) * 1000
-            self._observe(tenant, "Complete", s, auth_ms, total_ms)
-            return pb.CompleteResponse(id=cid, text=s["text"], info=self._info(s, auth_ms, total_ms), request_id=rid)
+            await self._remember(cid, call.tenant, len(s["text"]), s)
+            total_ms = call.ms()
+            self._observe(call.tenant, "Complete", s, call.auth_ms, total_ms)
+            return pb.CompleteResponse(id=cid, text=s["text"], info=self._info(s, call.auth_ms, total_ms),
+                                       request_id=call.rid)
         except asyncio.CancelledError:
-            log.info("request %s cancelled by the client", rid)
+            log.info("request %s cancelled by the client", call.rid)
             raise
         except Exception as e:
-            await self._fail(context, "Complete", tenant, rid, e)
+            await self._fail(context, "Complete", call.tenant, call.rid, e)
 
     async def CompleteStream(self, request, context):
-        t0 = time.perf_counter()
-        rid = loggable_request_id(getattr(request, "request_id", ""))
-        tenant = ""
+        call = _Call(time.perf_counter(), loggable_request_id(getattr(request, "request_id", "")))
         try:
-            principal = self._auth(context)
-            tenant = str(principal.tenant)
-            auth_ms = (time.perf_counter() - t0) * 1000
-            req = self._completion_input(request, principal, rid, self._deadline(context))
-            rid = req["request_id"]
+            req = self._admit(call, request, context)
             cid = "cmp-" + uuid.uuid4().hex
             length = 0
             # Closing the stream (return, error, cancellation) stops the generation (IngressCalls).
-            async with self._tenant_slot(tenant, req["deadline"]):
+            async with self._tenant_slot(call.tenant, req["deadline"]):
                 async with aclosing(self.ingress.complete_stream(req)) as gen:
                     async for item in gen:
                         if "error" in item:
                             raise from_dict(item)
                         if "final" in item:
                             s = item["final"]
-                            await self._remember(cid, tenant, length, s)
-                            total_ms = (time.perf_counter() - t0) * 1000
-                            self._observe(tenant, "CompleteStream", s, auth_ms, total_ms)
-                            yield pb.CompleteChunk(id=cid, info=self._info(s, auth_ms, total_ms), request_id=rid)
+                            await self._remember(cid, call.tenant, length, s)
+                            total_ms = call.ms()
+                            self._observe(call.tenant, "CompleteStream", s, call.auth_ms, total_ms)
+                            yield pb.CompleteChunk(id=cid, info=self._info(s, call.auth_ms, total_ms),
+                                                   request_id=call.rid)
                             return
                         length += len(item["text"])
-                        yield pb.CompleteChunk(id=cid, text=item["text"], request_id=rid)
+                        yield pb.CompleteChunk(id=cid, text=item["text"], request_id=call.rid)
             raise ServingError("UNAVAILABLE", "the completion stream ended early")
         except asyncio.CancelledError:  # client went away or deadline: the generation stopped above
-            log.info("stream %s cancelled", rid)
+            log.info("stream %s cancelled", call.rid)
             raise
         except Exception as e:
-            await self._fail(context, "CompleteStream", tenant, rid, e)
+            await self._fail(context, "CompleteStream", call.tenant, call.rid, e)
 
     async def ReportOutcome(self, request, context):
         rid, tenant = new_request_id(), ""

@@ -167,3 +167,27 @@ def test_a_request_id_cannot_forge_log_lines(served, caplog):
                 list(c.stream(request_id=evil, **FIELDS))
     logged = [r.getMessage() for r in caplog.records]
     assert logged and not any("admin granted" in m or "\n" in m for m in logged), logged
+
+
+def test_both_completion_calls_report_under_what_they_know(served, caplog):
+    """A refused key is logged with no tenant, a refused request under its tenant (and the server's
+    request id when the client's is malformed); an answer carries the client's id. Unary and stream alike."""
+    import logging
+
+    start, key = served
+    port = start(LocalIngress(SlowIngress(0.0)))
+    calls = {"Complete": lambda c, **f: c.complete(**f), "CompleteStream": lambda c, **f: list(c.stream(**f))[-1]}
+    for method, call in calls.items():
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="codetailor.serving.front"):
+            with CompletionClient("127.0.0.1", port, "ct_000000000000_wrong") as c:
+                with pytest.raises(ClientError, match="UNAUTHENTICATED"):
+                    call(c, request_id="r-1", **FIELDS)
+            with CompletionClient("127.0.0.1", port, key) as c:
+                with pytest.raises(ClientError, match="INVALID_ARGUMENT"):
+                    call(c, request_id="bad id", **FIELDS)
+                assert call(c, request_id="r-3", **FIELDS)["request_id"] == "r-3"
+        refused = [r.getMessage() for r in caplog.records if f"({method}, tenant" in r.getMessage()]
+        assert len(refused) == 2, refused
+        assert refused[0].startswith(f"request r-1 ({method}, tenant -): UNAUTHENTICATED")
+        assert refused[1].startswith("request req-") and f"({method}, tenant acme): INVALID_ARGUMENT" in refused[1]
