@@ -31,6 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import publish  # noqa: E402
 from bench.machine import apply_wait_policy, busy_core, load, record, uptime  # noqa: E402
 
 PROMPTS = [
@@ -219,10 +220,7 @@ def main() -> None:
         if "naive_hf_peft" in result:
             result[f"ratio_{kmax}_adapters_vs_naive"] = round(by_k[kmax] / result["naive_hf_peft"]["tok_per_s"], 2)
     result["uptime_after"] = uptime()
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    publish(result, args.out)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.common import add_options  # noqa: E402
 
 # every tenant's adapter fits the host-side cache and a batch slot (no reload or slot churn: with
 # 8 slots for 22 tenants the run managed 1.5 req/s), 16 sequences, and both cores for the engine
@@ -311,12 +312,8 @@ class Bench:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--tenants", type=int, default=22)
-    ap.add_argument("--requests", type=int, default=10_000)
-    ap.add_argument("--concurrency", type=int, default=8)
-    ap.add_argument("--capacity-s", type=float, default=60)
-    ap.add_argument("--overload-s", type=float, default=60)
-    ap.add_argument("--phases", default="sockets,isolation,overload,kill")
+    add_options(ap, tenants=22, requests=10_000, concurrency=8, capacity_s=60.0, overload_s=60.0,
+                phases="sockets,isolation,overload,kill")
     ap.add_argument("--pin-ray-loopback", action="store_true",
                     help="set RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 so Ray keeps 127.0.0.1 as its node address")
     ap.add_argument("--base", default=str(ROOT / ".home" / "test" / "models" / "smollm2-135m-instruct"))

@@ -37,6 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import publish  # noqa: E402
 from codetailor.config import load_settings  # noqa: E402
 from codetailor.tenants import registry_from_settings  # noqa: E402
 
@@ -425,10 +426,7 @@ def main() -> None:
     for n in [int(x) for x in args.sizes.split(",") if x]:
         report["latency"].append(latency(settings, registry, n, args.queries))
         print(json.dumps(report["latency"][-1]), flush=True)
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    publish(report, args.out)
     shutil.rmtree(home, ignore_errors=True)
 
 

@@ -28,6 +28,10 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import add_options, publish  # noqa: E402
+
 PACKAGES = ("json", "asyncio", "email", "http", "logging", "unittest", "xml", "importlib", "concurrent", "urllib")
 
 
@@ -68,8 +72,7 @@ def cli(env, *args) -> tuple[float, dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bytes", type=int, default=1_000_000)
-    ap.add_argument("--repeat", type=int, default=3)
+    add_options(ap, bytes=1_000_000, repeat=3)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
 
@@ -125,10 +128,7 @@ def main() -> None:
         "transport": "file:// (local bare repository)",
     })
     shutil.rmtree(root, ignore_errors=True)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    publish(result, args.out)
 
 
 if __name__ == "__main__":

@@ -12,13 +12,17 @@ does), one cold. Both are scored on the same held-out files (the split is by pat
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
+import sys
 import sysconfig
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import add_options, publish  # noqa: E402
 
 BASE = ("json", "email", "http", "logging", "urllib", "concurrent", "importlib")
 ADDED = ("asyncio",)
@@ -42,11 +46,7 @@ def copy_packages(dest: Path, packages, budget: int) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bytes", type=int, default=150_000)
-    ap.add_argument("--change", type=float, default=0.05)
-    ap.add_argument("--budget", type=float, default=90)
-    ap.add_argument("--retrain-budget", type=float, default=45)
-    ap.add_argument("--eval-n", type=int, default=0)
+    add_options(ap, bytes=150_000, change=0.05, budget=90.0, retrain_budget=45.0, eval_n=0)
     ap.add_argument("--base", help="base model checkpoint directory (default: model.base of the config)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
@@ -92,10 +92,7 @@ def main() -> None:
     result.update(date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), load=os.getloadavg(),
                   cores=os.cpu_count())
     shutil.rmtree(root, ignore_errors=True)
-    text = json.dumps(result, indent=2, default=str)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    publish(result, args.out)
 
 
 if __name__ == "__main__":
