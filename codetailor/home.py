@@ -16,6 +16,7 @@ Layout under CODETAILOR_HOME:
 
 Nothing else in the code base joins these paths: a store receives a
 `TenantPaths`, which can only be made here from a validated `TenantId`.
+Each path is a plain typed property, alike on purpose: one per line of the layout.
 """
 
 from __future__ import annotations
