@@ -70,6 +70,14 @@ def test_tls_when_a_certificate_is_configured(serving_stack, tmp_path):
         asyncio.run_coroutine_threadsafe(front.stop(0.5), serving_stack.loop).result(30)
 
 
+def _name(proc: psutil.Process) -> tuple[str, str] | None:
+    """A live process's name and command, or None for one that ended or is a zombie (no sockets)."""
+    try:
+        return proc.name(), " ".join(proc.cmdline()[:2])[:80]
+    except (psutil.NoSuchProcess, psutil.AccessDenied):  # ZombieProcess is a NoSuchProcess
+        return None
+
+
 def _listening(proc: psutil.Process) -> list[tuple[str, int]]:
     try:
         return [(c.laddr.ip, c.laddr.port) for c in proc.net_connections(kind="inet")
@@ -105,7 +113,7 @@ def test_ray_ports_are_not_exposed_beyond_the_host(serving_stack):
     """Every listening socket of the cluster's processes (GCS, raylet, workers, agents,
     replicas, the metrics exporter) binds a loopback address."""
     procs = [psutil.Process()] + psutil.Process().children(recursive=True)
-    names = {p.pid: (p.name(), " ".join(p.cmdline()[:2])[:80]) for p in procs if p.is_running()}
+    names = {p.pid: n for p in procs if (n := _name(p))}
     exposed = [(names.get(p.pid), ip, port) for p in procs for ip, port in _listening(p) if ip not in LOOPBACK]
     assert len(procs) > 3  # the cluster's processes are children of this one
     assert any(n and n[0].startswith("ray::ServeReplica") for n in names.values())  # replicas were checked
