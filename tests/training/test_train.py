@@ -16,7 +16,8 @@ import torch
 from codetailor.adapters import AdapterStore
 from training import TrainOptions, TrainingError, train_tenant
 from training.examples import Example
-from training.loop import BudgetTooSmall, LoopConfig, mean_loss, run_loop
+from training.budget import BudgetTooSmall
+from training.loop import LoopConfig, mean_loss, run_loop
 from training.lora import BaseModelError, attach_lora, load_base
 
 from tests.training.conftest import tiny_settings, write_repo
