@@ -4,7 +4,6 @@ too small, small first steps, steps that fit, and loss passes sampled to fit wit
 from __future__ import annotations
 
 import pytest
-import torch
 
 import training.loop as loop
 import training.run as run
@@ -19,12 +18,7 @@ from training.lora import attach_lora, load_base
 from tests.training.conftest import tiny_settings
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cfg(**kw) -> LoopConfig:

@@ -25,13 +25,7 @@ from tests.training.conftest import tiny_settings, write_repo
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The tiny model is all small ops: one thread avoids OpenMP stalls on the shared box.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _opts(**kw):
