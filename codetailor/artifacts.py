@@ -237,6 +237,16 @@ class AdapterState(Artifact):
     system_override: System | None = None   # set by an admin
     updated_at: float | None = None
 
+# -- training's cache of base-model losses (written only by training/run.py) ---------------------------
+
+class BaseLossCache(Artifact):
+    """work/base_losses.json: the base model's loss on each evaluation example a training run measured,
+    so the next run measures only the adapter's. Valid for one base checkpoint and compute dtype."""
+
+    identity: str = ""                               # training.budget.cache_identity(checksum, dtype)
+    losses: dict[str, tuple[float, int]] = {}        # example key -> (summed loss, completion tokens)
+
+
 # -- retrieval: the index manifest (written only by retrieval/segments.py) -----------------------
 
 class _Part(BaseModel):

@@ -116,7 +116,7 @@ class TrainingConfig(_Section):
     lr: float = Field(2e-4, gt=0)
     seq_len: int = Field(512, ge=32)            # tokens per training sequence (prompt + completion)
     target_tokens: int = Field(320, ge=8)       # most completion tokens per example (loss only on these)
-    grad_accum: int = Field(8, ge=1)            # sequences per optimizer step (micro-batch is one sequence)
+    grad_accum: int = Field(8, ge=1)            # sequences per optimizer step
     warmup_fraction: float = Field(0.05, ge=0, lt=1)
     epochs: float = Field(1.0, gt=0)
     replay_ratio: float = Field(0.2, ge=0, lt=1)   # share of training examples from public code
@@ -131,6 +131,12 @@ class TrainingConfig(_Section):
     base_weights: Literal["bfloat16", "float32", "auto"] = "auto"
     autocast: Literal["bfloat16", "float32", "auto"] = "auto"
     eval_examples: int = Field(24, ge=1)        # held-out and public-code examples for the losses
+    # With --time-budget the loss passes after training get at most this share of it (sampled to fit
+    # at the loop's measured rate; the base model's losses are cached per tenant).
+    eval_share: float = Field(0.25, gt=0, le=1)
+    # On a CUDA device: tokens per forward pass, the step's sequences packed in rows; 0 = the whole
+    # step (grad_accum x seq_len). On a CPU every forward pass is one sequence.
+    batch_tokens: int = Field(0, ge=0)
     checkpoint_seconds: float = Field(60.0, gt=0)
     # The most training-loop seconds one tenant's run may take, resumed parts included: training
     # runs on shared machines, so no tenant holds them longer. A run without --time-budget gets

@@ -77,6 +77,10 @@ class TenantPaths:
     def refresh_state(self) -> Path:
         return self.work_dir / "refresh.json"
 
+    @property
+    def base_losses(self) -> Path:
+        return self.work_dir / "base_losses.json"
+
 
 class Home:
     def __init__(self, root: Path):

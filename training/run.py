@@ -22,16 +22,18 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from codetailor.adapters import AdapterStore
-from codetailor.artifacts import AdapterMeta, BaseModelRecord
+from codetailor.artifacts import AdapterMeta, ArtifactError, BaseLossCache, BaseModelRecord
 from codetailor.hardware import choose_dtypes, detect, hardware_record, torch_dtype
 from codetailor.home import TenantPaths
 from codetailor.model import model_checksum, model_family, resolve_base_model
 from codetailor.prompt_format import Snippet, snippets_from, template_for
 from codetailor.split import Split, split_files
 
+from training.budget import (cache_identity, check_budget, checkpoint_parameters, eval_sample_size, example_key,
+                             spread)
 from training.corpus import CorpusFile, TrainingError, public_files, tenant_files
 from training.examples import WINDOW, Example, ExampleBuilder, Neighbours
-from training.loop import Checkpoint, LoopConfig, check_time_cap, mean_loss, run_loop, torch_threads
+from training.loop import Checkpoint, LoopConfig, check_time_cap, example_losses, pooled, run_loop, torch_threads
 from training.lora import attach_lora, load_base, load_lora_state, save_adapter
 
 PUBLIC_HELDOUT_FRACTION = 0.1
@@ -257,17 +259,50 @@ class Losses:
         return (self.public_adapter - self.public_base) / self.public_base
 
 
-def measure_losses(pm, ts: TrainingSet, dtype) -> Losses:
-    return Losses(heldout=mean_loss(pm, ts.heldout, adapter=True, dtype=dtype),
-                  heldout_base=mean_loss(pm, ts.heldout, adapter=False, dtype=dtype),
-                  public_base=mean_loss(pm, ts.public_eval, adapter=False, dtype=dtype),
-                  public_adapter=mean_loss(pm, ts.public_eval, adapter=True, dtype=dtype))
+def measure_losses(pm, heldout: Sequence[Example], public: Sequence[Example], dtype,
+                   cache: dict[str, tuple[float, int]]) -> Losses:
+    """The four losses; base-model losses come from `cache` (example key -> (sum, tokens)) where
+    known, and the ones measured here are added to it."""
+    def base(examples: Sequence[Example]) -> float | None:
+        missing = [e for e in examples if example_key(e) not in cache]
+        cache.update(zip((example_key(e) for e in missing), example_losses(pm, missing, adapter=False, dtype=dtype)))
+        return pooled([cache[example_key(e)] for e in examples])
+
+    return Losses(heldout=pooled(example_losses(pm, heldout, adapter=True, dtype=dtype)),
+                  heldout_base=base(heldout),
+                  public_base=base(public),
+                  public_adapter=pooled(example_losses(pm, public, adapter=True, dtype=dtype)))
+
+
+def eval_sample(ts: TrainingSet, cache: dict, seconds_per_token: float, seconds: float | None) -> tuple[list, list]:
+    """The held-out and public examples the loss passes measure: all of them, or with a time budget
+    (`seconds` for the passes) an evenly spread sample that fits at the loop's measured rate."""
+    if seconds is None:
+        return list(ts.heldout), list(ts.public_eval)
+    cost = [[(len(e.ids), example_key(e) in cache) for e in side] for side in (ts.heldout, ts.public_eval)]
+    n = eval_sample_size(cost[0], cost[1], seconds_per_token, seconds)
+    return spread(ts.heldout, n), spread(ts.public_eval, n)
+
+
+def _read_cache(paths: TenantPaths, identity: str) -> dict[str, tuple[float, int]]:
+    try:
+        cached = BaseLossCache.read_or_none(paths.base_losses)
+    except ArtifactError:   # an unreadable cache is only a cache: measure again
+        cached = None
+    return dict(cached.losses) if cached is not None and cached.identity == identity else {}
+
+
+def _write_cache(paths: TenantPaths, identity: str, cache: dict, used: Sequence[Example]) -> None:
+    """Keep the entries of the examples this run's examples could sample from (the file stays small)."""
+    keep = {k: cache[k] for k in (example_key(e) for e in used) if k in cache}
+    paths.work_dir.mkdir(parents=True, exist_ok=True)
+    BaseLossCache(identity=identity, losses=keep).write(paths.base_losses)
 
 
 def _hyper_parameters(cfg, opts: TrainOptions, dtypes) -> dict:
     """What the adapter was trained with (AdapterMeta.hyper_parameters; part of the checkpoint key)."""
     return {"rank": opts.rank, "alpha": opts.alpha, "lr": cfg.lr, "seq_len": cfg.seq_len,
-            "target_tokens": cfg.target_tokens, "grad_accum": cfg.grad_accum, "micro_batch": 1,
+            "target_tokens": cfg.target_tokens, "grad_accum": cfg.grad_accum,
             "epochs": opts.epochs, "warmup_fraction": cfg.warmup_fraction, "schedule": "cosine",
             "replay_ratio": opts.replay_ratio, "rag_augmented": opts.rag_augmented,
             "rag_fraction": cfg.rag_fraction if opts.rag_augmented else 0.0, "seed": cfg.seed,
@@ -315,6 +350,9 @@ def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
         raise TrainingError(f"rank {opts.rank} is above engine.max_lora_rank={settings.engine.max_lora_rank}; "
                             f"raise CODETAILOR_ENGINE__MAX_LORA_RANK or train a smaller rank")
     check_time_cap(opts.time_budget, cfg.max_seconds)  # before any of the work below
+    check_budget(opts.time_budget, checkpoint_parameters(base_path), cfg.seq_len)
+    cap = detect()
+    device = "cuda" if cap.cuda_device else "cpu"
 
     # 1. files and the split
     selection_dict = opts.selection.to_dict() if opts.selection is not None else None
@@ -324,6 +362,7 @@ def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
 
     # 2. examples
     model, tokenizer = load_base(base_path, dtypes.base_weights.value)
+    model.to(device)
     ts = build_training_set(settings, paths, tokenizer, phase, opts, neighbours_factory)
     examples = ts.examples
 
@@ -339,23 +378,33 @@ def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
     loop_cfg = LoopConfig(lr=cfg.lr, grad_accum=cfg.grad_accum, epochs=opts.epochs,
                           warmup_fraction=cfg.warmup_fraction, seed=cfg.seed, time_budget=opts.time_budget,
                           checkpoint_seconds=cfg.checkpoint_seconds, autocast=autocast_dtype,
-                          max_seconds=cfg.max_seconds)
+                          max_seconds=cfg.max_seconds, ramp=opts.time_budget is not None,
+                          # a GPU takes a whole step's sequences per forward pass, packed in rows
+                          batch_tokens=(cfg.batch_tokens or cfg.grad_accum * cfg.seq_len) if device == "cuda" else 0)
     checksum = model_checksum(base_path)
-    hyper = _hyper_parameters(cfg, opts, dtypes)
+    hyper = {**_hyper_parameters(cfg, opts, dtypes), "batch_tokens": loop_cfg.batch_tokens}
     key = _fingerprint(checksum, hyper, split.to_dict(), examples)
     work = paths.work_dir / "train"
     for stale in work.glob("*.pt") if work.is_dir() else []:
         if stale.stem != key[:16]:
             stale.unlink(missing_ok=True)   # another run's state can never be resumed by this one
     ckpt = Checkpoint(work / f"{key[:16]}.pt", key)
+    t_loop = time.monotonic()
     state = run_loop(pm, examples, loop_cfg, ckpt, progress=opts.progress)
+    t_eval = time.monotonic()
     epochs_seen = state.micro / len(examples)
     train_loss = state.loss_sum / max(state.target_tokens, 1)
     recent_loss = sum(state.recent[-5:]) / max(1, len(state.recent[-5:])) if state.recent else None
 
-    # 4. losses after training
-    losses = measure_losses(pm, ts, autocast_dtype)
+    # 4. losses after training: with a budget, sampled to fit eval_share of it at the loop's rate
+    identity = cache_identity(checksum, dtypes.autocast.value)
+    cache = _read_cache(paths, identity)
+    eval_seconds = cfg.eval_share * opts.time_budget if opts.time_budget is not None else None
+    heldout_eval, public_eval = eval_sample(ts, cache, state.seconds / max(state.tokens, 1), eval_seconds)
+    losses = measure_losses(pm, heldout_eval, public_eval, autocast_dtype, cache)
+    _write_cache(paths, identity, cache, ts.heldout + ts.public_eval)
     heldout_loss, public_change = losses.heldout, losses.public_change
+    t_saved = time.monotonic()
 
     store = AdapterStore(paths)
     meta = AdapterMeta(
@@ -365,7 +414,8 @@ def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
         split=split.record(),
         warm_start={"parent": opts.warm_start, "heldout_seen_by_parent": list(phase.moved)} if parent is not None else None,
         hyper_parameters=hyper,
-        data=_data_record(phase, ts),
+        data={**_data_record(phase, ts), "heldout_examples": len(heldout_eval),
+              "public_eval_examples": len(public_eval)},
         epochs_seen=round(epochs_seen, 4),
         stopped_by_budget=state.micro < round(len(examples) * opts.epochs),
         steps=state.step,
@@ -396,5 +446,9 @@ def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
         "heldout_loss": round(heldout_loss, 4) if heldout_loss is not None else None,
         "public_loss_change": round(public_change, 4) if public_change is not None else None,
         "adapter_bytes": size,
+        "time_budget": opts.time_budget,
+        "load_seconds": round(t_loop - t0, 1),      # files, model, examples
+        "eval_seconds": round(t_saved - t_eval, 1),  # the loss passes
+        "eval_examples": {"heldout": len(heldout_eval), "public": len(public_eval)},
         "wall_seconds": round(time.monotonic() - t0, 1),
     }

@@ -43,7 +43,8 @@ def register(sub) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--epochs", type=float, help="passes over the training examples (default from config: 1)")
     g.add_argument("--time-budget", metavar="DURATION",
-                   help="stop the training loop after DURATION (e.g. 5m); the summary says the epoch fraction seen")
+                   help="train for at most DURATION (e.g. 5m), plus loading and loss passes sampled to fit "
+                        "training.eval_share of it; too small a budget is refused before loading, with the minimum")
     p.add_argument("--rag-augmented", action="store_true",
                    help="give part of the examples retrieved neighbours from the tenant's index")
     p.add_argument("--replay-ratio", type=float, help="share of public (Python stdlib) examples, 0 <= x < 1")

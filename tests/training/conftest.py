@@ -58,3 +58,14 @@ def tenant_repo(tmp_home, tmp_path):
     paths, _ = reg.create_tenant("acme")
     reg.add_source(paths.tenant, "main", str(repo))
     return reg, paths, repo
+
+
+@pytest.fixture
+def one_thread():
+    """The tiny model is all small ops: one thread avoids OpenMP stalls on the shared box."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

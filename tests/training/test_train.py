@@ -16,7 +16,8 @@ import torch
 from codetailor.adapters import AdapterStore
 from training import TrainOptions, TrainingError, train_tenant
 from training.examples import Example
-from training.loop import BudgetTooSmall, LoopConfig, mean_loss, run_loop
+from training.budget import BudgetTooSmall
+from training.loop import LoopConfig, mean_loss, run_loop
 from training.lora import BaseModelError, attach_lora, load_base
 
 from tests.training.conftest import tiny_settings, write_repo
@@ -24,13 +25,7 @@ from tests.training.conftest import tiny_settings, write_repo
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The tiny model is all small ops: one thread avoids OpenMP stalls on the shared box.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _opts(**kw):

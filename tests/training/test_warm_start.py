@@ -11,7 +11,8 @@ from training import TrainOptions, TrainingError, train_tenant
 from codetailor.split import split_files
 
 from tests.training.conftest import tiny_settings
-from tests.training.test_train import one_thread  # noqa: F401  (autouse: the tiny model on one thread)
+
+pytestmark = pytest.mark.usefixtures("one_thread")   # the tiny model on one thread
 
 
 def _opts(**kw):
