@@ -44,7 +44,8 @@ class RefreshFailed(Unavailable):
         self.summary = summary
 
 
-def _refresh_lock(paths: TenantPaths):
+def refresh_lock(paths: TenantPaths):
+    """The tenant's refresh lock: one refresh (or source removal) at a time."""
     return exclusive(paths.work_dir / "refresh.lock",
                      lambda: RefreshBusy(f"tenant {paths.tenant!r} is being refreshed by another process"))
 
@@ -95,6 +96,20 @@ def _refresh_source(settings, paths: TenantPaths, sources: Sources, spec: Source
         write_state(paths, state, last_error=message, refreshed_at=now)
         say(f"{spec.name}: failed: {message}")
         return out | {"status": "failed", "error": message, "commit": state.indexed_commit}
+
+
+def _drop_removed_sources(settings, paths: TenantPaths, sources: Sources, say) -> list[str]:
+    """Finish removals that could not drop a source's index rows (the index was busy, or the
+    removal was killed): the registry lists them, so a refresh with none reads nothing more."""
+    gone = sources.registry.sources_to_drop(paths.tenant)
+    if gone:
+        from retrieval import drop_source
+
+        for name in gone:
+            say(f"{name}: dropping the index rows of a removed source")
+            drop_source(settings, paths, name)
+            sources.registry.source_dropped(paths.tenant, name)
+    return gone
 
 
 def changed_tokens(paths: TenantPaths, sources: Sources, specs: list[SourceSpec], since: dict[str, str],
@@ -178,12 +193,15 @@ def refresh_tenant(settings, paths: TenantPaths, *, index_only: bool = False, pr
     specs = sources.specs(paths)
     if not specs:
         raise NotFound(f"tenant {paths.tenant!r} has no sources connected by URL (add one with `codetailor source add`)")
-    with _refresh_lock(paths):
+    with refresh_lock(paths):
+        dropped = _drop_removed_sources(settings, paths, sources, say)
         results = [_refresh_source(settings, paths, sources, spec, say, progress) for spec in specs]
         failed = [r for r in results if r["status"] == "failed"]
         current = {r["source"]: r["commit"] for r in results if r.get("commit")}
         state = RefreshState.read_or_none(paths.refresh_state) or RefreshState()
         summary = {"tenant": str(paths.tenant), "sources": results, "retrain": None}
+        if dropped:
+            summary["dropped_sources"] = dropped
 
         resumed = state.phase != "idle"
         tokens = None

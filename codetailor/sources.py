@@ -106,7 +106,8 @@ class Sources:
     """Connect, list and disconnect a tenant's sources; fetch them."""
 
     def __init__(self, home: Home, registry: Registry, strict_host_key_checking: str = "yes",
-                 git_timeout: float | None = 600, mounted_credentials: Path | None = None):
+                 git_timeout: float | None = 600, mounted_credentials: Path | None = None, settings=None):
+        self.settings = settings   # for dropping a removed source's index rows
         self.home = home
         self.registry = registry
         self.credentials = CredentialStore(home, mounted_credentials)
@@ -146,17 +147,38 @@ class Sources:
         return rows
 
     def remove(self, tenant: str, name: str) -> dict:
+        """Disconnect a source: its record, its clone and its rows in the index (BM25, vectors,
+        symbols), so the other sources stay searchable without a rebuild. Holds the tenant's refresh
+        lock, so no refresh re-indexes the source meanwhile. When an index run holds the index,
+        the rows stay until the next refresh, which drops the rows of every source the registry
+        no longer names."""
+        from codetailor.refresh import refresh_lock
+
         paths = self.registry.tenant(tenant)
         name = SourceName(name)
-        self.registry.remove_source(paths.tenant, name)
-        clone = paths.source_clone(name)
-        if clone.exists():
-            graveyard = clone.parent / f".{name}.deleted.partial"
-            shutil.rmtree(graveyard, ignore_errors=True)
-            clone.rename(graveyard)
-            shutil.rmtree(graveyard, ignore_errors=True)
-        paths.source_state(name).unlink(missing_ok=True)
-        return {"tenant": str(paths.tenant), "removed": name}
+        with refresh_lock(paths):
+            self.registry.remove_source(paths.tenant, name)
+            clone = paths.source_clone(name)
+            if clone.exists():
+                graveyard = clone.parent / f".{name}.deleted.partial"
+                shutil.rmtree(graveyard, ignore_errors=True)
+                clone.rename(graveyard)
+                shutil.rmtree(graveyard, ignore_errors=True)
+            paths.source_state(name).unlink(missing_ok=True)
+            index = self._drop_index_rows(paths, name)
+        return {"tenant": str(paths.tenant), "removed": name, "index": index}
+
+    def _drop_index_rows(self, paths: TenantPaths, name: str) -> dict:
+        from retrieval import drop_source
+
+        if self.settings is None:
+            raise ValueError("Sources needs settings to drop a source's index rows")
+        try:
+            dropped = drop_source(self.settings, paths, name)
+        except CodetailorError as e:   # the index is busy, the vector store is down, ...
+            return {"dropped": False, "reason": f"{e}; the next refresh drops the source's rows"}
+        self.registry.source_dropped(paths.tenant, name)
+        return {"dropped": True} | {k: dropped[k] for k in ("generation", "files_removed", "chunks_removed")}
 
     # -- git ------------------------------------------------------------------------------
     def _env(self, spec: SourceSpec) -> dict:
@@ -268,7 +290,8 @@ def sources_from_settings(settings) -> Sources:
 
     return Sources(Home(settings.home), registry_from_settings(settings),
                    strict_host_key_checking=settings.sync.ssh_strict_host_key_checking,
-                   git_timeout=settings.sync.git_timeout, mounted_credentials=settings.sync.credentials_dir)
+                   git_timeout=settings.sync.git_timeout, mounted_credentials=settings.sync.credentials_dir,
+                   settings=settings)
 
 
 def read_state(paths: TenantPaths, spec: SourceSpec) -> SourceState:
