@@ -300,3 +300,65 @@ class Refresher:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             self.run_once()
+
+
+class RefreshQueue:
+    """Re-index requests from the admin API. One worker thread runs them one at a time, each as a
+    `codetailor refresh --index-only` child process at a lower CPU priority: the serving process
+    answers the request at once, never shares its interpreter (nor its memory) with a fetch or the
+    indexer, and tenants take turns. A tenant is queued once at most; what a refresh did shows in
+    its sources' state (`source list`, the ListSources RPC)."""
+
+    def __init__(self, settings, log=None, command=None):
+        import threading
+
+        self.settings = settings
+        self.log = log or (lambda msg: print(f"codetailor: {msg}", file=sys.stderr, flush=True))
+        self.command = command or self._child
+        self._lock = threading.Lock()
+        self._waiting: list[str] = []
+        self._running: str | None = None
+        self._thread: threading.Thread | None = None
+
+    def submit(self, tenant: str) -> tuple[bool, str]:
+        """(queued now, what happens next)."""
+        import threading
+
+        with self._lock:
+            if tenant == self._running:
+                return False, "a refresh of this tenant is running; its sources' state shows the outcome"
+            if tenant in self._waiting:
+                return False, f"a refresh of this tenant is queued already ({self._waiting.index(tenant)} ahead of it)"
+            ahead = len(self._waiting) + (self._running is not None)
+            self._waiting.append(tenant)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._work, name="codetailor-refresh-queue", daemon=True)
+                self._thread.start()
+        return True, f"queued ({ahead} ahead of it); ListSources shows each source's outcome"
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                if not self._waiting:
+                    self._running = None
+                    return
+                self._running = self._waiting.pop(0)
+                tenant = self._running
+            try:
+                rc, tail = self.command(tenant)
+                if rc == 0:
+                    self.log(f"refresh of {tenant} done")
+                else:
+                    self.log(f"refresh of {tenant} ended with exit code {rc}: {tail}")
+            except Exception as e:   # the worker must outlive one bad run
+                self.log(f"refresh of {tenant} could not run: {type(e).__name__}: {e}")
+
+    def _child(self, tenant: str) -> tuple[int, str]:
+        import subprocess
+
+        env = {**os.environ, "CODETAILOR_HOME": str(self.settings.home)}
+        r = subprocess.run([sys.executable, "-m", "codetailor", "refresh", "--tenant", tenant, "--index-only",
+                            "--quiet"], env=env, capture_output=True, text=True, start_new_session=True,
+                           preexec_fn=lambda: os.nice(10))
+        lines = (r.stderr or "").strip().splitlines()
+        return r.returncode, lines[-1] if lines else ""

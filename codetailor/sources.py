@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from codetailor.artifacts import SourceState
 from codetailor.credentials import CredentialStore
-from codetailor.errors import CodetailorError, NotFound, Unavailable
+from codetailor.errors import AlreadyExists, CodetailorError, NotFound, QuotaExceeded, Unavailable
 from codetailor.home import Home, TenantPaths
 from codetailor.names import SourceName
 from codetailor.tenants import Registry
@@ -122,9 +122,16 @@ class Sources:
         url = check_url(url, tenant_facing=tenant_facing)
         branch = check_branch(branch)
         if credential is not None:
+            if tenant_facing:   # a tenant names only credentials the operator granted to it
+                self.credentials.granted(credential, str(paths.tenant))
             self.credentials.git_env(credential, url, self.strict)   # unknown or wrong kind: fail now
-        if name in self.registry.sources(paths.tenant):
-            raise SourceError(f"tenant {tenant!r} already has a source {name!r} (remove it first)")
+        existing = self.registry.sources(paths.tenant)
+        if name in existing:
+            raise AlreadyExists(f"tenant {tenant!r} already has a source {name!r} (remove it first)")
+        cap = self.settings.sync.max_tenant_sources if self.settings is not None else None
+        if tenant_facing and cap is not None and len(existing) >= cap:
+            raise QuotaExceeded(f"tenant {tenant!r} already has {len(existing)} sources, the most "
+                                f"sync.max_tenant_sources={cap} allows (remove one first)")
         self.registry.add_source(paths.tenant, name, str(paths.source_clone(name)), url=url, branch=branch,
                                  credential=credential, selection=selection, tenant_facing=tenant_facing)
         return {"tenant": str(paths.tenant), "source": name, "url": url, "branch": branch, "credential": credential,
