@@ -357,8 +357,14 @@ class RefreshQueue:
         import subprocess
 
         env = {**os.environ, "CODETAILOR_HOME": str(self.settings.home)}
-        r = subprocess.run([sys.executable, "-m", "codetailor", "refresh", "--tenant", tenant, "--index-only",
-                            "--quiet"], env=env, capture_output=True, text=True, start_new_session=True,
-                           preexec_fn=lambda: os.nice(10))
-        lines = (r.stderr or "").strip().splitlines()
-        return r.returncode, lines[-1] if lines else ""
+        # no preexec_fn (unsafe in a threaded server): the priority is lowered right after the start
+        child = subprocess.Popen([sys.executable, "-m", "codetailor", "refresh", "--tenant", tenant,
+                                  "--index-only", "--quiet"], env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            os.setpriority(os.PRIO_PROCESS, child.pid, 10)
+        except OSError:   # it may have ended already
+            pass
+        _, err = child.communicate()
+        lines = (err or "").strip().splitlines()
+        return child.returncode, lines[-1] if lines else ""
