@@ -156,9 +156,9 @@ class Sources:
     def remove(self, tenant: str, name: str) -> dict:
         """Disconnect a source: its record, its clone and its rows in the index (BM25, vectors,
         symbols), so the other sources stay searchable without a rebuild. Holds the tenant's refresh
-        lock, so no refresh re-indexes the source meanwhile. When an index run holds the index,
-        the rows stay until the next refresh, which drops the rows of every source the registry
-        no longer names."""
+        lock, so no refresh re-indexes the source meanwhile. When the rows cannot be dropped now
+        (an index run holds the index, or this is killed first), the registry keeps the name in
+        its `sources_to_drop` and the next refresh drops them."""
         from codetailor.refresh import refresh_lock
 
         paths = self.registry.tenant(tenant)
