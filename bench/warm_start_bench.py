@@ -4,7 +4,8 @@ A tenant's repository (Python standard-library packages, ~--bytes) trains adapte
 seconds. Then about --change of the code changes (modules of another package are added), and two
 adapters train for --retrain-budget seconds each: one warm-started from v1 (what `codetailor refresh`
 does), one cold. Both are scored on the same held-out files (the split is by path and seeded); with
---eval-n, `codetailor eval` (systems base,ft) runs on each as well.
+--eval-n, the evaluation (systems base,ft) runs on each as well, both through one engine, and the
+held-out exact match of the two adapters is compared task by task (the same tasks for both).
 
     flock /tmp/codetailor-heavy.lock .venv/bin/python bench/warm_start_bench.py --out /tmp/warm.json
 """
@@ -12,6 +13,8 @@ does), one cold. Both are scored on the same held-out files (the split is by pat
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import os
 import shutil
 import sys
@@ -29,19 +32,63 @@ ADDED = ("asyncio",)
 
 
 def copy_packages(dest: Path, packages, budget: int) -> int:
+    """Copy the packages' modules in order, skipping any that would pass `budget` bytes (one large
+    module must not turn a 5 % change into a 50 % one)."""
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     total = 0
     for pkg in packages:
         for f in sorted((stdlib / pkg).rglob("*.py")):
-            if total >= budget:
-                return total
-            if "test" in f.parts or "__pycache__" in f.parts:
+            if "test" in f.parts or "__pycache__" in f.parts or total + f.stat().st_size > budget:
                 continue
             out = dest / f.relative_to(stdlib)
             out.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(f, out)
             total += f.stat().st_size
     return total
+
+
+def say(message: str) -> None:
+    print(f"warm-start bench: {message}", file=sys.stderr, flush=True)
+
+
+def evaluate_both(settings, paths, result: dict, n: int) -> dict:
+    """Evaluate the warm and the cold adapter on the same held-out tasks with one engine; EM of each
+    and the paired count of tasks each one alone gets exactly right."""
+    from codetailor.model import resolve_base_model
+    from engine.vllm_engine import VllmEngine
+    from evaluation.evaluate import Plan, public_summary, run
+    from evaluation.metrics import exact_match
+
+    plans = {kind: Plan(settings, paths, "base,ft", n, result[kind]["adapter_version"]) for kind in ("warm", "cold")}
+    say("starting the engine")
+    engine = VllmEngine.start(settings, resolve_base_model(settings))
+
+    async def both():
+        try:
+            out = {}
+            for kind, plan in plans.items():
+                say(f"evaluating the {kind} adapter on {n} held-out tasks")
+                out[kind] = await run(plan, engine, progress=False)
+            return out
+        finally:
+            await engine.shutdown()
+
+    runs = asyncio.run(both())
+    for kind, r in runs.items():
+        s = public_summary(r)
+        result[kind]["eval"] = {"exact_match": {k: m.get("exact_match") for k, m in s["systems"].items()},
+                                "edit_similarity": {k: m.get("edit_similarity") for k, m in s["systems"].items()},
+                                "cqi": s.get("cqi"), "n": s["n"], "seconds": s.get("seconds")}
+        say(f"{kind}: {json.dumps(result[kind]['eval']['exact_match'])}")
+    warm, cold = ([row for row in runs[k]["tasks"]] for k in ("warm", "cold"))
+    same = [w["id"] for w in warm] == [c["id"] for c in cold]
+    paired = None
+    if same:
+        em = [(exact_match(w["predictions"]["ft"], w["target"]), exact_match(c["predictions"]["ft"], c["target"]))
+              for w, c in zip(warm, cold)]
+        paired = {"warm_only": sum(1 for a, b in em if a > b), "cold_only": sum(1 for a, b in em if b > a),
+                  "both": sum(1 for a, b in em if a and b)}
+    return {"same_tasks": same, "paired_exact_match": paired}
 
 
 def main() -> None:
@@ -76,19 +123,17 @@ def main() -> None:
         out["wall_s"] = round(time.time() - t0, 1)
         return out
 
+    say(f"training v1 for {args.budget:g} s on {size} bytes")
     result = {"repository_bytes": size, "v1": train(args.budget, None)}
     added = copy_packages(repo, ADDED, int(size * args.change))
     result["changed_bytes"] = added
+    say(f"changed {added} bytes; training warm and cold for {args.retrain_budget:g} s each")
     result["warm"] = train(args.retrain_budget, result["v1"]["adapter_version"])
+    say(f"warm: {json.dumps({k: result['warm'].get(k) for k in ('train_tokens', 'heldout_loss')})}")
     result["cold"] = train(args.retrain_budget, None)
+    say(f"cold: {json.dumps({k: result['cold'].get(k) for k in ('train_tokens', 'heldout_loss')})}")
     if args.eval_n:
-        from evaluation import evaluate, public_summary
-
-        for kind in ("warm", "cold"):
-            r = public_summary(evaluate(settings, paths, systems="base,ft", n=args.eval_n,
-                                        adapter=result[kind]["adapter_version"], progress=False))
-            result[kind]["eval"] = {"exact_match": {s: m.get("exact_match") for s, m in r["systems"].items()},
-                                    "cqi": r.get("cqi"), "n": r["n"]}
+        result.update(evaluate_both(settings, paths, result, args.eval_n))
     result.update(date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), load=os.getloadavg(),
                   cores=os.cpu_count())
     shutil.rmtree(root, ignore_errors=True)

@@ -308,6 +308,9 @@ class CredentialRecord(Artifact):
     username: str | None = None    # token: the user of HTTP Basic; None sends a Bearer header
     known_hosts: bool = False      # ssh: a known_hosts file was stored with the key
     created_at: float
+    # The one tenant whose admin keys may name it (the admin API); None: the operator's CLI only,
+    # so no tenant can fetch with another's token.
+    tenant: str | None = None
 
 
 class SourceState(Artifact):

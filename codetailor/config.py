@@ -227,6 +227,8 @@ class SyncConfig(_Section):
     # A read-only folder of credentials besides `codetailor credential add`'s (a mounted Kubernetes
     # Secret): <name>.token [+ <name>.username | <name>.bearer] or <name>.ssh-key [+ <name>.known_hosts].
     credentials_dir: Path | None = None
+    # Sources a tenant may connect through the admin API (each is a clone on the server's disk).
+    max_tenant_sources: int = Field(16, ge=1)
 
 
 class Settings(BaseSettings):

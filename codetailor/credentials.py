@@ -9,7 +9,11 @@ or as an ssh command naming the key file.
 A deployment may also mount credentials read-only (a Kubernetes Secret) at
 `sync.credentials_dir`: `<name>.token` (with an optional `<name>.username`, or
 `<name>.bearer` to send a Bearer header) or `<name>.ssh-key` (with an optional
-`<name>.known_hosts`). Those are found by name like stored ones and cannot be removed here.
+`<name>.known_hosts`), and `<name>.tenant` naming the tenant that may use it. Those are found by
+name like stored ones and cannot be removed here.
+
+A credential granted to a tenant (`--tenant`) may be named by that tenant's admins through the
+admin API, and by no other tenant; the rest are the operator's (the CLI) only.
 """
 
 from __future__ import annotations
@@ -58,16 +62,19 @@ class CredentialStore:
             return None
         base = self.mounted / validate_name("credential", name)
         token, key = base.with_name(f"{name}.token"), base.with_name(f"{name}.ssh-key")
+        tenant_file = base.with_name(f"{name}.tenant")
+        tenant = tenant_file.read_text().strip() or None if tenant_file.is_file() else None
         if token.is_file():
             user_file = base.with_name(f"{name}.username")
             username = None if base.with_name(f"{name}.bearer").exists() else (
                 user_file.read_text().strip() if user_file.is_file() else "x-access-token")
-            return (CredentialRecord(name=name, kind="token", username=username, created_at=token.stat().st_mtime),
-                    token, None)
+            return (CredentialRecord(name=name, kind="token", username=username, created_at=token.stat().st_mtime,
+                                     tenant=tenant), token, None)
         if key.is_file():
             hosts = base.with_name(f"{name}.known_hosts")
             return (CredentialRecord(name=name, kind="ssh", known_hosts=hosts.is_file(),
-                                     created_at=key.stat().st_mtime), key, hosts if hosts.is_file() else None)
+                                     created_at=key.stat().st_mtime, tenant=tenant),
+                    key, hosts if hosts.is_file() else None)
         return None
 
     def _dir(self, name: str) -> Path:
@@ -88,8 +95,10 @@ class CredentialStore:
             record.write(tmp / RECORD)
         return record
 
-    def add_token(self, name: str, token_file: Path, username: str | None = "x-access-token") -> CredentialRecord:
-        """An https token read from `token_file`; sent as Basic `username:token`, or Bearer when username is None."""
+    def add_token(self, name: str, token_file: Path, username: str | None = "x-access-token",
+                  tenant: str | None = None) -> CredentialRecord:
+        """An https token read from `token_file`; sent as Basic `username:token`, or Bearer when username is None.
+        `tenant`: the tenant whose admins may name it (else the operator only)."""
         validate_name("credential", name)
         token = _read_secret_file(token_file, "token").decode("utf-8", "replace").strip()
         if not token:
@@ -98,10 +107,11 @@ class CredentialStore:
             raise CredentialError(f"token file {token_file} must hold one line of printable text")
         if username is not None and (":" in username or not username.isprintable() or not username):
             raise CredentialError("--username must be non-empty printable text without ':'")
-        return self._publish(CredentialRecord(name=name, kind="token", username=username, created_at=time.time()),
-                             {SECRET: token.encode()})
+        return self._publish(CredentialRecord(name=name, kind="token", username=username, created_at=time.time(),
+                                              tenant=tenant), {SECRET: token.encode()})
 
-    def add_ssh(self, name: str, key_file: Path, known_hosts: Path | None = None) -> CredentialRecord:
+    def add_ssh(self, name: str, key_file: Path, known_hosts: Path | None = None,
+                tenant: str | None = None) -> CredentialRecord:
         validate_name("credential", name)
         key = _read_secret_file(key_file, "ssh key")
         if b"PRIVATE KEY" not in key:
@@ -110,7 +120,7 @@ class CredentialStore:
         if known_hosts is not None:
             files[KNOWN_HOSTS] = _read_secret_file(known_hosts, "known_hosts")
         return self._publish(CredentialRecord(name=name, kind="ssh", known_hosts=known_hosts is not None,
-                                              created_at=time.time()), files)
+                                              created_at=time.time(), tenant=tenant), files)
 
     def get(self, name: str) -> CredentialRecord:
         try:
@@ -120,6 +130,18 @@ class CredentialStore:
             if mounted is None:
                 raise NotFound(f"unknown credential {name!r}") from None
             return mounted[0]
+
+    def granted(self, name: str, tenant: str) -> CredentialRecord:
+        """Credential `name` if it is granted to `tenant`; otherwise NotFound, worded as for an
+        unknown name, so a tenant learns nothing of the operator's or other tenants' credentials."""
+        try:
+            record = self.get(name)
+        except CodetailorError:
+            record = None
+        if record is None or record.tenant != tenant:
+            raise NotFound(f"tenant {tenant!r} has no credential {name!r} (the operator grants one with "
+                           f"`codetailor credential add {name} --tenant {tenant} ...`)")
+        return record
 
     def _files(self, name: str) -> tuple[Path, Path | None]:
         """The secret file and the known_hosts file (if any) of credential `name`."""

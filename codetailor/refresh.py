@@ -44,7 +44,8 @@ class RefreshFailed(Unavailable):
         self.summary = summary
 
 
-def _refresh_lock(paths: TenantPaths):
+def refresh_lock(paths: TenantPaths):
+    """The tenant's refresh lock: one refresh (or source removal) at a time."""
     return exclusive(paths.work_dir / "refresh.lock",
                      lambda: RefreshBusy(f"tenant {paths.tenant!r} is being refreshed by another process"))
 
@@ -95,6 +96,20 @@ def _refresh_source(settings, paths: TenantPaths, sources: Sources, spec: Source
         write_state(paths, state, last_error=message, refreshed_at=now)
         say(f"{spec.name}: failed: {message}")
         return out | {"status": "failed", "error": message, "commit": state.indexed_commit}
+
+
+def _drop_removed_sources(settings, paths: TenantPaths, sources: Sources, say) -> list[str]:
+    """Finish removals that could not drop a source's index rows (the index was busy, or the
+    removal was killed): the registry lists them, so a refresh with none reads nothing more."""
+    gone = sources.registry.sources_to_drop(paths.tenant)
+    if gone:
+        from retrieval import drop_source
+
+        for name in gone:
+            say(f"{name}: dropping the index rows of a removed source")
+            drop_source(settings, paths, name)
+            sources.registry.source_dropped(paths.tenant, name)
+    return gone
 
 
 def changed_tokens(paths: TenantPaths, sources: Sources, specs: list[SourceSpec], since: dict[str, str],
@@ -178,12 +193,15 @@ def refresh_tenant(settings, paths: TenantPaths, *, index_only: bool = False, pr
     specs = sources.specs(paths)
     if not specs:
         raise NotFound(f"tenant {paths.tenant!r} has no sources connected by URL (add one with `codetailor source add`)")
-    with _refresh_lock(paths):
+    with refresh_lock(paths):
+        dropped = _drop_removed_sources(settings, paths, sources, say)
         results = [_refresh_source(settings, paths, sources, spec, say, progress) for spec in specs]
         failed = [r for r in results if r["status"] == "failed"]
         current = {r["source"]: r["commit"] for r in results if r.get("commit")}
         state = RefreshState.read_or_none(paths.refresh_state) or RefreshState()
         summary = {"tenant": str(paths.tenant), "sources": results, "retrain": None}
+        if dropped:
+            summary["dropped_sources"] = dropped
 
         resumed = state.phase != "idle"
         tokens = None
@@ -282,3 +300,71 @@ class Refresher:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             self.run_once()
+
+
+class RefreshQueue:
+    """Re-index requests from the admin API. One worker thread runs them one at a time, each as a
+    `codetailor refresh --index-only` child process at a lower CPU priority: the serving process
+    answers the request at once, never shares its interpreter (nor its memory) with a fetch or the
+    indexer, and tenants take turns. A tenant is queued once at most; what a refresh did shows in
+    its sources' state (`source list`, the ListSources RPC)."""
+
+    def __init__(self, settings, log=None, command=None):
+        import threading
+
+        self.settings = settings
+        self.log = log or (lambda msg: print(f"codetailor: {msg}", file=sys.stderr, flush=True))
+        self.command = command or self._child
+        self._lock = threading.Lock()
+        self._waiting: list[str] = []
+        self._running: str | None = None
+        self._thread: threading.Thread | None = None
+
+    def submit(self, tenant: str) -> tuple[bool, str]:
+        """(queued now, what happens next)."""
+        import threading
+
+        with self._lock:
+            if tenant == self._running:
+                return False, "a refresh of this tenant is running; its sources' state shows the outcome"
+            if tenant in self._waiting:
+                return False, f"a refresh of this tenant is queued already ({self._waiting.index(tenant)} ahead of it)"
+            ahead = len(self._waiting) + (self._running is not None)
+            self._waiting.append(tenant)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._work, name="codetailor-refresh-queue", daemon=True)
+                self._thread.start()
+        return True, f"queued ({ahead} ahead of it); ListSources shows each source's outcome"
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                if not self._waiting:
+                    self._running = None
+                    return
+                self._running = self._waiting.pop(0)
+                tenant = self._running
+            try:
+                rc, tail = self.command(tenant)
+                if rc == 0:
+                    self.log(f"refresh of {tenant} done")
+                else:
+                    self.log(f"refresh of {tenant} ended with exit code {rc}: {tail}")
+            except Exception as e:   # the worker must outlive one bad run
+                self.log(f"refresh of {tenant} could not run: {type(e).__name__}: {e}")
+
+    def _child(self, tenant: str) -> tuple[int, str]:
+        import subprocess
+
+        env = {**os.environ, "CODETAILOR_HOME": str(self.settings.home)}
+        # no preexec_fn (unsafe in a threaded server): the priority is lowered right after the start
+        child = subprocess.Popen([sys.executable, "-m", "codetailor", "refresh", "--tenant", tenant,
+                                  "--index-only", "--quiet"], env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            os.setpriority(os.PRIO_PROCESS, child.pid, 10)
+        except OSError:   # it may have ended already
+            pass
+        _, err = child.communicate()
+        lines = (err or "").strip().splitlines()
+        return child.returncode, lines[-1] if lines else ""

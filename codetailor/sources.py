@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from codetailor.artifacts import SourceState
 from codetailor.credentials import CredentialStore
-from codetailor.errors import CodetailorError, NotFound, Unavailable
+from codetailor.errors import AlreadyExists, CodetailorError, NotFound, QuotaExceeded, Unavailable
 from codetailor.home import Home, TenantPaths
 from codetailor.names import SourceName
 from codetailor.tenants import Registry
@@ -106,7 +106,8 @@ class Sources:
     """Connect, list and disconnect a tenant's sources; fetch them."""
 
     def __init__(self, home: Home, registry: Registry, strict_host_key_checking: str = "yes",
-                 git_timeout: float | None = 600, mounted_credentials: Path | None = None):
+                 git_timeout: float | None = 600, mounted_credentials: Path | None = None, settings=None):
+        self.settings = settings   # for dropping a removed source's index rows
         self.home = home
         self.registry = registry
         self.credentials = CredentialStore(home, mounted_credentials)
@@ -121,9 +122,16 @@ class Sources:
         url = check_url(url, tenant_facing=tenant_facing)
         branch = check_branch(branch)
         if credential is not None:
+            if tenant_facing:   # a tenant names only credentials the operator granted to it
+                self.credentials.granted(credential, str(paths.tenant))
             self.credentials.git_env(credential, url, self.strict)   # unknown or wrong kind: fail now
-        if name in self.registry.sources(paths.tenant):
-            raise SourceError(f"tenant {tenant!r} already has a source {name!r} (remove it first)")
+        existing = self.registry.sources(paths.tenant)
+        if name in existing:
+            raise AlreadyExists(f"tenant {tenant!r} already has a source {name!r} (remove it first)")
+        cap = self.settings.sync.max_tenant_sources if self.settings is not None else None
+        if tenant_facing and cap is not None and len(existing) >= cap:
+            raise QuotaExceeded(f"tenant {tenant!r} already has {len(existing)} sources, the most "
+                                f"sync.max_tenant_sources={cap} allows (remove one first)")
         self.registry.add_source(paths.tenant, name, str(paths.source_clone(name)), url=url, branch=branch,
                                  credential=credential, selection=selection, tenant_facing=tenant_facing)
         return {"tenant": str(paths.tenant), "source": name, "url": url, "branch": branch, "credential": credential,
@@ -146,17 +154,38 @@ class Sources:
         return rows
 
     def remove(self, tenant: str, name: str) -> dict:
+        """Disconnect a source: its record, its clone and its rows in the index (BM25, vectors,
+        symbols), so the other sources stay searchable without a rebuild. Holds the tenant's refresh
+        lock, so no refresh re-indexes the source meanwhile. When the rows cannot be dropped now
+        (an index run holds the index, or this is killed first), the registry keeps the name in
+        its `sources_to_drop` and the next refresh drops them."""
+        from codetailor.refresh import refresh_lock
+
         paths = self.registry.tenant(tenant)
         name = SourceName(name)
-        self.registry.remove_source(paths.tenant, name)
-        clone = paths.source_clone(name)
-        if clone.exists():
-            graveyard = clone.parent / f".{name}.deleted.partial"
-            shutil.rmtree(graveyard, ignore_errors=True)
-            clone.rename(graveyard)
-            shutil.rmtree(graveyard, ignore_errors=True)
-        paths.source_state(name).unlink(missing_ok=True)
-        return {"tenant": str(paths.tenant), "removed": name}
+        with refresh_lock(paths):
+            self.registry.remove_source(paths.tenant, name)
+            clone = paths.source_clone(name)
+            if clone.exists():
+                graveyard = clone.parent / f".{name}.deleted.partial"
+                shutil.rmtree(graveyard, ignore_errors=True)
+                clone.rename(graveyard)
+                shutil.rmtree(graveyard, ignore_errors=True)
+            paths.source_state(name).unlink(missing_ok=True)
+            index = self._drop_index_rows(paths, name)
+        return {"tenant": str(paths.tenant), "removed": name, "index": index}
+
+    def _drop_index_rows(self, paths: TenantPaths, name: str) -> dict:
+        from retrieval import drop_source
+
+        if self.settings is None:
+            raise ValueError("Sources needs settings to drop a source's index rows")
+        try:
+            dropped = drop_source(self.settings, paths, name)
+        except CodetailorError as e:   # the index is busy, the vector store is down, ...
+            return {"dropped": False, "reason": f"{e}; the next refresh drops the source's rows"}
+        self.registry.source_dropped(paths.tenant, name)
+        return {"dropped": True} | {k: dropped[k] for k in ("generation", "files_removed", "chunks_removed")}
 
     # -- git ------------------------------------------------------------------------------
     def _env(self, spec: SourceSpec) -> dict:
@@ -268,7 +297,8 @@ def sources_from_settings(settings) -> Sources:
 
     return Sources(Home(settings.home), registry_from_settings(settings),
                    strict_host_key_checking=settings.sync.ssh_strict_host_key_checking,
-                   git_timeout=settings.sync.git_timeout, mounted_credentials=settings.sync.credentials_dir)
+                   git_timeout=settings.sync.git_timeout, mounted_credentials=settings.sync.credentials_dir,
+                   settings=settings)
 
 
 def read_state(paths: TenantPaths, spec: SourceSpec) -> SourceState:

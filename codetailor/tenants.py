@@ -98,19 +98,36 @@ class Registry:
 
     def add_source(self, tenant: TenantId, source: str, location: str, **fields) -> None:
         """Record (or update) a named source; keys not given (a connected source's url, branch,
-        credential and selection) are kept, so re-indexing a clone does not disconnect it."""
+        credential and selection) are kept, so re-indexing a clone does not disconnect it. A name
+        whose index rows were waiting to be dropped takes them over: its next index run
+        reconciles them with what it selects."""
         paths = self.tenant(tenant)
+        source = SourceName(source)
         record = read_json(paths.record)
-        entry = record.setdefault("sources", {}).setdefault(SourceName(source), {})
+        entry = record.setdefault("sources", {}).setdefault(source, {})
         entry.update(fields, location=location, updated_at=time.time())
+        _discard(record, source)
         atomic_write_json(paths.record, record)
 
     def remove_source(self, tenant: TenantId, source: str) -> None:
+        """Forget a source; its name stays listed in `sources_to_drop` until its index rows are
+        gone (`source_dropped`), so a removal interrupted before that is finished by the next refresh."""
+        paths = self.tenant(tenant)
+        source = SourceName(source)
+        record = read_json(paths.record)
+        if record.get("sources", {}).pop(source, None) is None:
+            raise NotFound(f"tenant {tenant!r} has no source {source!r}")
+        record["sources_to_drop"] = sorted(set(record.get("sources_to_drop", [])) | {source})
+        atomic_write_json(paths.record, record)
+
+    def sources_to_drop(self, tenant: TenantId) -> list[str]:
+        return list(read_json(self.tenant(tenant).record).get("sources_to_drop", []))
+
+    def source_dropped(self, tenant: TenantId, source: str) -> None:
         paths = self.tenant(tenant)
         record = read_json(paths.record)
-        if record.get("sources", {}).pop(SourceName(source), None) is None:
-            raise NotFound(f"tenant {tenant!r} has no source {source!r}")
-        atomic_write_json(paths.record, record)
+        if _discard(record, SourceName(source)):
+            atomic_write_json(paths.record, record)
 
     def sources(self, tenant: TenantId) -> dict[str, dict]:
         return read_json(self.tenant(tenant).record).get("sources", {})
@@ -194,6 +211,16 @@ class Registry:
         if not self.home.tenant(r["tenant"]).record.is_file():
             raise AuthError("invalid API key")
         return Principal(TenantId(r["tenant"]), Role(r["role"]), r["id"])
+
+
+def _discard(record: dict, source: str) -> bool:
+    waiting = record.get("sources_to_drop", [])
+    if source not in waiting:
+        return False
+    record["sources_to_drop"] = [s for s in waiting if s != source]
+    if not record["sources_to_drop"]:
+        del record["sources_to_drop"]
+    return True
 
 
 def registry_from_settings(settings) -> Registry:

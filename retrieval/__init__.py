@@ -10,6 +10,8 @@ Public surface:
   secret-free file listing
 - `retrieval.files`: the files the index selected, re-read with their hash checked (what training
   and evaluation use instead of selecting again), and whether a tenant has an index
+- `drop_source(settings, paths, source)`: remove one source's rows (BM25, vectors, symbols); the
+  other sources stay as they are
 - `drop_tenant_vectors(settings, paths)`: called when a tenant is deleted
 
 Importing this package is cheap: bm25s (numba/llvmlite), torch and Qdrant load on first use.
@@ -22,9 +24,9 @@ from __future__ import annotations
 from retrieval.search import Hit, NotIndexed, query_from_file, search, vectors_pending
 from retrieval.selection import FileScan, Selection, SourceFile, file_chunks, iter_selected_files, select_files
 
-__all__ = ["FileScan", "Hit", "NotIndexed", "Selection", "SourceFile", "drop_tenant_vectors", "embed_pending",
-           "file_chunks", "index_source", "iter_selected_files", "query_from_file", "search", "select_files",
-           "vectors_pending"]
+__all__ = ["FileScan", "Hit", "NotIndexed", "Selection", "SourceFile", "drop_source", "drop_tenant_vectors",
+           "embed_pending", "file_chunks", "index_source", "iter_selected_files", "query_from_file", "search",
+           "select_files", "vectors_pending"]
 
 
 def index_source(*args, **kwargs) -> dict:
@@ -37,6 +39,12 @@ def embed_pending(*args, **kwargs) -> dict:
     from retrieval.ingest import embed_pending as _embed
 
     return _embed(*args, **kwargs)
+
+
+def drop_source(*args, **kwargs) -> dict:
+    from retrieval.ingest import drop_source as _drop
+
+    return _drop(*args, **kwargs)
 
 
 def drop_tenant_vectors(settings, paths) -> None:

@@ -39,7 +39,7 @@ from codetailor.tenants import registry_from_settings
 from retrieval.segments import (SegmentWriter, empty_manifest, iter_rows, publish_manifest, read_manifest,
                                 segments_dir, write_segment)
 from retrieval.selection import FileScan, Selection, chunk_params, file_chunks
-from retrieval.symbol_table import update_symbols
+from retrieval.symbol_table import drop_source_symbols, update_symbols
 from retrieval.vectors import VecPoint, open_store
 
 
@@ -155,6 +155,9 @@ def index_source(settings, paths: TenantPaths, root: Path | str, *, source: str 
 
         source_info = {"location": str(Path(root).resolve()), "selection": selection.to_dict(),
                        "chunking": params["mode"]}
+        # registered before the publish, under the index lock: the source is named by the registry
+        # whenever the index holds its rows (`source remove` relies on it)
+        registry.add_source(paths.tenant, source, str(Path(root).resolve()))
         live_before = _live_ids(old)
         if not changed and len(files_entry) == len(old_source_files) and old["sources"].get(source) == source_info:
             # nothing changed: keep the published generation, write nothing
@@ -192,9 +195,51 @@ def index_source(settings, paths: TenantPaths, root: Path | str, *, source: str 
             done = _embed_pending(settings, paths, progress)
             summary.update(chunks_embedded=done["chunks_embedded"], embed_seconds=done["embed_seconds"],
                            vectors_pending=done["vectors_pending"])
-    registry.add_source(paths.tenant, source, str(Path(root).resolve()))
     summary["seconds"] = round(time.perf_counter() - t0, 3)
     return summary
+
+
+def drop_source(settings, paths: TenantPaths, source: str) -> dict:
+    """Remove one source's rows from the tenant's index (a source disconnected from the tenant):
+    its BM25 rows become tombstones in a new generation, then its vectors and its symbols go; the
+    other sources' rows, segments and vectors stay as they are, so no re-index is needed.
+    The same order as an index run: the symbol table commits, the manifest is published, then the
+    dead vectors are collected (a kill before that leaves them listed as garbage for the next run)."""
+    t0 = time.perf_counter()
+    cfg = settings.retrieval
+    source = SourceName(source)
+    with _tenant_lock(paths):
+        symbols = drop_source_symbols(paths, source)
+        old = read_manifest(paths)
+        out = {"tenant": str(paths.tenant), "source": source, "files_removed": 0, "chunks_removed": 0,
+               "symbol_files_removed": symbols}
+        if old is None or (source not in old["files"] and source not in old["sources"]):
+            return out | {"generation": old["generation"] if old else None,
+                          "seconds": round(time.perf_counter() - t0, 3)}
+        seg_root = segments_dir(paths)
+        remove_stale_partials(seg_root)
+        _remove_unreferenced_segments(seg_root, old)
+        store = open_store(settings, paths, old.get("dim") or 0)   # deletes need no dimension
+        store.delete_newer_than(old["generation"])
+        store.delete(old["garbage_ids"])
+        new = json.loads(json.dumps(old))
+        gen = old["generation"] + 1
+        gone = new["files"].pop(source, {})
+        new["sources"].pop(source, None)
+        tombstones = {k: set(v) for k, v in new["tombstones"].items()}
+        for entry in gone.values():
+            if entry["segment"]:
+                tombstones.setdefault(entry["segment"], set()).update(entry["rows"])
+        new["tombstones"] = {k: sorted(v) for k, v in tombstones.items() if v}
+        _merge_small(new, seg_root, gen, cfg)
+        live_before, live_after = _live_ids(old), _live_ids(new)
+        new.update(generation=gen, garbage_ids=sorted(live_before - live_after),
+                   pending_ids=sorted(set(old["pending_ids"]) & live_after), updated_at=time.time())
+        publish_manifest(paths, new)   # <- from here no search sees the source
+        store.delete(new["garbage_ids"])
+        _remove_unreferenced_segments(seg_root, new)
+    return out | {"generation": gen, "files_removed": len(gone), "chunks_removed": len(live_before - live_after),
+                  "seconds": round(time.perf_counter() - t0, 3)}
 
 
 def _chunk_files(scan, writer, quota, old_source_files, source, selection, cfg, params, rebuild):

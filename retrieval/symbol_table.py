@@ -136,6 +136,30 @@ def update_symbols(paths: TenantPaths, source: str, files: Iterable, *, rebuild:
     return out
 
 
+def drop_source_symbols(paths: TenantPaths, source: str) -> int:
+    """Delete every row of `source` (a source disconnected from the tenant) in one transaction;
+    the number of files dropped. A tenant without a table has nothing to drop."""
+    path = table_path(paths)
+    if not path.is_file():
+        return 0
+    con = _connect(path)
+    try:
+        if _schema_version(con) != SCHEMA_VERSION:
+            return 0   # rebuilt whole by the next index run
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            ids = [i for (i,) in con.execute("SELECT id FROM files WHERE source=?", (source,))]
+            for fid in ids:
+                _delete_file(con, fid)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        return len(ids)
+    finally:
+        con.close()
+
+
 def _delete_file(con: sqlite3.Connection, fid: int) -> None:
     con.execute("DELETE FROM defs WHERE file=?", (fid,))
     con.execute("DELETE FROM imports WHERE file=?", (fid,))

@@ -247,6 +247,10 @@ class FrontServer:
             "ActivateAdapter": h(self.ActivateAdapter, apb.ActivateAdapterRequest, apb.TenantStatus),
             "RollbackAdapter": h(self.RollbackAdapter, apb.TenantRequest, apb.TenantStatus),
             "GetUsage": h(self.GetUsage, apb.TenantRequest, apb.UsageResponse),
+            "AddSource": h(self.AddSource, apb.AddSourceRequest, apb.SourceInfo),
+            "ListSources": h(self.ListSources, apb.TenantRequest, apb.ListSourcesResponse),
+            "RemoveSource": h(self.RemoveSource, apb.RemoveSourceRequest, apb.RemoveSourceResponse),
+            "RefreshSources": h(self.RefreshSources, apb.TenantRequest, apb.RefreshSourcesResponse),
         })
 
     # -- common pieces ---------------------------------------------------------------------
@@ -474,3 +478,33 @@ class FrontServer:
             return apb.UsageResponse(**await asyncio.to_thread(OutcomeStore(paths).summary))
         return await self._admin(context, "GetUsage", request, act)
 
+
+    # Sources: checked here as well as where they are written, so a gateway refuses bad input itself.
+    async def AddSource(self, request, context):
+        async def act(paths, req):
+            from codetailor.names import SourceName
+            from codetailor.sources import check_branch, check_url
+
+            args = {"name": SourceName(req.name), "url": check_url(req.url, tenant_facing=True),
+                    "branch": check_branch(req.branch or None), "credential": req.credential or None}
+            return apb.SourceInfo(**await self._write("add_source", str(paths.tenant), args))
+        return await self._admin(context, "AddSource", request, act)
+
+    async def ListSources(self, request, context):
+        async def act(paths, _):
+            rows = await asyncio.to_thread(admin_ops.sources, self.settings, paths)
+            return apb.ListSourcesResponse(tenant=str(paths.tenant), sources=[apb.SourceInfo(**r) for r in rows])
+        return await self._admin(context, "ListSources", request, act)
+
+    async def RemoveSource(self, request, context):
+        async def act(paths, req):
+            from codetailor.names import SourceName
+
+            name = SourceName(req.name)
+            return apb.RemoveSourceResponse(**await self._write("remove_source", str(paths.tenant), {"name": name}))
+        return await self._admin(context, "RemoveSource", request, act)
+
+    async def RefreshSources(self, request, context):
+        async def act(paths, _):
+            return apb.RefreshSourcesResponse(**await self._write("refresh_sources", str(paths.tenant), {}))
+        return await self._admin(context, "RefreshSources", request, act)

@@ -47,6 +47,8 @@ def register(sub) -> None:
                     help="token: user name for HTTP Basic (default x-access-token; Bitbucket: x-token-auth)")
     ca.add_argument("--bearer", action="store_true", help="token: send 'Authorization: Bearer' instead of Basic")
     ca.add_argument("--known-hosts", type=Path, metavar="F", help="ssh: known_hosts file for the git host")
+    ca.add_argument("--tenant", metavar="T", help="the tenant whose admins may name it through the admin API "
+                                                  "(default: this CLI only)")
     add_command(cs, "list", "credential names and kinds (never secrets)", _credential_list)
     add_command(cs, "remove", "delete a credential",
                 lambda a: (_credentials().remove(a.name), {"removed": a.name})[1]).add_argument("name")
@@ -85,16 +87,22 @@ def _list(args):
 
 def _credential_add(args) -> dict:
     store = _credentials()
+    tenant = None
+    if args.tenant is not None:
+        from codetailor.tenants import registry_from_settings
+
+        tenant = str(registry_from_settings(get_settings()).tenant(args.tenant).tenant)   # unknown: NotFound
     if args.token_file is not None:
-        rec = store.add_token(args.name, args.token_file, None if args.bearer else args.username)
+        rec = store.add_token(args.name, args.token_file, None if args.bearer else args.username, tenant=tenant)
     else:
-        rec = store.add_ssh(args.name, args.ssh_key, args.known_hosts)
-    return {"credential": rec.name, "kind": rec.kind}
+        rec = store.add_ssh(args.name, args.ssh_key, args.known_hosts, tenant=tenant)
+    return {"credential": rec.name, "kind": rec.kind, "tenant": rec.tenant}
 
 
 def _credential_list(args):
     rows = [{"credential": r.name, "kind": r.kind, "username": r.username, "known_hosts": r.known_hosts,
-             "created_at": r.created_at} for r in _credentials().list()]
+             "tenant": r.tenant, "created_at": r.created_at} for r in _credentials().list()]
     if args.json:
         return rows
-    return "\n".join(f"{r['credential']}\t{r['kind']}" for r in rows) or "(no credentials)"
+    return "\n".join(f"{r['credential']}\t{r['kind']}" + (f"\ttenant={r['tenant']}" if r["tenant"] else "")
+                     for r in rows) or "(no credentials)"

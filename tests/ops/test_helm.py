@@ -368,6 +368,22 @@ def test_refresh_cronjob_per_tenant_with_mounted_credentials(ci_docs):
     assert pod["automountServiceAccountToken"] is False
 
 
+def test_the_ingress_workers_mount_the_credentials_for_the_admin_api(ci_docs, default_docs):
+    """AddSource checks and RefreshSources fetches with them in the Ingress replicas; the gateway,
+    which clients reach, never sees them."""
+    (service,) = chart.by_kind(ci_docs, "RayService")
+    pod = chart.worker_group(service, "ingress")["template"]["spec"]
+    workers = {c["name"]: c for c in pod["containers"]}
+    env = {e["name"]: e.get("value") for e in workers["ray-worker"]["env"]}
+    mount = next(m for m in workers["ray-worker"]["volumeMounts"] if m["name"] == "credentials")
+    assert mount["readOnly"] is True and env["CODETAILOR_SYNC__CREDENTIALS_DIR"] == mount["mountPath"]
+    assert not any(m["name"] == "credentials" for m in workers["gateway"]["volumeMounts"])
+    volume = next(v for v in pod["volumes"] if v["name"] == "credentials")
+    assert volume["secret"]["secretName"] == "git-credentials" and volume["secret"]["defaultMode"] == 0o400
+    (plain,) = chart.by_kind(default_docs, "RayService")
+    assert "credentials" not in json.dumps(chart.worker_group(plain, "ingress"))
+
+
 def test_refresh_cronjob_retrains_on_the_gpu_and_rejects_bad_values():
     import helm_python
 

@@ -21,9 +21,15 @@ def test_source_and_credential_commands(tmp_path, upstream, server):
     token.write_text(server.token + "\n")
     r = run(home, "credential", "add", "gh", "--token-file", str(token), "--json")
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout) == {"credential": "gh", "kind": "token"}
+    assert json.loads(r.stdout) == {"credential": "gh", "kind": "token", "tenant": None}
+    r = run(home, "credential", "add", "acme-gh", "--token-file", str(token), "--tenant", "acme", "--json")
+    assert json.loads(r.stdout) == {"credential": "acme-gh", "kind": "token", "tenant": "acme"}
+    r = run(home, "credential", "add", "ghost-gh", "--token-file", str(token), "--tenant", "ghost")
+    assert r.returncode == 3 and "ghost" in r.stderr
     r = run(home, "credential", "list", "--json")
-    assert [c["credential"] for c in json.loads(r.stdout)] == ["gh"] and server.token not in r.stdout
+    assert [(c["credential"], c["tenant"]) for c in json.loads(r.stdout)] == [("acme-gh", "acme"), ("gh", None)]
+    assert server.token not in r.stdout
+    assert run(home, "credential", "remove", "acme-gh").returncode == 0
 
     upstream.work.commit({"a.py": "def a():\n    return 1\n"}, "one")
     upstream.push()

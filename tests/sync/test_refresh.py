@@ -239,8 +239,8 @@ def test_serve_refresher_follows_pushes_in_the_background(settings, tenant, upst
 
 
 def test_one_refresh_per_tenant_at_a_time(settings, tenant, connected):
-    from codetailor.refresh import RefreshBusy, _refresh_lock
+    from codetailor.refresh import RefreshBusy, refresh_lock
 
-    with _refresh_lock(tenant):
+    with refresh_lock(tenant):
         with pytest.raises(RefreshBusy, match="being refreshed by another process"):
             _refresh(settings, tenant)
