@@ -312,7 +312,8 @@ def cursor_parts(source: str, line: int, column: int | None = None) -> tuple[str
     return prefix, suffix
 
 
-_PARTIAL_WORD = re.compile(r" ?[A-Za-z0-9_]+$")
+# \Z, not $: "$" also matches before a final newline, which would take the newline off with the word.
+_PARTIAL_WORD = re.compile(r" ?[A-Za-z0-9_]+\Z")
 
 
 def heal(prefix: str) -> tuple[str, str]:
