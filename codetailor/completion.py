@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Literal, Sequence
 
 from codetailor.prompt_format import (TEXT, BuiltPrompt, PromptParts, Snippet, Template, TokenCounter, build,
-                                      cursor_parts, cut_at_suffix)
+                                      cursor_parts, cut_at_suffix, query_lines)
 from codetailor.errors import PromptTooLong
 
 CursorKind = Literal["line_start", "mid_line"]
@@ -63,6 +63,11 @@ class Cursor:
         if column is None:
             prefix += "\n" if line > 1 else ""
         return cls(prefix, suffix, path, "line_start" if not column else "mid_line")
+
+    def query(self, lines: int) -> str:
+        """The retrieval query the cursor implies: the last `lines` lines above it, the partial word
+        included (training's neighbours and serving's retrieval search with the same text)."""
+        return query_lines(self.prefix[:-1] if self.opens_line else self.prefix, lines)
 
     @property
     def resolved_kind(self) -> CursorKind:
@@ -156,6 +161,7 @@ class CompletionStream:
         self.raw = ""
         self.sent = 0
         self.done = False
+        self.cut = False   # the insertion stopped where it began to repeat the code after the cursor
 
     def feed(self, delta: str) -> tuple[str, bool]:
         if self.done:
@@ -167,7 +173,7 @@ class CompletionStream:
         lines = text.split("\n")
         for i in range(1, len(lines) - 1):   # complete lines after the first
             if self.cut_on is not None and lines[i].strip() == self.cut_on:
-                self.done = True
+                self.done = self.cut = True
                 return self._send("\n".join(lines[:i]).rstrip()), True
         certain = text
         last = lines[-1].lstrip()
@@ -181,7 +187,9 @@ class CompletionStream:
         if self.done:
             return ""
         self.done = True
-        return self._send(self.prompt.finish(self.raw).text)
+        whole = self.prompt.finish(self.raw)
+        self.cut = whole.cut
+        return self._send(whole.text)
 
     def _send(self, upto: str) -> str:
         out = upto[self.sent:]
