@@ -197,16 +197,27 @@ class CompletionStream:
         return out
 
 
+def _split(cursor: Cursor, prompt_cfg, template: Template) -> tuple[str, str]:
+    """(the prompt's prefix, the partial word the completion spells first)."""
+    if cursor.opens_line:
+        return cursor.prefix[:-1], ""
+    if prompt_cfg.token_healing:
+        return template.heal(cursor.prefix)
+    return cursor.prefix, ""
+
+
+def lead(cursor: Cursor, prompt_cfg, template: Template = TEXT) -> str:
+    """What the model writes after the cursor's prompt before the text that goes at the cursor:
+    the newline that opens the cursor's line, or the healed partial word (`Prompt.target`)."""
+    return "\n" if cursor.opens_line else _split(cursor, prompt_cfg, template)[1]
+
+
 def prompt(cursor: Cursor, snippets: Sequence[Snippet], *, count: TokenCounter, budget: int,
            prompt_cfg, template: Template = TEXT, repo: str = "repo") -> Prompt:
     """The prompt for `cursor` with `snippets` (best first) in at most `budget` tokens, laid out in
     `template`. `prompt_cfg` is the `prompt` config section (suffix lines, prefix share, healing).
     Raises PromptTooLong when even the cursor's line does not fit."""
-    prefix, partial = cursor.prefix, ""
-    if cursor.opens_line:
-        prefix = prefix[:-1]
-    elif prompt_cfg.token_healing:
-        prefix, partial = template.heal(prefix)
+    prefix, partial = _split(cursor, prompt_cfg, template)
     parts = PromptParts(path=cursor.path, prefix=prefix, suffix=cursor.suffix, snippets=tuple(snippets), repo=repo)
     goal = budget
     for _ in range(4):

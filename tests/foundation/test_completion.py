@@ -139,3 +139,11 @@ def test_healing_keeps_a_final_newline():
     from codetailor.prompt_format import heal
 
     assert heal("x = 1\n") == ("x = 1\n", "") and heal("x = val") == ("x =", " val")
+
+
+@pytest.mark.parametrize("cursor", [Cursor("def f(x):\n    y = x\n", "z"), Cursor("def f(x):\n    ret"), Cursor("")])
+def test_the_lead_is_what_the_prompt_expects_before_the_insertion(cursor):
+    from codetailor.completion import lead
+
+    p = _prompt(cursor)
+    assert p.target("X") == lead(cursor, CFG, template_for("smollm2")) + "X"
