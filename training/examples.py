@@ -1,10 +1,11 @@
 """Training examples laid out exactly as serving lays out a request.
 
-Each example is (prompt, completion): the prompt is `prompt_format.build(...)`
-of a cursor in a training file, the completion is the code that follows the
-cursor. The two are tokenized separately and concatenated, because at serving
-time the prompt is tokenized alone and the model generates from there; the loss
-covers only the completion tokens.
+Each example is (prompt, completion): the prompt is what codetailor.completion
+makes of a cursor in a training file (the module serving uses, in the base
+model's template), the completion is what the model writes there for the code
+that follows the cursor. The two are tokenized separately and concatenated,
+because at serving time the prompt is tokenized alone and the model generates
+from there; the loss covers only the completion tokens.
 
 An epoch tiles every training file into consecutive completion spans, so each
 line is a target once. A span's cursor is one of:
