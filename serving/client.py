@@ -70,6 +70,8 @@ class CompletionClient:
     def request(prefix: str = "", suffix: str = "", path: str = "", language: str = "", max_tokens: int = 32,
                 temperature: float = 0.0, stop=(), request_id: str = "", cursor_kind: str | None = None):
         """cursor_kind: "line_start", "mid_line" or None (the server infers it from the prefix)."""
+        if cursor_kind not in _CURSOR_KINDS:
+            raise ValueError(f"cursor_kind must be one of {sorted(k for k in _CURSOR_KINDS if k)} or None")
         return pb.CompleteRequest(prefix=prefix, suffix=suffix, path=path, language=language,
                                   max_tokens=max_tokens, temperature=temperature, stop=list(stop),
                                   request_id=request_id, cursor_kind=_CURSOR_KINDS[cursor_kind])

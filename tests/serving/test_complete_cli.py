@@ -55,3 +55,13 @@ def test_a_line_start_in_a_file_travels_as_one(client, tmp_path, capsys):
 def test_a_prefix_is_sent_with_the_kind_asked_for(client, argv, kind, capsys):
     assert main(["complete", *argv]) == 0
     assert client.sent[-1]["cursor_kind"] == kind
+
+
+def test_the_client_names_the_kinds_it_knows():
+    from serving.client import CompletionClient, pb
+
+    assert CompletionClient.request(prefix="x\n", cursor_kind="line_start").cursor_kind == \
+        pb.CompleteRequest.CURSOR_KIND_LINE_START
+    assert CompletionClient.request(prefix="x").cursor_kind == pb.CompleteRequest.CURSOR_KIND_UNSPECIFIED
+    with pytest.raises(ValueError, match="cursor_kind must be one of"):
+        CompletionClient.request(prefix="x", cursor_kind="explicit")
