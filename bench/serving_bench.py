@@ -125,13 +125,12 @@ def make_home(home: Path, counts: list[int]) -> dict:
 async def _inproc(home: Path, runs: dict, concurrency: int, salt_pairs: int = 0) -> dict:
     from tokenizers import Tokenizer
 
-    from codetailor import prompt_format as pf
+    from codetailor import completion
     from codetailor.adapters import AdapterStore
     from codetailor.home import Home
     from engine.protocol import GenerationRequest
     from engine.resolver import AdapterResolver
     from engine.vllm_engine import VllmEngine
-    from serving.ingress import at_line_start
 
     settings = settings_for(home)
     t0 = time.perf_counter()
@@ -148,15 +147,11 @@ async def _inproc(home: Path, runs: dict, concurrency: int, salt_pairs: int = 0)
     def prepared(r: dict) -> GenerationRequest:  # what serving.ingress._prepare builds (no index: no snippets)
         paths = h.tenant(r["tenant"])
         ref = resolver.ref_for(paths.tenant) if AdapterStore(paths).serving_system().uses_adapter else None
-        budget = min(settings.prompt.budget_tokens, settings.engine.max_model_len - r["max_tokens"])
-        prefix, line_start = at_line_start(r["prefix"])
-        partial = ""
-        if settings.prompt.token_healing and not line_start:
-            prefix, partial = pf.heal(prefix)
-        built = pf.build(pf.PromptParts(path=r["path"], prefix=prefix, suffix=""), count, budget,
-                         max_suffix_lines=settings.prompt.max_suffix_lines,
-                         min_prefix_share=settings.prompt.min_prefix_share)
-        return GenerationRequest(prompt=built.text, max_tokens=r["max_tokens"], adapter=ref, heal=partial)
+        budget = completion.prompt_budget(settings.prompt.budget_tokens, settings.engine.max_model_len,
+                                          r["max_tokens"])
+        p = completion.prompt(completion.Cursor(r["prefix"], "", r["path"]), (), count=count, budget=budget,
+                              prompt_cfg=settings.prompt)
+        return GenerationRequest(prompt=p.text, max_tokens=r["max_tokens"], adapter=ref, heal=p.heal)
 
     async def run(reqs: list[dict]) -> dict:
         sem = asyncio.Semaphore(concurrency)

@@ -146,14 +146,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _wait_until_serving("127.0.0.1", args.port, server, timeout=300)
         # As an editor sends it while the developer writes that line: the code above the
-        # cursor and the code below the line being written (the line itself not yet there).
+        # cursor, which sits at the line's start, and the code below the line being written
+        # (the line itself not yet there).
         target, line = _demo_cursor(repo)
         lines = target.read_text(encoding="utf-8").split("\n")
         n = int(line)
         print(f"cursor: {target.relative_to(repo)}:{n}, expected: {lines[n - 1].strip()!r}")
         for extra in ([], ["--stream"]):
             _cli("complete", "--port", str(args.port), "--path", str(target.relative_to(repo)),
-                 "--prefix=" + "\n".join(lines[: n - 1]), "--suffix=" + "\n".join(lines[n:]),
+                 "--prefix=" + "\n".join(lines[: n - 1]) + "\n", "--suffix=" + "\n".join(lines[n:]),
                  "--max-tokens", "24", *extra, env=env)
     finally:
         os.killpg(server.pid, signal.SIGINT)

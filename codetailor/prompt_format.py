@@ -296,7 +296,8 @@ def cursor_parts(source: str, line: int, column: int | None = None) -> tuple[str
 
     At a line start the prefix ends at the end of the previous line *without* its
     newline: the model emits the newline itself (BPE merges make a prompt that ends
-    in "\\n" awkward). Callers then strip the leading newline from the completion.
+    in "\\n" awkward). codetailor.completion owns that rule (`Cursor.in_file` gives the
+    editor's text before the cursor, newline included, and its kind).
     """
     lines = source.split("\n")
     if not 1 <= line <= len(lines):
@@ -312,7 +313,8 @@ def cursor_parts(source: str, line: int, column: int | None = None) -> tuple[str
     return prefix, suffix
 
 
-_PARTIAL_WORD = re.compile(r" ?[A-Za-z0-9_]+$")
+# \Z, not $: "$" also matches before a final newline, which would take the newline off with the word.
+_PARTIAL_WORD = re.compile(r" ?[A-Za-z0-9_]+\Z")
 
 
 def heal(prefix: str) -> tuple[str, str]:
@@ -323,7 +325,7 @@ def heal(prefix: str) -> tuple[str, str]:
     cut anyway. The engine then makes the
     completion start with the partial word (engine/token_healing.py) and returns what follows
     it. A prefix that ends in no word is returned whole, with "". Not for a cursor at a line
-    start (see `cursor_parts`): there the prompt ends at the previous line on purpose."""
+    start (codetailor.completion): there the prompt ends at the previous line on purpose."""
     m = _PARTIAL_WORD.search(prefix)
     if m is None:
         return prefix, ""
@@ -351,13 +353,3 @@ def snippets_from(hits: Sequence[object]) -> tuple[Snippet, ...]:
     """Adapt retrieval hits (objects with path/start_line/end_line/text) to snippets."""
     return tuple(Snippet(h.path, h.start_line, h.end_line, h.text) for h in hits)
 
-
-def completion_at_line_start(completion: str) -> str:
-    """What to insert when the cursor sits at a line start (the prompt then ends at the
-    end of the previous line, see `cursor_parts`). The model should open with the
-    newline; if it first finishes the previous line instead, that part cannot be
-    inserted at the cursor and is dropped."""
-    head, sep, rest = completion.partition("\n")
-    if not sep:
-        return ""
-    return rest

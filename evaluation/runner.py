@@ -7,8 +7,8 @@ The four systems differ only in what the prompt holds and which weights run:
     ft       the tenant's adapter, the file alone
     ft+rag   the tenant's adapter with the snippets
 
-Prompts come from codetailor.prompt_format exactly as serving builds them
-(same budget, same suffix handling), decoding is greedy, and all requests of
+Prompts and the text inserted at the cursor come from codetailor.completion,
+exactly as serving makes them (same budget, healing and line-start rule), decoding is greedy, and all requests of
 all systems are submitted at once so the engine batches them.
 """
 
@@ -19,8 +19,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from codetailor import completion
 from codetailor.config import Settings
-from codetailor.prompt_format import TEXT, PromptParts, Snippet, Template, build
+from codetailor.prompt_format import TEXT, Snippet, Template
 from codetailor.systems import System
 from engine.protocol import AdapterRef, EngineClient, GenerationRequest
 from evaluation.tasks import Task, extract_prediction
@@ -43,26 +44,14 @@ def uses_retrieval(system: str) -> bool:
     return System(system).uses_retrieval
 
 
-def prompt_budget(settings: Settings) -> int:
-    # The prompt and the completion share the model's context.
-    return min(settings.prompt.budget_tokens, settings.engine.max_model_len - settings.evaluation.max_new_tokens - 8)
-
-
-def healed(task: Task, settings: Settings, template: Template = TEXT) -> tuple[str, str]:
-    """(prefix for the prompt, partial word the completion must start with), as serving does:
-    only a cursor inside a line is healed (a next-line prompt ends at the previous line)."""
-    if settings.prompt.token_healing and task.kind != "next_line":
-        return template.heal(task.prefix)
-    return task.prefix, ""
-
-
-def build_prompt(task: Task, snippets: Sequence[Snippet], settings: Settings, count, repo: str,
-                 prefix: str | None = None, template: Template = TEXT):
-    """prefix: the prompt's prefix when the caller has healed it already (default: `healed`)."""
-    prefix = healed(task, settings, template)[0] if prefix is None else prefix
-    parts = PromptParts(path=task.path, prefix=prefix, suffix=task.suffix, snippets=tuple(snippets), repo=repo)
-    return build(parts, count, prompt_budget(settings), max_suffix_lines=settings.prompt.max_suffix_lines,
-                 min_prefix_share=settings.prompt.min_prefix_share, template=template)
+def task_prompt(task: Task, snippets: Sequence[Snippet], settings: Settings, count, repo: str,
+                template: Template = TEXT) -> completion.Prompt:
+    """The task's cursor laid out as serving lays out an editor's (codetailor.completion), with room
+    for `evaluation.max_new_tokens`."""
+    budget = completion.prompt_budget(settings.prompt.budget_tokens, settings.engine.max_model_len,
+                                      settings.evaluation.max_new_tokens)
+    return completion.prompt(task.cursor(), snippets, count=count, budget=budget, prompt_cfg=settings.prompt,
+                             template=template, repo=repo)
 
 
 def _stop(task: Task) -> tuple[str, ...]:
@@ -93,19 +82,18 @@ async def run_systems(
 
     async def one(system: str, task: Task) -> Completion:
         snips = snippets.get(task.id, ()) if uses_retrieval(system) else ()
-        prefix, partial = healed(task, settings, template)
-        built = build_prompt(task, snips, settings, engine.count_tokens, repo, prefix, template)
+        prompt = task_prompt(task, snips, settings, engine.count_tokens, repo, template)
         result = await engine.generate(GenerationRequest(
-            prompt=built.text, max_tokens=max_tokens, temperature=0.0, stop=_stop(task),
-            stop_token_ids=template.stop_token_ids,
+            prompt=prompt.text, max_tokens=max_tokens, temperature=0.0, stop=_stop(task),
+            stop_token_ids=prompt.stop_token_ids,
             adapter=adapter if uses_adapter(system) else None,
             request_id=f"eval-{run_id}-{system}-{task.id}", seed=settings.evaluation.seed,
-            heal=partial))
+            heal=prompt.heal))
         if on_done:
             on_done()
-        kept = tuple(f"{s.path}:{s.start_line}-{s.end_line}" for s in built.parts.snippets)
+        kept = tuple(f"{s.path}:{s.start_line}-{s.end_line}" for s in prompt.snippets)
         return Completion(task.id, system, result.prompt_tokens, result.text,
-                          extract_prediction(task, result.text), kept)
+                          extract_prediction(task, prompt.finish(result.text).text), kept)
 
     jobs = [one(system, task) for system in systems for task in tasks]
     results = await asyncio.gather(*jobs)

@@ -26,7 +26,7 @@ import random
 import re
 from dataclasses import asdict, dataclass
 
-from codetailor.prompt_format import completion_at_line_start
+from codetailor.completion import Cursor
 from codetailor.languages import language_of
 
 KINDS = ("next_line", "rest_of_line", "api_args")
@@ -55,6 +55,12 @@ class Task:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def cursor(self) -> Cursor:
+        """The editor's cursor this task stands for: a next-line task's sits at the start of its line."""
+        if self.kind == "next_line":
+            return Cursor(self.prefix + "\n", self.suffix, self.path, "line_start")
+        return Cursor(self.prefix, self.suffix, self.path, "mid_line")
 
 
 def _comment_prefixes(language: str | None) -> tuple[str, ...]:
@@ -244,11 +250,10 @@ def make_tasks(files: dict[str, str], heldout: list[str], apis: frozenset[str], 
     return chosen
 
 
-def extract_prediction(task: Task, completion: str) -> str:
-    """Cut a raw completion to what the editor would insert for this task's target."""
-    if task.kind == "next_line":
-        return completion_at_line_start(completion).split("\n", 1)[0].rstrip()
-    first = completion.split("\n", 1)[0]
+def extract_prediction(task: Task, inserted: str) -> str:
+    """Cut what a completion inserts at the task's cursor (codetailor.completion's `finish`) to the
+    task's target: the first line, or a call's arguments."""
+    first = inserted.split("\n", 1)[0]
     if task.kind == "api_args":
         close = matching_paren(first, 0)
         return first[:close] if close is not None else first.rstrip()

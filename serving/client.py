@@ -17,6 +17,8 @@ from serving.stubs import load as load_stubs
 
 pb, pb_grpc, apb, apb_grpc = load_stubs()
 _OUTCOMES = {"accepted": pb.OUTCOME_ACCEPTED, "rejected": pb.OUTCOME_REJECTED, "edited": pb.OUTCOME_EDITED}
+_CURSOR_KINDS = {None: pb.CompleteRequest.CURSOR_KIND_UNSPECIFIED, "line_start": pb.CompleteRequest.CURSOR_KIND_LINE_START,
+                 "mid_line": pb.CompleteRequest.CURSOR_KIND_MID_LINE}
 
 
 class ClientError(Exception):
@@ -66,10 +68,13 @@ class CompletionClient:
 
     @staticmethod
     def request(prefix: str = "", suffix: str = "", path: str = "", language: str = "", max_tokens: int = 32,
-                temperature: float = 0.0, stop=(), request_id: str = ""):
+                temperature: float = 0.0, stop=(), request_id: str = "", cursor_kind: str | None = None):
+        """cursor_kind: "line_start", "mid_line" or None (the server infers it from the prefix)."""
+        if cursor_kind not in _CURSOR_KINDS:
+            raise ValueError(f"cursor_kind must be one of {sorted(k for k in _CURSOR_KINDS if k)} or None")
         return pb.CompleteRequest(prefix=prefix, suffix=suffix, path=path, language=language,
                                   max_tokens=max_tokens, temperature=temperature, stop=list(stop),
-                                  request_id=request_id)
+                                  request_id=request_id, cursor_kind=_CURSOR_KINDS[cursor_kind])
 
     def complete(self, timeout: float | None = None, **fields) -> dict:
         r = self._call(self.stub.Complete, self.request(**fields), timeout)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator
 
+from codetailor import completion
 from codetailor import prompt_format as pf
 from codetailor.adapters import AdapterStore
 from codetailor.config import Settings
@@ -48,35 +49,8 @@ class _Prepared:
     system: str
     snippets: list[dict]
     retrieval_ms: float
-    suffix: str
+    prompt: completion.Prompt | None   # turns the engine's text into the insertion
     tenant: str
-    line_start: bool = False
-
-
-def at_line_start(prefix: str) -> tuple[str, bool]:
-    """An editor at a line start sends a prefix ending in "\n"; the shared prompt format
-    (`prompt_format.cursor_parts`, as training and evaluation lay cursors out) ends the
-    prompt at the previous line instead and lets the model emit the newline. Returns the
-    prompt's prefix and whether the completion's first line must then be dropped."""
-    if prefix.endswith("\n") and prefix.strip():
-        return prefix[:-1], True
-    return prefix, False
-
-
-class LineStartFilter:
-    """`prompt_format.completion_at_line_start` for a stream: drops everything up to
-    and including the first newline (the model finishing the previous line)."""
-
-    def __init__(self):
-        self.open = False
-
-    def feed(self, delta: str) -> str:
-        if self.open:
-            return delta
-        head, sep, rest = delta.partition("\n")
-        if sep:
-            self.open = True
-        return rest
 
 
 class Ingress:
@@ -191,11 +165,11 @@ class Ingress:
         module = sys.modules.get("retrieval.search")  # `retrieval.search` the attribute is the function
         return getattr(module, "degraded_searches", 0)
 
-    def _retrieve(self, paths: TenantPaths, prefix: str) -> tuple[list, bool]:
+    def _retrieve(self, paths: TenantPaths, cursor: completion.Cursor) -> tuple[list, bool]:
         """(hits, whether retrieval was used). A tenant without an index gets none."""
         if self.settings.retrieval.top_k == 0 or not paths.index_dir.is_dir():
             return [], False
-        query = pf.query_lines(prefix, self.settings.retrieval.query_lines)
+        query = cursor.query(self.settings.retrieval.query_lines)
         degraded_before = self._degraded_count()
         try:
             hits = self._search(paths, query)
@@ -217,34 +191,30 @@ class Ingress:
 
     def _prepare(self, req: dict) -> _Prepared:
         paths = self.home.tenant(req["tenant"])
-        prefix, line_start = at_line_start(req["prefix"])
-        heal = ""
-        if self.settings.prompt.token_healing and not line_start:
-            prefix, heal = self.template.heal(prefix)
+        cursor = completion.Cursor(req["prefix"], req["suffix"], req["path"], req.get("cursor_kind"))
         wanted = AdapterStore(paths).serving_system()
         ref = self._adapter(paths) if wanted.uses_adapter else None
         t0 = time.perf_counter()
-        hits, used_rag = self._retrieve(paths, prefix + heal) if wanted.uses_retrieval else ([], False)
+        hits, used_rag = self._retrieve(paths, cursor) if wanted.uses_retrieval else ([], False)
         retrieval_ms = (time.perf_counter() - t0) * 1000
-        budget = min(self.settings.prompt.budget_tokens, self.settings.engine.max_model_len - req["max_tokens"])
-        parts = pf.PromptParts(path=req["path"], prefix=prefix, suffix=req["suffix"],
-                               snippets=pf.snippets_from(hits))
+        budget = completion.prompt_budget(self.settings.prompt.budget_tokens, self.settings.engine.max_model_len,
+                                          req["max_tokens"])
         try:
-            built = pf.build(parts, self.count_tokens, budget, max_suffix_lines=self.settings.prompt.max_suffix_lines,
-                             min_prefix_share=self.settings.prompt.min_prefix_share, template=self.template)
+            prompt = completion.prompt(cursor, pf.snippets_from(hits), count=self.count_tokens, budget=budget,
+                                       prompt_cfg=self.settings.prompt, template=self.template)
         except PromptTooLong as e:
             raise invalid(f"the prompt does not fit the context after trimming: {e}") from None
-        kept = {(s.path, s.start_line, s.end_line) for s in built.parts.snippets}
+        kept = {(s.path, s.start_line, s.end_line) for s in prompt.snippets}
         snippets = [{"path": h.path, "start_line": h.start_line, "end_line": h.end_line,
                      "score": float(getattr(h, "score", 0.0))}
                     for h in hits if (h.path, h.start_line, h.end_line) in kept]
-        model_req = {"request_id": req["request_id"], "prompt": built.text, "max_tokens": req["max_tokens"],
+        model_req = {"request_id": req["request_id"], "prompt": prompt.text, "max_tokens": req["max_tokens"],
                      "temperature": req["temperature"], "stop": req["stop"], "adapter_id": adapter_model_id(ref),
-                     "deadline": req.get("deadline"), "heal": heal,
+                     "deadline": req.get("deadline"), "heal": prompt.heal,
                      "cache_salt": str(paths.tenant) if self.settings.serving.tenant_cache_salt else None,
-                     "stop_token_ids": list(self.template.stop_token_ids)}
+                     "stop_token_ids": list(prompt.stop_token_ids)}
         return _Prepared(model_req, System.of(ref is not None, used_rag and bool(snippets)).value, snippets,
-                         retrieval_ms, built.parts.suffix, str(paths.tenant), line_start)
+                         retrieval_ms, prompt, str(paths.tenant))
 
     def _handle(self, prep: _Prepared, stream: bool):
         opts = {"multiplexed_model_id": prep.model_req["adapter_id"]} if prep.model_req["adapter_id"] else {}
@@ -283,9 +253,9 @@ class Ingress:
             raise
         if "error" in r:
             return r
-        raw = pf.completion_at_line_start(r["text"]) if prep.line_start else r["text"]
-        text = pf.cut_at_suffix(raw, prep.suffix)
-        if text != raw:
+        done = prep.prompt.finish(r["text"])
+        text = done.text
+        if done.cut:
             r["finish_reason"] = "stop"
         try:
             return self._summary(prep, r, (time.perf_counter() - t0) * 1000, text)
@@ -299,8 +269,7 @@ class Ingress:
         except ServingError as e:
             yield e.as_dict()
             return
-        cutter = SuffixCutter(prep.suffix)
-        line_start = LineStartFilter() if prep.line_start else None
+        insertion = prep.prompt.stream()
         t0 = time.perf_counter()
         gen = self._handle(prep, stream=True).stream.remote(prep.model_req)
         model_done = False  # the model's stream ended (its final or error item came)
@@ -312,16 +281,17 @@ class Ingress:
                     return
                 if "final" in item:
                     model_done = True
-                    tail, _ = cutter.finish()
+                    tail = insertion.close()
                     if tail:
                         yield {"text": tail}
+                    if insertion.cut:  # the last line repeated the code after the cursor
+                        item["final"]["finish_reason"] = "stop"
                     try:
                         yield {"final": self._summary(prep, item["final"], (time.perf_counter() - t0) * 1000, "")}
                     except ServingError as e:
                         yield e.as_dict()
                     return
-                delta = line_start.feed(item["text"]) if line_start else item["text"]
-                out, cut = cutter.feed(delta)
+                out, cut = insertion.feed(item["text"])
                 if out:
                     yield {"text": out}
                 if cut:  # the model started repeating the code after the cursor: stop it (finally)
@@ -338,47 +308,3 @@ class Ingress:
             if not model_done:
                 gen.cancel()
 
-
-class SuffixCutter:
-    """`prompt_format.cut_at_suffix` for a stream: the cursor's line streams as it
-    comes; later lines are sent when complete (with their leading newline), and a
-    line that repeats the suffix's first line ends the completion. The streamed
-    text equals the unary cut except for trailing whitespace before a cut."""
-
-    def __init__(self, suffix: str):
-        first = next((l.strip() for l in suffix.split("\n") if l.strip()), "")
-        self.cut_on = first if len(first) >= 4 else None
-        self.pending = ""
-        self.held = ""  # blank lines not sent yet
-        self.line_no = 0
-
-    def feed(self, delta: str) -> tuple[str, bool]:
-        self.pending += delta
-        out = []
-        while "\n" in self.pending:
-            line, self.pending = self.pending.split("\n", 1)
-            if self.line_no > 0:
-                if self.cut_on is not None and line.strip() == self.cut_on:
-                    self.held = ""  # blank lines before a cut go too (as cut_at_suffix's rstrip)
-                    return "".join(out), True
-                if line.strip():
-                    out.append(self.held + "\n" + line)
-                    self.held = ""
-                else:
-                    self.held += "\n" + line
-            else:
-                out.append(line)
-            self.line_no += 1
-        if self.line_no == 0:
-            out.append(self.pending)
-            self.pending = ""
-        return "".join(out), False
-
-    def finish(self) -> tuple[str, bool]:
-        """The held blank lines and the last, unterminated line."""
-        if self.line_no == 0:
-            return "", False
-        line, self.pending = self.pending, ""
-        if self.cut_on is not None and line.strip() == self.cut_on:
-            return "", True
-        return self.held + "\n" + line, False

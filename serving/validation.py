@@ -8,6 +8,7 @@ import re
 import uuid
 from dataclasses import dataclass
 
+from codetailor.completion import Cursor
 from codetailor.config import ServingConfig
 from codetailor.languages import LANGUAGES, language_of, with_language
 from serving.status import invalid
@@ -15,6 +16,8 @@ from serving.status import invalid
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 MAX_PATH = 1024
 MAX_STOP_LEN = 64
+# CompleteRequest.CursorKind's values -> codetailor.completion's kinds (0, unset: inferred).
+CURSOR_KINDS = {0: None, 1: "line_start", 2: "mid_line"}
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,7 @@ class CompletionInput:
     max_tokens: int
     temperature: float
     stop: tuple[str, ...]
+    cursor_kind: str | None = None   # codetailor.completion's kind; None: inferred from the prefix
 
     def as_dict(self) -> dict:
         return dict(self.__dict__, stop=list(self.stop))
@@ -84,4 +88,14 @@ def validate_completion(req, cfg: ServingConfig) -> CompletionInput:
         _text("stop", s)
         if not 1 <= len(s) <= MAX_STOP_LEN:
             raise invalid(f"each stop sequence must be 1-{MAX_STOP_LEN} characters")
-    return CompletionInput(rid, prefix, suffix, path, language, int(req.max_tokens), t, stop)
+    kind = _cursor_kind(getattr(req, "cursor_kind", 0), prefix)
+    return CompletionInput(rid, prefix, suffix, path, language, int(req.max_tokens), t, stop, kind)
+
+
+def _cursor_kind(value: int, prefix: str) -> str | None:
+    if value not in CURSOR_KINDS:
+        raise invalid(f"unknown cursor_kind {value}; known: 0 (unspecified), 1 (line start), 2 (mid-line)")
+    try:
+        return Cursor(prefix, kind=CURSOR_KINDS[value]).kind
+    except ValueError as e:
+        raise invalid(f"cursor_kind: {e}") from None

@@ -1,10 +1,11 @@
 """Training examples laid out exactly as serving lays out a request.
 
-Each example is (prompt, completion): the prompt is `prompt_format.build(...)`
-of a cursor in a training file, the completion is the code that follows the
-cursor. The two are tokenized separately and concatenated, because at serving
-time the prompt is tokenized alone and the model generates from there; the loss
-covers only the completion tokens.
+Each example is (prompt, completion): the prompt is what codetailor.completion
+makes of a cursor in a training file (the module serving uses, in the base
+model's template), the completion is what the model writes there for the code
+that follows the cursor. The two are tokenized separately and concatenated,
+because at serving time the prompt is tokenized alone and the model generates
+from there; the loss covers only the completion tokens.
 
 An epoch tiles every training file into consecutive completion spans, so each
 line is a target once. A span's cursor is one of:
@@ -28,8 +29,9 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Callable, Sequence
 
+from codetailor import completion
 from codetailor.errors import PromptTooLong
-from codetailor.prompt_format import PromptParts, Snippet, build, cursor_parts, heal, query_lines
+from codetailor.prompt_format import TEXT, Snippet, Template
 
 from training.corpus import CorpusFile
 from training.packing import LineIndex, window_bounds
@@ -57,21 +59,27 @@ class Example:
 
 @dataclass(frozen=True)
 class Cursor:
-    path: str
-    prefix: str
-    suffix: str
-    completion: str
-    kind: str
+    """A cursor in a training file and the code that goes there."""
+
+    at: completion.Cursor    # the editor's view: text before and after, and the cursor's kind
+    insertion: str           # what a perfect completion inserts at the cursor
+    kind: str                # "line", "midline" or "fim"
     start_line: int
     end_line: int
+
+    @property
+    def path(self) -> str:
+        return self.at.path
 
 
 class ExampleBuilder:
     def __init__(self, tokenizer, prompt_cfg, seq_len: int, target_tokens: int,
                  neighbours: Neighbours | None = None, query_window: int = 10, *,
-                 packing: bool = False, window_context: int = 64, cursor_fraction: float = 0.2):
+                 packing: bool = False, window_context: int = 64, cursor_fraction: float = 0.2,
+                 template: Template = TEXT):
         self.tok = tokenizer
         self.prompt_cfg = prompt_cfg
+        self.template = template   # the base model's prompt template (codetailor.model.prompt_template)
         self.seq_len = seq_len
         self.target_tokens = min(target_tokens, seq_len // 2)
         self.neighbours = neighbours
@@ -113,50 +121,45 @@ class ExampleBuilder:
                 kind = "line"
         if kind == "fim" and end >= len(lines) and column is None:
             kind = "line"   # nothing after the span: no suffix to show
-        prefix, _ = cursor_parts(f.text, start, column)
+        at = completion.Cursor.in_file(f.text, start, column, f.path)
         rest = "\n".join(lines[start:end])
         head = first if column is None else first[column:]
-        completion = head + ("\n" + rest if end > start else "")
-        if column is None and start > 1:
-            completion = "\n" + completion   # the model emits the newline (see cursor_parts)
+        insertion = head + ("\n" + rest if end > start else "")
         suffix = ""
         if kind == "fim":
             suffix = "\n".join(lines[end:])
             if column is not None and end == start and len(head) > 1 and rng.random() < 0.5:
                 # The middle of a line: the rest of that line belongs to the suffix.
                 cut = rng.randint(1, len(head) - 1)
-                completion, suffix = completion[:cut], head[cut:] + ("\n" + suffix if end < len(lines) else "")
+                insertion, suffix = insertion[:cut], head[cut:] + ("\n" + suffix if end < len(lines) else "")
             if not suffix.strip():
                 kind, suffix = ("midline" if column is not None else "line"), ""
-        return Cursor(f.path, prefix, suffix, completion, kind, start, end)
+        return Cursor(replace(at, suffix=suffix), insertion, kind, start, end)
 
     # -- one example -------------------------------------------------------------------
     def example(self, c: Cursor, origin: str, rag: bool = False) -> Example | None:
-        if self.prompt_cfg.token_healing and not c.completion.startswith("\n"):
-            # A mid-line cursor is laid out as serving lays it out: the partial word leaves the
-            # prompt and starts the completion (prompt_format.heal).
-            prefix, partial = heal(c.prefix)
-            c = replace(c, prefix=prefix, completion=partial + c.completion)
-        target = self.encode(c.completion)[: self.target_tokens]
+        """The cursor laid out as serving lays it out (codetailor.completion, in the builder's
+        template); the target is what the model writes there: the newline that opens a line,
+        a mid-line cursor's healed word, then the insertion."""
+        target = self.encode(completion.lead(c.at, self.prompt_cfg, self.template) + c.insertion)
+        target = target[: self.target_tokens]
         if not target:
             return None
         snippets: tuple[Snippet, ...] = ()
         if rag and self.neighbours is not None:
-            query = query_lines(c.prefix, self.query_window)
+            query = c.at.query(self.query_window)
             if query.strip():
                 snippets = tuple(s for s in self.neighbours(query, c.path) if s.path != c.path)
-        parts = PromptParts(path=c.path, prefix=c.prefix, suffix=c.suffix, snippets=snippets)
+        budget = completion.prompt_budget(self.prompt_cfg.budget_tokens, self.seq_len, len(target))
         try:
-            built = build(_trim_prefix(parts, self.seq_len - len(target)), self.count, self.seq_len - len(target),
-                          max_suffix_lines=self.prompt_cfg.max_suffix_lines,
-                          min_prefix_share=self.prompt_cfg.min_prefix_share)
+            prompt = completion.prompt(_trim_prefix(c.at, budget), snippets, count=self.count, budget=budget,
+                                       prompt_cfg=self.prompt_cfg, template=self.template)
         except PromptTooLong:
             return None
-        prompt = self.encode(built.text)
-        ids = (prompt + target)[: self.seq_len]
-        if len(ids) <= len(prompt):
+        ids = self.encode(prompt.text)
+        if len(ids) + len(target) > self.seq_len:
             return None
-        return Example(tuple(ids), len(prompt), origin, c.kind, c.path, bool(built.parts.snippets))
+        return Example(tuple(ids + target), len(ids), origin, c.kind, c.path, bool(prompt.snippets))
 
     def file_examples(self, f: CorpusFile, origin: str, rng: random.Random, *, rag_fraction: float = 0.0,
                       other_weight: float = 1.0, max_examples: int | None = None) -> list[Example]:
@@ -178,13 +181,12 @@ class ExampleBuilder:
 
     # -- packing -----------------------------------------------------------------------
     def header(self, path: str) -> list[int] | None:
-        """The ids of what the shared prompt format renders for `path` with an empty prefix
-        (repository header and file separator); None when that alone exceeds seq_len."""
-        try:
-            built = build(PromptParts(path=path, prefix=""), self.count, self.seq_len)
-        except PromptTooLong:
-            return None
-        return self.encode(built.text)
+        """The ids of the repository header and the file's opening in the builder's template (the
+        family's repository layout, without fill-in-the-middle tokens: a window is plain code);
+        None when that alone exceeds seq_len."""
+        text = self.template.head("repo") + f"{self.template.file_sep}{path}\n"
+        ids = self.encode(text)
+        return ids if len(ids) <= self.seq_len else None
 
     def windows(self, f: CorpusFile, origin: str, rng: random.Random, other_weight: float = 1.0) -> list[Example]:
         """The file as packed windows (training/packing.py): each token a target once.
@@ -227,14 +229,14 @@ class ExampleBuilder:
         return out
 
 
-def _trim_prefix(parts: PromptParts, budget: int) -> PromptParts:
-    """Drop prefix lines far beyond what the budget could hold before `build` measures
+def _trim_prefix(cursor: completion.Cursor, budget: int) -> completion.Cursor:
+    """Drop prefix lines far beyond what the budget could hold before the prompt format measures
     each line (a token is at most a few dozen characters, so this never changes the result
     for code; it keeps example building linear in the file size)."""
     keep_chars = budget * 32
-    if len(parts.prefix) <= keep_chars:
-        return parts
-    cut = parts.prefix.find("\n", len(parts.prefix) - keep_chars)
+    if len(cursor.prefix) <= keep_chars:
+        return cursor
+    cut = cursor.prefix.find("\n", len(cursor.prefix) - keep_chars)
     if cut < 0:
-        return parts
-    return PromptParts(parts.path, parts.prefix[cut + 1:], parts.suffix, parts.snippets, parts.repo)
+        return cursor
+    return replace(cursor, prefix=cursor.prefix[cut + 1:])

@@ -25,8 +25,8 @@ from codetailor.adapters import AdapterStore
 from codetailor.artifacts import AdapterMeta, ArtifactError, BaseLossCache, BaseModelRecord
 from codetailor.hardware import choose_dtypes, detect, hardware_record, torch_dtype
 from codetailor.home import TenantPaths
-from codetailor.model import model_checksum, model_family, resolve_base_model
-from codetailor.prompt_format import Snippet, snippets_from, template_for
+from codetailor.model import model_checksum, prompt_template, resolve_base_model
+from codetailor.prompt_format import TEXT, Snippet, Template, snippets_from
 from codetailor.split import Split, split_files
 
 from training.budget import (cache_identity, check_budget, checkpoint_parameters, eval_sample_size, example_key,
@@ -66,12 +66,14 @@ def retrieval_neighbours(settings, paths: TenantPaths, exclude: Sequence[str]) -
 
 
 def example_builder(tokenizer, settings, neighbours: Neighbours | None = None, *,
-                    packing: bool | None = None) -> ExampleBuilder:
-    """The builder the training config describes (`packing` overrides the config's)."""
+                    packing: bool | None = None, template: Template = TEXT) -> ExampleBuilder:
+    """The builder the training config describes (`packing` overrides the config's), laying
+    examples out in `template` (the base model's, codetailor.model.prompt_template)."""
     cfg = settings.training
     return ExampleBuilder(tokenizer, settings.prompt, cfg.seq_len, cfg.target_tokens, neighbours,
                           settings.retrieval.query_lines, packing=cfg.packing if packing is None else packing,
-                          window_context=cfg.window_context, cursor_fraction=cfg.cursor_fraction)
+                          window_context=cfg.window_context, cursor_fraction=cfg.cursor_fraction,
+                          template=template)
 
 
 def build_examples(builder: ExampleBuilder, files: Sequence[CorpusFile], origin: str, seed: int, *,
@@ -215,19 +217,20 @@ class TrainingSet:
 
 
 def build_training_set(settings, paths: TenantPaths, tokenizer, phase: SplitFiles, opts: TrainOptions,
-                       neighbours_factory: Callable[[Sequence[str]], Neighbours] | None = None) -> TrainingSet:
+                       neighbours_factory: Callable[[Sequence[str]], Neighbours] | None = None, *,
+                       template: Template) -> TrainingSet:
     cfg = settings.training
     neighbours = None
     if opts.rag_augmented:
         neighbours = (neighbours_factory or (lambda ex: retrieval_neighbours(settings, paths, ex)))(phase.split.heldout)
-    builder = example_builder(tokenizer, settings, neighbours)
+    builder = example_builder(tokenizer, settings, neighbours, template=template)
     tenant_ex = build_examples(builder, phase.train, "tenant", cfg.seed, rag_fraction=cfg.rag_fraction,
                                other_weight=cfg.other_code_weight, progress=opts.progress)
     if not tenant_ex:
         raise TrainingError(f"tenant {paths.tenant!r}: the selected train files yield no training examples")
     # Held-out and public-eval examples are cursor examples without neighbours, never packed: their
     # losses measure the serving layout at a cursor and compare like with like across runs.
-    plain = example_builder(tokenizer, settings, packing=False)
+    plain = example_builder(tokenizer, settings, packing=False, template=template)
     heldout_ex = build_examples(plain, phase.heldout, "tenant", cfg.seed + 1, limit=cfg.eval_examples,
                                 per_file=max(1, -(-cfg.eval_examples // max(1, len(phase.heldout)))))
     public_ex, public_eval = [], []
@@ -235,7 +238,7 @@ def build_training_set(settings, paths: TenantPaths, tokenizer, phase: SplitFile
         pub = public_files()
         psplit = split_files([f.path for f in pub], PUBLIC_SEED, PUBLIC_HELDOUT_FRACTION)
         pheld = set(psplit.heldout)
-        public_ex = replay_examples(example_builder(tokenizer, settings), tenant_ex,
+        public_ex = replay_examples(example_builder(tokenizer, settings, template=template), tenant_ex,
                                     [f for f in pub if f.path not in pheld], opts.replay_ratio, cfg.seed + 2)
         public_eval = build_examples(plain, [f for f in pub if f.path in pheld], "public", PUBLIC_SEED,
                                      limit=cfg.eval_examples, per_file=2)
@@ -342,9 +345,10 @@ def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
     dtypes = choose_dtypes(detect(), base_weights=cfg.base_weights, autocast=cfg.autocast)
     autocast_dtype = torch_dtype(dtypes.autocast.value)   # float32: no autocast (training.loop.autocast)
     base_path = resolve_base_model(settings)
-    # Training lays every example out in the text layout (prompt_format.TEXT) for now; recorded so a
-    # base or template change is refused instead of serving an adapter in a layout it never saw.
-    template_name = template_for(model_family(settings, base_path), "text").name
+    # Examples are laid out in the template serving will use (prompt.template); recorded so a base
+    # or template change is refused instead of serving an adapter in a layout it never saw.
+    template = prompt_template(settings, base_path)
+    template_name = template.name
     if opts.rank > settings.engine.max_lora_rank:
         # The engine sizes its LoRA buffers by max_lora_rank; a larger adapter could not be served.
         raise TrainingError(f"rank {opts.rank} is above engine.max_lora_rank={settings.engine.max_lora_rank}; "
@@ -363,7 +367,7 @@ def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
     # 2. examples
     model, tokenizer = load_base(base_path, dtypes.base_weights.value)
     model.to(device)
-    ts = build_training_set(settings, paths, tokenizer, phase, opts, neighbours_factory)
+    ts = build_training_set(settings, paths, tokenizer, phase, opts, neighbours_factory, template=template)
     examples = ts.examples
 
     # 3. train (resumable)

@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from codetailor.errors import INTERRUPTED_EXIT, CodetailorError, outcome
@@ -55,21 +56,45 @@ def add_group(commands, name: str, help: str):
     return group.add_subparsers(dest=f"{name}_command", metavar="ACTION", required=True)
 
 
-def read_cursor(file, line: int | None, column: int | None) -> tuple[str, str]:
-    """(prefix, suffix) of a file split at an editor cursor, for `--file F --line N [--column C]`."""
-    from codetailor.errors import NotFound
-    from codetailor.prompt_format import cursor_parts
+def add_cursor_flags(p: argparse.ArgumentParser, path_default: str) -> None:
+    """Where the completion goes: --prefix [--suffix], or --file with --line [--column]."""
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prefix", help="the code before the cursor (ending in a newline: a line start)")
+    src.add_argument("--file", type=Path, help="a source file; the cursor is at --line (and --column)")
+    p.add_argument("--line", type=int, help="1-based cursor line for --file")
+    p.add_argument("--column", type=int, help="0-based cursor column for --file (default: the line start)")
+    p.add_argument("--suffix", default="", help="the code after the cursor (with --prefix)")
+    p.add_argument("--path", help=f"path shown to the model (default: the file's name, or {path_default})")
+    p.add_argument("--cursor-kind", choices=["auto", "line_start", "mid_line"], default="auto",
+                   help="with --prefix: where the cursor sits in its line (default auto: a prefix ending in a "
+                        "newline is a line start); --file knows from --column")
 
-    if line is None:
+
+def read_cursor(args, path_default: str):
+    """The codetailor.completion.Cursor that `add_cursor_flags`' arguments describe."""
+    from codetailor.completion import Cursor
+    from codetailor.errors import NotFound
+
+    kind = None if args.cursor_kind == "auto" else args.cursor_kind
+    if args.prefix is not None:
+        if args.line is not None or args.column is not None:
+            raise CodetailorError("--line/--column go with --file, not --prefix")
+        try:
+            return Cursor(args.prefix, args.suffix, args.path or path_default, kind)
+        except ValueError as e:
+            raise CodetailorError(f"--cursor-kind: {e}") from None
+    if args.line is None:
         raise CodetailorError("--file needs --line")
+    if kind is not None or args.suffix:
+        raise CodetailorError("--cursor-kind and --suffix go with --prefix; --file's cursor is --line/--column")
     try:
-        source = file.read_text(encoding="utf-8")
+        source = args.file.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise NotFound(f"no such file: {file}") from None
+        raise NotFound(f"no such file: {args.file}") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise CodetailorError(f"cannot read {file}: {e}") from None
+        raise CodetailorError(f"cannot read {args.file}: {e}") from None
     try:
-        return cursor_parts(source, line, column)
+        return Cursor.in_file(source, args.line, args.column, args.path or args.file.name)
     except ValueError as e:
         raise CodetailorError(str(e)) from None
 

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from codetailor.cli import add_json_flag, read_cursor
+from codetailor.cli import add_cursor_flags, add_json_flag, read_cursor
 from codetailor.config import get_settings
 from codetailor.errors import CodetailorError, RemoteFailed
 
@@ -36,13 +36,7 @@ def register(sub) -> None:
     c.add_argument("--host", default="127.0.0.1")
     c.add_argument("--port", type=int, default=50051)
     c.add_argument("--api-key", help="API key (default: env CODETAILOR_API_KEY)")
-    src = c.add_mutually_exclusive_group(required=True)
-    src.add_argument("--prefix", help="the code before the cursor")
-    src.add_argument("--file", type=Path, help="a file; the cursor is at --line/--column")
-    c.add_argument("--line", type=int, help="cursor line (1-based) with --file")
-    c.add_argument("--column", type=int, help="cursor column (0-based) with --file; default: line start")
-    c.add_argument("--suffix", default="", help="the code after the cursor (with --prefix)")
-    c.add_argument("--path", default="", help="file path sent to the server (default: --file's name)")
+    add_cursor_flags(c, "none: the server's untitled")
     c.add_argument("--max-tokens", type=int, default=32)
     c.add_argument("--temperature", type=float, default=0.0)
     c.add_argument("--timeout", type=float, default=60.0, help="deadline in seconds")
@@ -152,19 +146,14 @@ def _run_front(settings, stack, where: str) -> None:
 
 
 def _complete(args):
-    from codetailor.prompt_format import completion_at_line_start
     from serving.client import ClientError, CompletionClient
 
     key = args.api_key or os.environ.get("CODETAILOR_API_KEY")
-    at_line_start = False
-    if args.file is not None:
-        prefix, suffix = read_cursor(args.file, args.line, args.column)
-        at_line_start = args.column is None and args.line > 1
-        path = args.path or args.file.name
-    else:
-        prefix, suffix, path = args.prefix, args.suffix, args.path
+    cursor = read_cursor(args, "")
     root = args.ca_cert.read_bytes() if args.ca_cert else None
-    fields = dict(prefix=prefix, suffix=suffix, path=path, max_tokens=args.max_tokens, temperature=args.temperature)
+    # The server lays the cursor out and returns the text to insert (codetailor.completion).
+    fields = dict(prefix=cursor.prefix, suffix=cursor.suffix, path=cursor.path, cursor_kind=cursor.kind,
+                  max_tokens=args.max_tokens, temperature=args.temperature)
     try:
         with CompletionClient(args.host, args.port, key, root_cert=root, timeout=args.timeout) as client:
             if args.stream:
@@ -181,9 +170,8 @@ def _complete(args):
                 result = client.complete(**fields)
     except ClientError as e:
         raise CompletionFailed(f"{e.code}: {e.message}") from None
-    if at_line_start:  # the prompt ended at the end of the previous line (see cursor_parts)
-        result["text"] = completion_at_line_start(result["text"])
-    out = {"id": result["id"], "text": result["text"], "system": result["system"],
+    # "completion": the key `codetailor generate --json` names it with too.
+    out = {"id": result["id"], "completion": result["text"], "system": result["system"],
            "adapter_version": result["adapter_version"], "latency_ms": result["latency_ms"]}
     if args.json:
         return out

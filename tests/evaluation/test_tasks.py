@@ -102,8 +102,7 @@ def test_make_tasks_nothing_but_boilerplate():
 
 
 @pytest.mark.parametrize("kind, raw, expected", [
-    ("next_line", "\n    return x\n    y = 2", "    return x"),
-    ("next_line", " \nfoo()", "foo()"),
+    ("next_line", "    return x\n    y = 2", "    return x"),   # what goes at the line start (completion.finish)
     ("rest_of_line", "bar(1)\nmore", "bar(1)"),
     ("api_args", "a, f(b)) + 1", "a, f(b)"),
     ("api_args", "a, b", "a, b"),
@@ -113,6 +112,17 @@ def test_extract_prediction(kind, raw, expected):
 
     t = Task("id", kind, "a.py", "python", 2, None, "", "", "")
     assert extract_prediction(t, raw) == expected
+
+
+def test_a_next_line_task_is_a_cursor_at_its_line_start():
+    from evaluation.tasks import Task
+
+    src = "def f(x):\n    y = x\n    return y\n"
+    t = next(t for t in make_tasks({"a.py": src}, ["a.py"], frozenset(), n=20, kinds=("next_line",)) if t.line == 3)
+    cursor = t.cursor()
+    assert (cursor.prefix, cursor.kind, cursor.opens_line) == ("def f(x):\n    y = x\n", "line_start", True)
+    mid = Task("id", "rest_of_line", "a.py", "python", 2, 6, "x = 1\ny = f", "\n", "(1)")
+    assert mid.cursor().kind == "mid_line"
 
 
 def test_internal_apis_drop_names_of_builtin_methods():

@@ -1,15 +1,4 @@
-import pytest
-
-from codetailor.prompt_format import completion_at_line_start, cursor_parts
-
-
-@pytest.mark.parametrize("completion,expected", [
-    ("\n    return x\n", "    return x\n"),       # the model opened the new line itself
-    ("  # done\n    return x", "    return x"),   # it finished the previous line first: dropped
-    ("return x", ""),                             # never reached the cursor's line
-])
-def test_completion_at_line_start(completion, expected):
-    assert completion_at_line_start(completion) == expected
+from codetailor.prompt_format import cursor_parts
 
 
 def test_cursor_at_line_start_ends_prompt_before_the_newline():

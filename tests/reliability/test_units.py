@@ -30,7 +30,7 @@ class _Recorder:
 
 
 def _prep(tenant="acme"):
-    return _Prepared({"request_id": "r1", "adapter_id": f"{tenant}/v0001/u"}, "ft", [], 0.0, "", tenant)
+    return _Prepared({"request_id": "r1", "adapter_id": f"{tenant}/v0001/u"}, "ft", [], 0.0, None, tenant)
 
 
 def _result(adapter_tenant):
@@ -63,7 +63,9 @@ def test_vector_store_down_is_counted_and_no_zero_increments(monkeypatch, tmp_pa
         return []
     ing._retrieval = object()
     ing._search = degraded_search
-    assert ing._retrieve(paths, "def f():\n    return") == ([], True)
+    from codetailor.completion import Cursor
+
+    assert ing._retrieve(paths, Cursor("def f():\n    return")) == ([], True)
     assert ("retrieval_degraded", "inc", 1, {"reason": "vector_store_down"}) in ing.metrics.calls
     assert ("retrieval_up", "set", 0, None) in ing.metrics.calls
     assert not any(c[1] == "inc" and c[2] == 0 for c in ing.metrics.calls)   # Ray refuses inc(0)

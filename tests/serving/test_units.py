@@ -8,8 +8,6 @@ import pytest
 
 from codetailor.config import ServingConfig
 from codetailor.errors import AuthError, NotFound, PermissionDenied, PromptTooLong
-from codetailor.prompt_format import cut_at_suffix
-from serving.ingress import SuffixCutter
 from serving.status import ServingError, classify
 from serving.validation import validate_completion
 
@@ -44,7 +42,8 @@ def test_language_hint_reaches_the_prompt_path(path, language, shown, detected):
     dict(prefix="", suffix=" \n"), dict(max_tokens=0), dict(max_tokens=-1), dict(max_tokens=65),
     dict(language="klingon"), dict(prefix="a\x00b"), dict(prefix="x" * 1001), dict(stop=["a", "b", "c"]),
     dict(stop=[""]), dict(temperature=float("nan")), dict(temperature=3.0), dict(path="a\nb.py"),
-    dict(request_id="has space"), dict(prefix="\udcff"),
+    dict(request_id="has space"), dict(prefix="\udcff"), dict(cursor_kind=7),
+    dict(prefix="def f():\n    return", cursor_kind=1),   # a line start needs a prefix ending in a newline
 ])
 def test_invalid_requests_are_invalid_argument(bad):
     with pytest.raises(ServingError) as e:
@@ -64,23 +63,6 @@ def test_status_mapping():
     assert classify(BackPressureError(num_queued_requests=3, max_queued_requests=3))[0] == "RESOURCE_EXHAUSTED"
     assert classify(ActorDiedError())[0] == "UNAVAILABLE"
     assert classify(KeyError("/secret/path")) == ("INTERNAL", None)  # no detail reaches a client
-
-
-@pytest.mark.parametrize("full,suffix", [
-    ("a + b\n    x = 1\nreturn foo(x)\nzzz", "return foo(x)\n"),
-    ("abc", "def foo"), ("x\ny\n", "zzzz\n"), ("x\n", ""), ("\n    pass\n\ndef g():", "def g():\n"),
-])
-@pytest.mark.parametrize("step", [1, 2, 5])
-def test_stream_cut_matches_unary_cut(full, suffix, step):
-    c, out, cut = SuffixCutter(suffix), "", False
-    for i in range(0, len(full), step):
-        o, cut = c.feed(full[i:i + step])
-        out += o
-        if cut:
-            break
-    if not cut:
-        out += c.finish()[0]
-    assert out == cut_at_suffix(full, suffix)
 
 
 def test_outcome_store_appends_and_summarises(tmp_path):
@@ -125,24 +107,9 @@ def test_counting_zero_is_not_an_error():
     c.inc(3, tags={"direction": "in"})
 
 
-@pytest.mark.parametrize("prefix, want", [
-    ("def f():\n    return 1\n", ("def f():\n    return 1", True)),   # an editor at a line start
-    ("def f():\n    ret", ("def f():\n    ret", False)),             # mid-line: as sent
-    ("def f():\n    ", ("def f():\n    ", False)),                   # indentation typed: mid-line
-    ("\n", ("\n", False)),                                           # nothing before: as sent
+@pytest.mark.parametrize("prefix, kind, want", [
+    ("x = 1\n", 0, None), ("x = 1\n", 1, "line_start"), ("", 1, "line_start"), ("x = 1\n", 2, "mid_line"),
 ])
-def test_line_start_prefix_ends_at_the_previous_line(prefix, want):
-    from serving.ingress import at_line_start
-
-    assert at_line_start(prefix) == want
-
-
-@pytest.mark.parametrize("full", ["    x = 1\n    y = 2", " done\n    x = 1", "no newline at all", "\n\n"])
-@pytest.mark.parametrize("step", [1, 3, 100])
-def test_stream_line_start_filter_matches_unary(full, step):
-    from codetailor.prompt_format import completion_at_line_start
-    from serving.ingress import LineStartFilter
-
-    f = LineStartFilter()
-    streamed = "".join(f.feed(full[i:i + step]) for i in range(0, len(full), step))
-    assert streamed == completion_at_line_start(full)
+def test_the_cursor_kind_travels_to_the_ingress(prefix, kind, want):
+    v = validate_completion(req(prefix=prefix, suffix="y", cursor_kind=kind), CFG)
+    assert v.cursor_kind == want and v.as_dict()["cursor_kind"] == want
