@@ -24,7 +24,7 @@ def tenant_status(settings, tenant: str) -> dict:
     from codetailor.adapters import AdapterStore
     from codetailor.artifacts import RefreshState, SourceState
     from codetailor.tenants import registry_from_settings
-    from retrieval.status import index_status
+    from retrieval import index_status
 
     registry = registry_from_settings(settings)
     paths = registry.tenant(tenant)   # unknown tenant -> NotFound
