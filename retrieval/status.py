@@ -59,5 +59,5 @@ def index_status(paths: TenantPaths) -> dict:
             "vectors_pending": len(pending),
             "symbols": None if symbols is None else sum(symbols.values()),
             "embedding_model": manifest.embedding_model,
-            "encoder": getattr(manifest, "encoder", None),
+            "encoder": manifest.encoder,
             "updated_at": manifest.updated_at, "sources": sources}
