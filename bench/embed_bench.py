@@ -2,10 +2,11 @@
 quantisation of the same model), 1 and 2 threads, batches grouped by length or not; chunks/s and
 semantic hit@3 on held-out lines (the retrieval bench's quality cases, exact cosine search).
 
-    PYTHONPATH=<dir with onnxruntime, onnx> .venv/bin/python bench/embed_bench.py [--repo PATH]
-        [--chunks 384] [--cases 100] [--json out.json]
+    .venv/bin/python bench/embed_bench.py [--repo PATH] [--chunks 384] [--cases 100] [--json out.json]
 
-onnxruntime and onnx are not project dependencies; the export is done here with torch's exporter.
+The variants are built here (torch's exporter, a float32 and an int8 graph in a temporary folder), to
+compare what the product does not ship; the product's own encoders are compared through the index by
+`bench/retrieval_bench.py --encoders torch,onnx-int8`.
 """
 
 from __future__ import annotations
