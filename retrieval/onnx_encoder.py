@@ -17,7 +17,6 @@ thread and 2.7x at two (docs/bench-retrieval.md); its vectors differ from torch'
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import threading
 import warnings
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from codetailor.artifacts import EncoderRecord
-from codetailor.atomic import staging_dir
+from codetailor.atomic import sha256_file, staging_dir
 from codetailor.errors import Incompatible
 
 MODEL_FILE = "model-int8.onnx"
@@ -38,14 +37,6 @@ _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 class EncoderUnavailable(Incompatible):
     """An encoder cannot be used here (not exported, damaged, or its runtime is missing)."""
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_record(directory: Path) -> EncoderRecord | None:
@@ -67,6 +58,28 @@ def _quiet():
         root.setLevel(level)
 
 
+def export_float32(st_model, path: Path) -> None:
+    """The float32 ONNX graph of a SentenceTransformer's transformer: token ids, attention mask and
+    token types in (batch and length dynamic), the last hidden state out (pooling is done after)."""
+    import torch
+
+    class Hidden(torch.nn.Module):   # keyword arguments: the exporter passes positional ones
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask,
+                              token_type_ids=token_type_ids).last_hidden_state
+
+    sample = st_model.tokenizer(["def f(x):\n    return x"], return_tensors="pt")
+    with torch.no_grad():
+        torch.onnx.export(Hidden(st_model[0].auto_model.eval()), tuple(sample[n] for n in _INPUTS), str(path),
+                          input_names=list(_INPUTS), output_names=["last_hidden_state"], opset_version=17,
+                          dynamo=False,
+                          dynamic_axes={n: {0: "batch", 1: "seq"} for n in (*_INPUTS, "last_hidden_state")})
+
+
 def export(st_model, model_name: str, directory: Path) -> EncoderRecord:
     """Export and quantise the loaded SentenceTransformer `st_model` into `directory` (which must
     not exist). Returns its record; a concurrent exporter that finished first wins."""
@@ -83,27 +96,12 @@ def export(st_model, model_name: str, directory: Path) -> EncoderRecord:
                                  f"{pooling.get('pooling_mode')!r}) has no int8 ONNX export here: only a "
                                  "transformer with mean pooling is exported; set retrieval.encoder=torch")
     tokenizer = st_model.tokenizer
-
-    class Hidden(torch.nn.Module):   # keyword arguments: the exporter passes positional ones
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            return self.inner(input_ids=input_ids, attention_mask=attention_mask,
-                              token_type_ids=token_type_ids).last_hidden_state
-
-    sample = tokenizer(["def f(x):\n    return x"], return_tensors="pt")
-    if "token_type_ids" not in sample:
+    if "token_type_ids" not in tokenizer(["x"]):
         raise EncoderUnavailable(f"embedding model {model_name!r} takes no token_type_ids: set retrieval.encoder=torch")
     try:
         with staging_dir(directory) as tmp, _quiet():
             fp32 = tmp / "model-fp32.onnx"
-            with torch.no_grad():
-                torch.onnx.export(Hidden(st_model[0].auto_model.eval()), tuple(sample[n] for n in _INPUTS),
-                                  str(fp32), input_names=list(_INPUTS), output_names=["last_hidden_state"],
-                                  opset_version=17, dynamo=False,
-                                  dynamic_axes={n: {0: "batch", 1: "seq"} for n in (*_INPUTS, "last_hidden_state")})
+            export_float32(st_model, fp32)
             quantize_dynamic(str(fp32), str(tmp / MODEL_FILE), weight_type=QuantType.QInt8)
             fp32.unlink()
             tokenizer.backend_tokenizer.save(str(tmp / TOKENIZER_FILE))
