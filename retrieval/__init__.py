@@ -13,7 +13,7 @@ Public surface:
   and evaluation use instead of selecting again), and whether a tenant has an index
 - `drop_tenant_vectors(settings, paths)`: called when a tenant is deleted
 
-Importing this package is cheap: bm25s (numba/llvmlite), torch and Qdrant load on first use.
+Importing this package is cheap: bm25s (numba/llvmlite), torch, onnxruntime and Qdrant load on first use.
 A process that also runs a vLLM-CPU engine must start the engine *before* its first
 index or search call: loading numba first broke the engine worker (environment notes).
 """
