@@ -191,7 +191,7 @@ def index_source(settings, paths: TenantPaths, root: Path | str, *, source: str 
         if embed:
             done = _embed_pending(settings, paths, progress)
             summary.update(chunks_embedded=done["chunks_embedded"], embed_seconds=done["embed_seconds"],
-                           vectors_pending=done["vectors_pending"])
+                           vectors_pending=done["vectors_pending"], encoder=done["encoder"])
     registry.add_source(paths.tenant, source, str(Path(root).resolve()))
     summary["seconds"] = round(time.perf_counter() - t0, 3)
     return summary
@@ -265,7 +265,7 @@ def _embed_pending(settings, paths: TenantPaths, progress: bool, max_seconds: fl
     t0 = time.perf_counter()
     if not pending:
         return {"generation": manifest["generation"], "chunks_embedded": 0, "embed_seconds": 0.0,
-                "vectors_pending": 0}
+                "vectors_pending": 0, "encoder": encoder}
     dim = manifest.get("dim") or dimension(settings, encoder)
     store = open_store(settings, paths, dim)
     if manifest.get("dim") != dim:
@@ -322,7 +322,7 @@ def _embed_pending(settings, paths: TenantPaths, progress: bool, max_seconds: fl
     manifest["updated_at"] = time.time()
     publish_manifest(paths, manifest)
     return {"generation": gen, "chunks_embedded": done, "embed_seconds": round(time.perf_counter() - t0, 3),
-            "vectors_pending": len(pending), "chunks_to_embed": total}
+            "vectors_pending": len(pending), "chunks_to_embed": total, "encoder": encoder}
 
 
 def _summary(paths, source, gen, scan, selected, changed, removed, chunks, pending, t0) -> dict:

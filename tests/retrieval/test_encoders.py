@@ -90,6 +90,7 @@ def test_a_changed_encoder_re_embeds_and_queries_use_the_index_encoder(tmp_home,
     spy.clear()   # an index run with the new encoder re-embeds every chunk, nothing changed in the files
     again = index_source(as_int8, paths, sample_repo.root)
     assert again["generation"] == first["generation"] and again["chunks_embedded"] == first["chunks"]
+    assert first["encoder"] == "all-MiniLM-L6-v2+torch" and again["encoder"] == int8
     assert {e for e, _ in spy} == {int8} and sum(n for _, n in spy) == first["chunks"]
     m = read_manifest(paths)
     assert m["encoder"] == int8 and m["pending_ids"] == [] and EdgeStore(paths, 384).count() == first["chunks"]
