@@ -2,10 +2,11 @@
 quantisation of the same model), 1 and 2 threads, batches grouped by length or not; chunks/s and
 semantic hit@3 on held-out lines (the retrieval bench's quality cases, exact cosine search).
 
-    PYTHONPATH=<dir with onnxruntime, onnx> .venv/bin/python bench/embed_bench.py [--repo PATH]
-        [--chunks 384] [--cases 100] [--json out.json]
+    .venv/bin/python bench/embed_bench.py [--repo PATH] [--chunks 384] [--cases 100] [--json out.json]
 
-onnxruntime and onnx are not project dependencies; the export is done here with torch's exporter.
+The variants are built here (torch's exporter, a float32 and an int8 graph in a temporary folder), to
+compare what the product does not ship; the product's own encoders are compared through the index by
+`bench/retrieval_bench.py --encoders torch,onnx-int8`.
 """
 
 from __future__ import annotations
@@ -91,35 +92,18 @@ class OrtEncoder:
 
 
 def export(work: Path) -> tuple[Path, Path, object, int]:
-    import torch
+    """The float32 graph (the product's exporter) and its int8 quantisation, both kept here."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from retrieval.embed import load_model
+    from retrieval.onnx_encoder import export_float32
 
     st = load_model("all-MiniLM-L6-v2")
-    tok = st.tokenizer
-
-    class Bert(torch.nn.Module):   # keyword arguments: the exporter passes positional ones
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            return self.inner(input_ids=input_ids, attention_mask=attention_mask,
-                              token_type_ids=token_type_ids).last_hidden_state
-
-    bert = Bert(st[0].auto_model.eval())
-    enc = tok(["def f(x): return x"], return_tensors="pt")
     fp32 = work / "minilm.onnx"
-    with torch.no_grad():
-        torch.onnx.export(bert, (enc["input_ids"], enc["attention_mask"], enc["token_type_ids"]), str(fp32),
-                          input_names=["input_ids", "attention_mask", "token_type_ids"],
-                          output_names=["last_hidden_state"], opset_version=17, dynamo=False,
-                          dynamic_axes={n: {0: "batch", 1: "seq"} for n in
-                                        ("input_ids", "attention_mask", "token_type_ids", "last_hidden_state")})
+    export_float32(st, fp32)
     int8 = work / "minilm-int8.onnx"
     quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
-    return fp32, int8, tok, st.max_seq_length
+    return fp32, int8, st.tokenizer, st.max_seq_length
 
 
 def main() -> None:

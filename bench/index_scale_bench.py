@@ -82,7 +82,7 @@ def latency(home: Path, tenant: str, queries: int) -> dict:
     from codetailor.config import get_settings
     from codetailor.tenants import registry_from_settings
     from retrieval import search
-    from retrieval.embed import embed
+    from retrieval.embed import embed, prepare
     from retrieval.search import load_state
 
     settings = get_settings()
@@ -92,11 +92,13 @@ def latency(home: Path, tenant: str, queries: int) -> dict:
     rows = [r for seg in state.segments for r in seg.rows]
     picks = [rows[rng.randrange(len(rows))] for _ in range(queries)]
     texts = ["\n".join(r["text"].splitlines()[:10]) or r["path"] for r in picks]
+    # the encoder that built the index's vectors (queries embed with it); before any, the configured one
+    encoder = state.manifest.get("encoder") or prepare(settings)
     t0 = time.perf_counter()
     emb = []
     for t in texts:
         s = time.perf_counter()
-        emb.append(embed(settings.retrieval.embedding_model, [t], threads=settings.retrieval.embed_threads)[0])
+        emb.append(embed(settings, encoder, [t], threads=settings.retrieval.embed_threads)[0])
         emb[-1] = (emb[-1], time.perf_counter() - s)
     search(settings, paths, texts[0], mode="hybrid", query_vector=emb[0][0])   # warm
     bm, hy = [], []

@@ -46,18 +46,19 @@ def pct(xs, p):
     return round(float(np.percentile(np.asarray(xs) * 1000, p)), 3)
 
 
-def throughput(settings, registry, repo: Path) -> dict:
+def throughput(settings, registry, repo: Path, tenant: str = "bench-repo") -> dict:
     from retrieval import index_source
-    from retrieval.embed import load_model
+    from retrieval.embed import warm_up
 
-    load_model(settings.retrieval.embedding_model)  # warm: model load is not indexing
-    paths, _ = registry.create_tenant("bench-repo")
+    warm_up(settings)  # warm (and export the int8 encoder if missing): model load is not indexing
+    paths, _ = registry.create_tenant(tenant)
     work = Path(tempfile.mkdtemp()) / "repo"
     shutil.copytree(repo, work, ignore=shutil.ignore_patterns("__pycache__"))
     s = index_source(settings, paths, work)
     out = {"repo": str(repo), "files_indexed": s["files_indexed"], "chunks": s["chunks"], "seconds": s["seconds"],
            "files_per_s": round(s["files_indexed"] / s["seconds"], 2), "chunks_per_s": round(s["chunks"] / s["seconds"], 2),
-           "embed_seconds": s["embed_seconds"], "embed_share": round(s["embed_seconds"] / s["seconds"], 3)}
+           "embed_seconds": s["embed_seconds"], "embed_share": round(s["embed_seconds"] / s["seconds"], 3),
+           "embed_chunks_per_s": round(s["chunks_embedded"] / max(s["embed_seconds"], 1e-9), 2)}
     target = sorted(work.rglob("*.py"))[0]
     target.write_text(target.read_text() + "\n\ndef bench_added_function(x):\n    return x * 2\n")
     s2 = index_source(settings, paths, work)
@@ -133,7 +134,7 @@ def stdlib_rows(n: int) -> list[dict]:
 def latency(settings, registry, n: int, queries: int) -> dict:
     from codetailor.atomic import staging_dir
     from retrieval import search
-    from retrieval.embed import embed
+    from retrieval.embed import embed, prepare
     from retrieval.segments import empty_manifest, publish_manifest, segments_dir, write_segment
     from retrieval.vectors import VecPoint, open_store
 
@@ -183,10 +184,11 @@ def latency(settings, registry, n: int, queries: int) -> dict:
     for mode, ts in times.items():
         out[mode] = {"p50_ms": pct(ts, 50), "p95_ms": pct(ts, 95)}
     times = []
+    encoder = prepare(settings)
+    out["encoder"] = encoder
     for r in qrows[:50]:
         t = time.perf_counter()
-        embed(settings.retrieval.embedding_model, ["\n".join(r["text"].splitlines()[:10])],
-              threads=settings.retrieval.embed_threads)
+        embed(settings, encoder, ["\n".join(r["text"].splitlines()[:10])], threads=settings.retrieval.embed_threads)
         times.append(time.perf_counter() - t)
     out["query_embedding"] = {"p50_ms": pct(times, 50), "p95_ms": pct(times, 95)}
     return out
@@ -389,6 +391,27 @@ def segment_cost(n: int, k: int, queries: int = 100) -> dict:
     return out
 
 
+def encoders(home: Path, repo: Path, names: list[str], threads: list[int], cases: int) -> list[dict]:
+    """Each encoder at each thread count, side by side on the same repository: the index run's
+    embedding rate and the held-out lines' hit rates (each index embeds with its own encoder)."""
+    rows = []
+    for name in names:
+        for t in threads:
+            settings = load_settings(home=home, retrieval={"encoder": name, "embed_threads": t})
+            registry = registry_from_settings(settings)
+            load = os.getloadavg()[0]
+            index, paths, work = throughput(settings, registry, repo, tenant=f"enc-{name.replace('-', '')}-t{t}")
+            q = quality(settings, paths, work, cases)
+            from retrieval.segments import read_manifest
+
+            rows.append({"encoder": read_manifest(paths)["encoder"], "threads": t,
+                         "chunks": index["chunks"], "embed_chunks_per_s": index["embed_chunks_per_s"],
+                         "hit_rate": q["hit_rate"], "cases": q["cases"],
+                         "load_avg_before": load, "load_avg_after": os.getloadavg()[0]})
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repo", default=str(Path(sys.prefix) / "lib/python3.11/site-packages/pathspec"))
@@ -401,7 +424,20 @@ def main() -> None:
     ap.add_argument("--symbol-defs", type=int, default=100000)
     ap.add_argument("--symbol-repo", default=None, help="repository indexed for the table's share (default: --repo)")
     ap.add_argument("--segment-cost", metavar="N,K", help="only: BM25 query time over N chunks, one segment vs K")
+    ap.add_argument("--encoders", metavar="E,E", help="only: index --repo with each encoder (torch, onnx-int8) at "
+                    "each of --embed-threads, embedding rate and hit rates side by side")
+    ap.add_argument("--embed-threads", default="1,2", help="with --encoders: thread counts")
     args = ap.parse_args()
+    if args.encoders:
+        home = Path(tempfile.mkdtemp(prefix="ct-bench-"))
+        report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "repo": args.repo,
+                  "encoders": encoders(home, Path(args.repo), args.encoders.split(","),
+                                       [int(x) for x in args.embed_threads.split(",")], args.quality_cases)}
+        print(json.dumps(report, indent=2))
+        if args.out:
+            Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+        shutil.rmtree(home, ignore_errors=True)
+        return
     if args.segment_cost:
         n, k = (int(x) for x in args.segment_cost.split(","))
         print(json.dumps(segment_cost(n, k)))

@@ -277,7 +277,7 @@ class IndexManifest(Artifact):
     """A tenant's published index: BM25 segments, tombstoned rows, files per source and the vector
     generation. Publishing it is the commit point of an index run: readers see the old or the new."""
 
-    SCHEMA_VERSION: ClassVar[int] = 1
+    SCHEMA_VERSION: ClassVar[int] = 2
 
     generation: int = 0
     segments: list[SegmentRef] = []
@@ -287,6 +287,9 @@ class IndexManifest(Artifact):
     garbage_ids: list[int] = []                # dead vector points still to delete
     pending_ids: list[int] = []                # live chunks whose vectors are not written yet
     embedding_model: str | None = None
+    # the identity of the encoder that built the vectors in the store (retrieval/embed.py); queries
+    # embed with it. None: no vector was written yet.
+    encoder: str | None = None
     dim: int | None = None
     updated_at: float | None = None
 
@@ -296,7 +299,27 @@ class IndexManifest(Artifact):
             # before versioning: a "format": 1 marker, and every live chunk had its vector
             data.pop("format", None)
             data.setdefault("pending_ids", [])
+        if version < 2 and data.get("embedding_model") and "encoder" not in data:
+            # before the encoder was recorded, vectors were always sentence-transformers on torch
+            data["encoder"] = f"{data['embedding_model']}+torch"
         return data
+
+# -- retrieval: an exported encoder (written only by retrieval/onnx_encoder.py) -------------------
+
+class EncoderRecord(Artifact):
+    """`<home>/encoders/<model>/onnx-int8/encoder.json`: what an int8 ONNX export of an embedding
+    model is. `sha256` is the graph file's: it names the export in an index's encoder identity, so
+    vectors from two different exports are never compared."""
+
+    model: str                       # retrieval.embedding_model it was exported from
+    backend: str = "onnx-int8"
+    sha256: str
+    dim: int
+    max_seq_length: int              # tokens; longer texts are truncated, as sentence-transformers does
+    normalize: bool = True           # the model ends in a Normalize module
+    pad_token_id: int = 0
+    versions: dict[str, str] = {}    # torch, onnx and onnxruntime that made it
+    created_at: float | None = None
 
 # -- sync (codetailor/credentials.py, codetailor/sources.py, codetailor/refresh.py) ------------
 

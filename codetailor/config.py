@@ -84,6 +84,13 @@ class RetrievalConfig(_Section):
     chunk_overlap: int = Field(5, ge=0)
     max_file_bytes: int = Field(1_000_000, ge=1)
     embedding_model: str = "all-MiniLM-L6-v2"  # or a local sentence-transformers path
+    # What runs the embedding model (retrieval/embed.py): "torch" (sentence-transformers), "onnx-int8"
+    # (an int8 ONNX Runtime export of the same model, made once per machine into encoder_cache: about
+    # 2x torch's chunks/s on CPU, docs/bench-retrieval.md) or "auto" (torch on a CUDA machine, else
+    # onnx-int8 where onnxruntime is installed). The two give different vectors: an index records its
+    # encoder, queries use the index's, and a change of this field re-embeds on the next index run.
+    encoder: Literal["auto", "torch", "onnx-int8"] = "auto"
+    encoder_cache: Path | None = None        # exported encoders; None: the user cache dir (per machine)
     vector_store: Literal["edge", "service"] = "edge"
     qdrant_url: str | None = None            # for vector_store=service
     qdrant_collection: str = "codetailor_chunks"

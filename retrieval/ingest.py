@@ -194,7 +194,7 @@ def index_source(settings, paths: TenantPaths, root: Path | str, *, source: str 
         if embed:
             done = _embed_pending(settings, paths, progress)
             summary.update(chunks_embedded=done["chunks_embedded"], embed_seconds=done["embed_seconds"],
-                           vectors_pending=done["vectors_pending"])
+                           vectors_pending=done["vectors_pending"], encoder=done["encoder"])
     summary["seconds"] = round(time.perf_counter() - t0, 3)
     return summary
 
@@ -290,16 +290,28 @@ def embed_pending(settings, paths: TenantPaths, progress: bool = False, max_seco
 
 def _embed_pending(settings, paths: TenantPaths, progress: bool, max_seconds: float | None = None) -> dict:
     """With the tenant lock held: embed pending chunks in batches, republishing progress."""
-    from retrieval.embed import dimension, embed, embedding_text
+    from retrieval.embed import dimension, embed, embedding_text, prepare
 
     cfg = settings.retrieval
     manifest = read_manifest(paths)
+    encoder = prepare(settings)
+    if manifest.get("encoder") != encoder:
+        if manifest.get("encoder") is not None:
+            # Another encoder built the stored vectors (another vector space): re-embed every live
+            # chunk with this one. The store is emptied before the manifest says so, so a kill in
+            # between leaves the old encoder's name over no vectors, never two spaces mixed.
+            open_store(settings, paths, manifest.get("dim") or 0).drop()
+            manifest.update(pending_ids=sorted(_live_ids(manifest)), dim=None)
+            _stderr(f"encoder changed from {manifest['encoder']} to {encoder}: re-embedding "
+                    f"{len(manifest['pending_ids'])} chunks", progress)
+        manifest["encoder"] = encoder
+        publish_manifest(paths, manifest)
     pending = set(manifest["pending_ids"])
     t0 = time.perf_counter()
     if not pending:
         return {"generation": manifest["generation"], "chunks_embedded": 0, "embed_seconds": 0.0,
-                "vectors_pending": 0}
-    dim = manifest.get("dim") or dimension(cfg.embedding_model)
+                "vectors_pending": 0, "encoder": encoder}
+    dim = manifest.get("dim") or dimension(settings, encoder)
     store = open_store(settings, paths, dim)
     if manifest.get("dim") != dim:
         manifest["dim"] = dim
@@ -322,7 +334,7 @@ def _embed_pending(settings, paths: TenantPaths, progress: bool, max_seconds: fl
     def flush():
         nonlocal done, last_publish, batch
         texts = [embedding_text(r["path"], r["symbol"], r["text"]) for r in batch]
-        vectors = embed(cfg.embedding_model, texts, cfg.embed_batch_size, threads=cfg.embed_threads)
+        vectors = embed(settings, encoder, texts, cfg.embed_batch_size, threads=cfg.embed_threads)
         store.upsert([VecPoint(r["id"], v, r["source"], r["path"], gen) for r, v in zip(batch, vectors)])
         pending.difference_update(r["id"] for r in batch)
         done += len(batch)
@@ -355,7 +367,7 @@ def _embed_pending(settings, paths: TenantPaths, progress: bool, max_seconds: fl
     manifest["updated_at"] = time.time()
     publish_manifest(paths, manifest)
     return {"generation": gen, "chunks_embedded": done, "embed_seconds": round(time.perf_counter() - t0, 3),
-            "vectors_pending": len(pending), "chunks_to_embed": total}
+            "vectors_pending": len(pending), "chunks_to_embed": total, "encoder": encoder}
 
 
 def _summary(paths, source, gen, scan, selected, changed, removed, chunks, pending, t0) -> dict:

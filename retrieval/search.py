@@ -19,6 +19,7 @@ import numpy as np
 from codetailor.errors import CodetailorError, NotFound
 from codetailor.home import TenantPaths
 
+from retrieval.onnx_encoder import EncoderUnavailable
 from retrieval.segments import Segment, load_segment, manifest_path, read_manifest, segments_dir
 from retrieval.tokens import code_tokens
 from retrieval.vectors import VectorStoreUnavailable, open_store
@@ -131,12 +132,16 @@ def _bm25(state: _State, query: str, n: int, exclude: Sequence[str]) -> list[tup
 
 def _semantic(settings, paths: TenantPaths, state: _State, query: str, n: int,
               exclude: Sequence[str], vec=None) -> list[tuple[int, float]]:
-    from retrieval.embed import dimension, embed
+    from retrieval.embed import embed
 
     cfg = settings.retrieval
+    encoder, dim = state.manifest.get("encoder"), state.manifest.get("dim")
+    if encoder is None or not dim:   # no vector written yet
+        return []
     if vec is None:
-        vec = embed(cfg.embedding_model, [query], threads=cfg.embed_threads)[0]
-    store = open_store(settings, paths, state.manifest.get("dim") or dimension(cfg.embedding_model))
+        # the encoder that built the index's vectors, whatever retrieval.encoder says now
+        vec = embed(settings, encoder, [query], threads=cfg.embed_threads)[0]
+    store = open_store(settings, paths, dim)
     hits = store.search(vec, n + 8, state.manifest["generation"], exclude)
     return [(cid, s) for cid, s in hits if cid in state.by_id][:n]
 
@@ -175,9 +180,9 @@ def search(settings, paths: TenantPaths, query: str, mode: Mode = "hybrid", top_
         lexical = _bm25(state, query, n, exclude)
         try:
             semantic = _semantic(settings, paths, state, query, n, exclude, query_vector)
-        except VectorStoreUnavailable as e:
+        except (VectorStoreUnavailable, EncoderUnavailable) as e:
             degraded_searches += 1
-            log.warning("vector store unavailable, answering with BM25 only: %s", e)
+            log.warning("vectors unusable here, answering with BM25 only: %s", e)
             semantic = []
         ranked = _rrf([lexical, semantic], cfg.rrf_k)
     hits = []

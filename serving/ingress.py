@@ -108,8 +108,7 @@ class Ingress:
         try:
             import retrieval.embed
 
-            r = self.settings.retrieval
-            retrieval.embed.embed(r.embedding_model, ["def warm_up():"], threads=r.embed_threads)
+            retrieval.embed.warm_up(self.settings)   # exports the int8 encoder here if this machine has none
         except Exception as e:  # a missing model shows on the first search, with its own message
             log.warning("could not preload the embedding model: %s: %s", type(e).__name__, e)
         finally:

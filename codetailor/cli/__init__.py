@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "codetailor.cli.model",
     "codetailor.cli.tenants",
     "codetailor.cli.index",
+    "codetailor.cli.status",
     "codetailor.cli.sources",
     "codetailor.cli.refresh",
     "codetailor.cli.train",
