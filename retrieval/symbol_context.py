@@ -29,6 +29,7 @@ from codetailor.errors import CodetailorError
 from codetailor.languages import SYNTAX_LANGUAGES, language_of
 
 from retrieval.chunking import _parser
+from retrieval.outline import outline, suspect
 from retrieval.symbol_table import SymbolTable
 from retrieval.symbols import Definition, FileSymbols, Import, extract
 
@@ -326,9 +327,7 @@ def resolve(table: SymbolTable | None, path: str, prefix: str, suffix: str = "",
         return []
     prefix_lines = prefix.split("\n")
     cursor_line = len(prefix_lines)
-    text = prefix + suffix
-    tree = _trees.parse(str(table.path) if table is not None else "", path, language, text)
-    fs = extract(path, text, language, tree=tree) if tree is not None else FileSymbols(path, language, "")
+    fs = _request_symbols(str(table.path) if table is not None else "", path, language, prefix + suffix)
     request_defs = [d for d in fs.definitions if d.line != cursor_line]
     scope = _Scope(table, path, language, request_defs, fs.imports, cursor_line, prefix_lines)
     rank = _Ranker(path)
@@ -363,6 +362,21 @@ def resolve(table: SymbolTable | None, path: str, prefix: str, suffix: str = "",
         for base in scope.bases(scope.enclosing):
             rank.add([d for d in scope.named(base) if d.kind in ("class", "type")], 1.5)
     return rank.ranked(limit)
+
+
+def _request_symbols(scope: str, path: str, language: str, text: str) -> FileSymbols:
+    """Definitions and imports of the request's text, read off the parse of its outline
+    (bodies blanked, a fraction of the parse) unless that parse has an error the outline
+    may have made; then off the text's own parse."""
+    short = outline(text, language)
+    if short is not None:
+        tree = _trees.parse(scope, path, language, short.text)
+        if tree is None:   # past the time limit: the whole text would be no faster
+            return FileSymbols(path, language, "")
+        if not suspect(tree, short.blanked):
+            return extract(path, short.text, language, tree=tree)
+    tree = _trees.parse(scope, path, language, text)
+    return extract(path, text, language, tree=tree) if tree is not None else FileSymbols(path, language, "")
 
 
 def _credit_name(scope: _Scope, rank: _Ranker, name: str, weight: float, call: bool) -> None:
