@@ -15,7 +15,8 @@ indexed copy may hold the very line being completed), and never the definition o
 the cursor's line: a completion of `def f(...)` must not be shown f's signature.
 
 `resolve` returns `Definition`s best first; `render_compact` is their prompt form
-(signatures and first doc lines grouped by file, no bodies).
+(signatures and first doc lines grouped by file, no bodies), rendered by
+codetailor.prompt_format like every other part of a prompt.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict, defaultdict
+from dataclasses import replace
 from functools import lru_cache
 
 from codetailor.errors import CodetailorError
+from codetailor.prompt_format import definitions_from, render_definitions
 from codetailor.languages import SYNTAX_LANGUAGES, language_of
 
 from retrieval.chunking import _parser
@@ -450,39 +453,14 @@ def _credit_partial(scope: _Scope, rank: _Ranker, partial: str, weight: float) -
         rank.add(rows[:10], weight, split=True)
 
 
-# -- prompt form -----------------------------------------------------------------------------------------------
-
-_COMMENT = {"python": "#"}
-
+# -- prompt form: codetailor.prompt_format renders it (one owner of what prompts look like) ----------------------
 
 def render_compact(defs: list[Definition], language: str | None = None) -> str:
-    """Signatures and first doc lines grouped by file, members under their class: the
-    text a prompt shows as one more file. Order of files follows the best definition."""
-    if not defs:
-        return ""
-    c = _COMMENT.get(language or defs[0].language, "//")
-    by_path: dict[str, list[Definition]] = {}
-    for d in defs:
-        by_path.setdefault(d.path, []).append(d)
-    out = []
-    for path, group in by_path.items():
-        out.append(f"{c} {path}")
-        # one entry per top-level name, in rank order; members follow their class's header
-        entries: dict[str, list] = {}
-        for d in group:
-            key = d.container or d.name
-            entry = entries.setdefault(key, [None, []])
-            if d.container:
-                entry[1].append(d)
-            elif entry[0] is None:
-                entry[0] = d
-        for key, (header, members) in entries.items():
-            if header is not None:
-                out.append(_line(header, c))
-            elif members:
-                out.append(f"{_class_word(members[0].language)} {key}" + (":" if c == "#" else ""))
-            out.extend("    " + _line(m, c) for m in members)
-    return "\n".join(out) + "\n"
+    """The prompt's definitions pseudo-file for `defs` (`language` sets its comment style)."""
+    sigs = definitions_from(defs)
+    if language and sigs:
+        sigs = (replace(sigs[0], language=language), *sigs[1:])
+    return render_definitions(sigs)
 
 
 def render_within(defs: list[Definition], fits, language: str | None = None) -> tuple[str, int]:
@@ -493,14 +471,6 @@ def render_within(defs: list[Definition], fits, language: str | None = None) -> 
         if fits(text):
             return text, len(defs) - n
     return "", len(defs)
-
-
-def _class_word(language: str) -> str:
-    return "type" if language == "go" else "class"
-
-
-def _line(d: Definition, c: str) -> str:
-    return f"{d.signature}  {c} {d.doc}" if d.doc else d.signature
 
 
 # -- entry points -------------------------------------------------------------------------------------------------
