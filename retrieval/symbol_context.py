@@ -123,10 +123,11 @@ class _TreeCache:
         self._items: OrderedDict[tuple, tuple[bytes, object]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def parse(self, scope: str, path: str, language: str, text: str):
-        """The request's tree, or None when it cannot be parsed within PARSE_TIMEOUT_MS."""
+    def parse(self, scope: str, path: str, language: str, text: str, variant: str = ""):
+        """The request's tree, or None when it cannot be parsed within PARSE_TIMEOUT_MS.
+        `variant` keeps a file's outline and its whole text apart, each re-parsed from its own."""
         src = text.encode("utf-8")
-        key = (scope, path, language)
+        key = (scope, path, language, variant)
         with self._lock:   # taken out while in use: an edited tree belongs to one parse
             prev = self._items.pop(key, None)
         old_tree = None
@@ -373,7 +374,7 @@ def _request_symbols(scope: str, path: str, language: str, text: str) -> FileSym
     may have made; then off the text's own parse."""
     short = outline(text, language)
     if short is not None:
-        tree = _trees.parse(scope, path, language, short.text)
+        tree = _trees.parse(scope, path, language, short.text, "outline")
         if tree is None:   # past the time limit: the whole text would be no faster
             return FileSymbols(path, language, "")
         if not suspect(tree, short.blanked):
