@@ -103,3 +103,14 @@ def test_resolution_reads_the_whole_text_when_the_outline_is_suspect():
 def test_no_outline_for_other_languages_or_nothing_to_blank():
     assert outline("func f() {\n\treturn\n}\n", "go") is None
     assert outline("import os\nX = 1\n", "python") is None
+
+
+def test_the_outline_and_the_whole_text_keep_their_own_cached_trees():
+    # a request whose outline is suspect is parsed both ways: the next keystroke re-parses
+    # each incrementally from its own previous tree, not from the other's
+    from retrieval.symbol_context import _request_symbols, _trees
+
+    made = "def f():\n    x = g(\n1, 2)\n    return x\n\n\ndef h(a):\n    return a\n"
+    _trees.clear()
+    _request_symbols("", "m.py", "python", made)
+    assert sorted(key[-1] for key in _trees._items) == ["", "outline"]
