@@ -76,7 +76,7 @@ def _python(text: str) -> Outline | None:
         if body_end is None:
             break   # a string the body opens is not closed: the rest is left as written
         body = text[body_start:body_end]
-        if not body.strip():
+        if not body or body.isspace():
             continue
         if m.group(1) not in _KEEP_BODY:
             filler = _py_filler(body, indent)
@@ -104,7 +104,7 @@ def _py_body_end(text: str, start: int, indent: int) -> int | None:
     pos = start
     for _ in range(_STRINGS_PER_BODY):
         pos = _py_body(indent).match(text, pos).end()
-        quote = _open_quote(text[start:pos])
+        quote = _open_quote(text, start, pos)
         if quote is None:
             return pos
         close = text.find(quote, pos)
@@ -115,13 +115,13 @@ def _py_body_end(text: str, start: int, indent: int) -> int | None:
     return None
 
 
-def _open_quote(body: str) -> str | None:
-    """The triple quote `body` leaves open, if any; triple quotes inside a one-line string
-    in the other quote (code that reads docstrings) are not counted."""
+def _open_quote(text: str, start: int, end: int) -> str | None:
+    """The triple quote `text[start:end]` leaves open, if any; triple quotes inside a
+    one-line string in the other quote (code that reads docstrings) are not counted."""
     for quote in ('"""', "'''"):
-        n = body.count(quote)
+        n = text.count(quote, start, end)
         if n % 2:
-            n -= sum(m.group().count(quote) for m in _QUOTED_TRIPLE.finditer(body))
+            n -= sum(m.group().count(quote) for m in _QUOTED_TRIPLE.finditer(text, start, end))
         if n % 2:
             return quote
     return None
