@@ -2,16 +2,18 @@
 
 Resolution at a cursor needs only what `retrieval.symbols.extract` reads: imports,
 definition headers, docstrings, class bodies and the fields a constructor sets. Function
-bodies are most of a file's text and most of its parse (a 2,000-line Python file: 6–9 ms
-of tree-sitter for the whole, a fraction for its outline). So bodies are replaced by a
-placeholder statement and blank lines: every line keeps its number, every header, docstring
-and constructor is kept byte for byte, so the definitions read off the outline's parse are
-those of the whole text.
+bodies are most of a file's text and most of its parse (docs/bench-retrieval.md). So bodies
+are replaced by blank lines (and, in Python, a placeholder statement): every line keeps its
+number, every header, docstring and constructor is kept byte for byte, so the definitions
+read off the outline's parse are those of the whole text.
+
+Python bodies are found by indentation; brace languages' (Go, Java, JavaScript, TypeScript)
+by a function header's line ending in `{` and the `}` at its indentation.
 
 The outline is a line-level reading, not a parse: where the text is not what it expects
 (a body that opens a string it does not close, a header it cannot find the end of), it
 leaves that part as written or gives up (None); a caller parses the whole text when the
-outline's parse has an error (`resolve` does).
+outline's parse has an error next to a blanked body (`suspect`; `resolve` does).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ _PY_DEF_LEAD = re.compile(r"[ \t]*(?:async[ \t]+)?")
 _PY_STRING_START = re.compile(r"[rRuUbBfF]{0,2}(\"\"\"|'''|\"|')")
 _PY_BLANK_LINES = re.compile(r"(?:[ \t]*+(?:#[^\n]*+)?\n)*+")
 _QUOTED_TRIPLE = re.compile("'[^'\\n\\\\]*\"{3}[^'\\n\\\\]*'" + '|"[^"\\n\\\\]*\'{3}[^"\\n\\\\]*"')
+_BRACE_AT_END = re.compile(r"\{[ \t]*(?=\n)")
+_TYPE_HEADER = re.compile(r"\b(?:class|interface|enum|struct|record|namespace|module)\b")
 _HEADER_LINES = 40
 _STRINGS_PER_BODY = 20   # multi-line strings a body may hold past its indentation   # a header longer than this is left as written
 _KEEP_BODY = {"__init__"}   # constructors: the fields they set are definitions
@@ -39,6 +43,8 @@ def outline(text: str, language: str) -> Outline | None:
     """`text` with function bodies blanked, or None where no outline applies."""
     if language == "python":
         return _python(text)
+    if language in ("go", "java", "javascript", "typescript"):
+        return _braces(text)
     return None
 
 
@@ -96,6 +102,64 @@ def _python(text: str) -> Outline | None:
         return None
     out.append(text[pos:])
     return Outline("".join(out), tuple(blanked))
+
+
+def _braces(text: str) -> Outline | None:
+    """Brace languages: a block opened at the end of a function's header (a line closing a
+    parenthesis, the header's first line found by balancing them) and closed by a `}` at
+    the header's own indentation loses the lines between. Class, interface, struct, enum and record bodies,
+    constructors (`this.x = ...` fields) and blocks whose lines do not follow their
+    indentation (a multi-line string at column 0) are left as written."""
+    out, blanked, pos, line = [], [], 0, 0
+    for m in _BRACE_AT_END.finditer(text):
+        line_start = text.rfind("\n", 0, m.start()) + 1
+        if line_start < pos:
+            continue   # inside a block already blanked
+        code = text[line_start:m.start()]
+        if ")" not in code or _TYPE_HEADER.search(code) or "constructor" in code:
+            continue
+        header_start = _header_start(text, line_start, code.count("(") - code.count(")"))
+        if header_start is None or header_start < pos:
+            continue
+        head = text[header_start:line_start] + code
+        if _TYPE_HEADER.search(head) or "constructor" in head:
+            continue
+        indent = head[:len(head) - len(head.lstrip(" \t"))]
+        body_start = m.end() + 1
+        body_end = _deeper(len(indent)).match(text, body_start).end()
+        if body_end == body_start or not text.startswith(indent + "}", body_end):
+            continue
+        lines = text.count("\n", body_start, body_end)
+        out.append(text[pos:body_start])
+        line += text.count("\n", pos, body_start)
+        blanked.append((line, line + lines - 1))
+        out.append("\n" * lines)
+        line += lines
+        pos = body_end
+    if not blanked:
+        return None
+    out.append(text[pos:])
+    return Outline("".join(out), tuple(blanked))
+
+
+def _header_start(text: str, line_start: int, depth: int) -> int | None:
+    """The start of the line a header ending on the line at `line_start` begins on: up
+    while its parentheses are not balanced (`depth` < 0: more closed than opened)."""
+    for _ in range(_HEADER_LINES):
+        if depth >= 0:
+            return line_start
+        if line_start == 0:
+            return None
+        prev = text.rfind("\n", 0, line_start - 1) + 1
+        depth += text.count("(", prev, line_start) - text.count(")", prev, line_start)
+        line_start = prev
+    return None
+
+
+@lru_cache(maxsize=64)
+def _deeper(indent: int) -> re.Pattern:
+    """Blank lines and lines indented more than `indent` characters."""
+    return re.compile(r"(?:[ \t]{%d}[^\n]*+\n|[ \t]*+\n)*+" % (indent + 1))
 
 
 def _py_body_end(text: str, start: int, indent: int) -> int | None:

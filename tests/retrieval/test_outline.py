@@ -101,7 +101,8 @@ def test_resolution_reads_the_whole_text_when_the_outline_is_suspect():
 
 
 def test_no_outline_for_other_languages_or_nothing_to_blank():
-    assert outline("func f() {\n\treturn\n}\n", "go") is None
+    assert outline("fn f() {\n    g();\n}\n", "rust") is None
+    assert outline("func f() { return }\n", "go") is None
     assert outline("import os\nX = 1\n", "python") is None
 
 
@@ -114,3 +115,148 @@ def test_the_outline_and_the_whole_text_keep_their_own_cached_trees():
     _trees.clear()
     _request_symbols("", "m.py", "python", made)
     assert sorted(key[-1] for key in _trees._items) == ["", "outline"]
+
+
+JAVA = '''package com.acme.pay;
+
+import java.util.List;
+
+/** Charges cards. */
+@Service
+public class Gateway extends Base implements Api {
+    public static final int LIMIT = 3;
+    private final Runnable hook = new Runnable() {
+        public void run() {
+            System.out.println("x");
+        }
+    };
+
+    /** Charges a card. */
+    public boolean chargeCard(String card,
+                              int cents) throws IOException {
+        if (cents > LIMIT) {
+            return false;
+        }
+        String sql = """
+SELECT 1
+""";
+        return true;
+    }
+
+    enum Mode {
+        FAST("f") {
+            int speed() { return 2; }
+        },
+        SLOW("s");
+        Mode(String code) {
+            this.code = code;
+        }
+    }
+
+    record Point(int x, int y) {
+        int sum() {
+            return x + y;
+        }
+    }
+}
+'''
+TS = '''import { Clock } from "./clock";
+
+export interface Cart {
+  add(sku: string): void;
+}
+
+/** Formats cents. */
+export function formatCents(cents: number): string {
+  const css = `
+.a { color: red; }
+`;
+  return String(cents);
+}
+
+export const total = (items: number[]): number => {
+  return items.reduce((a, b) => a + b, 0);
+};
+
+export class Shop {
+  private items: string[] = [];
+  handler = (e: Event) => {
+    console.log(e);
+  };
+
+  constructor(private clock: Clock) {
+    this.opened = clock.now();
+  }
+
+  get size(): number {
+    return this.items.length;
+  }
+
+  async checkout(
+    card: string,
+  ): Promise<boolean> {
+    if (card) {
+      return true;
+    }
+    return false;
+  }
+}
+'''
+GO = '''package shipping
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Parcel is one box.
+type Parcel struct {
+	WeightKg float64
+}
+
+// Volume of the parcel in litres.
+func (p *Parcel) Volume() float64 {
+	if p.WeightKg > 0 {
+		return 1
+	}
+	return 0
+}
+
+var usage = `
+func notCode() {
+}
+`
+
+func ComputeFreight(p Parcel,
+	rate float64) (float64, error) {
+	s := strings.TrimSpace(fmt.Sprint(p))
+	return float64(len(s)) * rate, nil
+}
+'''
+
+
+@pytest.mark.parametrize("path,language,text", [("Gateway.java", "java", JAVA), ("shop.ts", "typescript", TS),
+                                                ("shop.js", "javascript", TS.split("export class")[0]
+                                                 .replace(": number[]): number", ")").replace(": number): string", ")")
+                                                 .replace("import { Clock } from \"./clock\";\n\n", "")
+                                                 .split("export interface")[0] + "export function f(a) {\n  return a;\n}\n"),
+                                                ("freight.go", "go", GO)])
+def test_brace_languages_give_the_same_definitions_and_imports(path, language, text):
+    short = outline(text, language)
+    assert short is not None and short.text.count("\n") == text.count("\n")
+    tree = parse(path, language, short.text)
+    assert not tree.root_node.has_error and len(short.text) < len(text)
+    whole, got = extract(path, text, language), extract(path, short.text, language, tree=tree)
+    assert got.definitions == whole.definitions and got.imports == whole.imports
+
+
+def test_brace_outline_keeps_types_and_constructors_blanks_function_bodies():
+    o = outline(TS, "typescript").text
+    assert "this.opened = clock.now();" in o                        # a constructor's fields
+    assert "return this.items.length" not in o and "reduce" not in o and "console.log" not in o
+    assert "add(sku: string): void;" in o                           # an interface body
+    g = outline(GO, "go").text
+    assert "WeightKg float64" in g and "TrimSpace" not in g and "return 1" not in g
+    j = outline(JAVA, "java").text
+    assert "LIMIT = 3" in j and "return x + y" not in j and "this.code = code" not in j
+    assert "SELECT 1" in j   # a text block at column 0: that body is left as written
