@@ -22,6 +22,8 @@ import re
 from functools import lru_cache
 from typing import NamedTuple
 
+from retrieval.symbols import _first_doc_line
+
 _PY_DEF = re.compile(r"def[ \t]+([A-Za-z_]\w*)")   # a literal first: the search runs at C speed
 _PY_DEF_LEAD = re.compile(r"[ \t]*(?:async[ \t]+)?")
 _PY_STRING_START = re.compile(r"[rRuUbBfF]{0,2}(\"\"\"|'''|\"|')")
@@ -30,6 +32,7 @@ _QUOTED_TRIPLE = re.compile("'[^'\\n\\\\]*\"{3}[^'\\n\\\\]*'" + '|"[^"\\n\\\\]*\
 _BRACE_AT_END = re.compile(r"\{[ \t]*(?=\n)")
 _TYPE_HEADER = re.compile(r"\b(?:class|interface|enum|struct|record|namespace|module)\b")
 _HEADER_LINES = 40
+_ERROR_SPAN = 40          # lines: an error node longer than this is recovery around others
 _STRINGS_PER_BODY = 20   # multi-line strings a body may hold past its indentation   # a header longer than this is left as written
 _KEEP_BODY = {"__init__"}   # constructors: the fields they set are definitions
 
@@ -56,12 +59,13 @@ def suspect(tree, blanked) -> bool:
     stack = [tree.root_node]
     while stack:
         node = stack.pop()
-        if node.type == "ERROR" or node.is_missing:
-            first, last = node.start_point[0], node.end_point[0]
+        first, last = node.start_point[0], node.end_point[0]
+        if (node.type == "ERROR" or node.is_missing) and last - first <= _ERROR_SPAN:
             if any(first <= e + 1 and last >= s - 1 for s, e in blanked):
                 return True
-            continue
-        stack.extend(c for c in node.children if c.has_error or c.is_missing)
+        # a larger error is tree-sitter's recovery wrapping a whole class or file around an
+        # error of the text's own: the errors inside it tell where
+        stack.extend(c for c in node.children if c.has_error or c.is_missing or c.type == "ERROR")
     return False
 
 
@@ -231,5 +235,26 @@ def _py_filler(body: str, indent: str) -> str | None:
         if close < 0:
             return None
         nl = body.find("\n", close)
-        keep = body if nl < 0 else body[:nl]
+        keep = _first_doc_lines(body, m.start(), m.end(), close, quote) or (body if nl < 0 else body[:nl])
     return keep + "\n" * (lines - keep.count("\n"))
+
+
+def _first_doc_lines(body: str, start: int, opened: int, close: int, quote: str) -> str | None:
+    """A long docstring cut after the line its doc is read from, closed there (most of a
+    documented library's outline is otherwise its docstrings); None where the cut would
+    read differently."""
+    end = opened
+    while True:
+        nl = body.find("\n", end)
+        if nl < 0 or nl >= close:
+            return None   # on one line already
+        if body[end:nl].strip():
+            break
+        end = nl + 1
+    line = body[end:nl].rstrip()
+    if line.endswith(("\\", '"', "'")):
+        return None
+    cut = body[:end] + line + quote
+    if _first_doc_line(cut[start:]) != _first_doc_line(body[start:min(close + 3, start + 600)]):
+        return None
+    return cut

@@ -70,6 +70,7 @@ def helper(a: dict = {"k": ("v",)}):
     assert [d.doc for d in short.definitions if d.name == "run"] == ["Run it"]
     assert {"Job.clock", "Job.items", "Job.limit"} <= {d.qualname for d in short.definitions}
     assert "getenv" not in o.text and "<html>" not in o.text and "return a" not in o.text
+    assert "at once." not in o.text and '        """Run it"""\n' in o.text   # a docstring cut after its doc line
     assert "def one_liner(self): return 1" in o.text
 
 
@@ -89,6 +90,17 @@ def test_an_error_the_outline_made_is_suspect_one_of_the_text_is_not():
     o = outline(own, "python")
     tree = parse("m.py", "python", o.text)
     assert tree.root_node.has_error and not suspect(tree, o.blanked)
+
+
+def test_an_error_wrapped_around_a_whole_class_is_judged_by_the_errors_inside():
+    # an unfinished last line: tree-sitter's recovery wraps the whole class in one error,
+    # over the blanked bodies, but the error inside it is the text's own
+    text = ("class A:\n    def f(self):\n        return 1\n\n    def g(self):\n        return 2\n"
+            + "\n".join(f"    x{i} = {i}" for i in range(60)) + "\n    y = (1,\n")
+    o = outline(text, "python")
+    tree = parse("m.py", "python", o.text)
+    assert tree.root_node.has_error and not suspect(tree, o.blanked)
+    assert extract("m.py", o.text, "python", tree=tree).definitions == extract("m.py", text, "python").definitions
 
 
 def test_resolution_reads_the_whole_text_when_the_outline_is_suspect():
