@@ -121,7 +121,22 @@ class _TreeCache:
     def __init__(self, size: int = 256):
         self.size = size
         self._items: OrderedDict[tuple, tuple[bytes, object]] = OrderedDict()
+        self._read: OrderedDict[tuple, tuple[str, object]] = OrderedDict()
         self._lock = threading.Lock()
+
+    def read_off(self, key: tuple, text: str):
+        """What was read off the parse of exactly `text` under `key`, if still held: a
+        keystroke inside a function body leaves the file's outline as it was."""
+        with self._lock:
+            got = self._read.get(key)
+        return got[1] if got is not None and got[0] == text else None
+
+    def keep(self, key: tuple, text: str, value) -> None:
+        with self._lock:
+            self._read[key] = (text, value)
+            self._read.move_to_end(key)
+            while len(self._read) > self.size:
+                self._read.popitem(last=False)
 
     def parse(self, scope: str, path: str, language: str, text: str, variant: str = ""):
         """The request's tree, or None when it cannot be parsed within PARSE_TIMEOUT_MS.
@@ -153,6 +168,7 @@ class _TreeCache:
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self._read.clear()
 
 
 @lru_cache(maxsize=None)
@@ -374,11 +390,17 @@ def _request_symbols(scope: str, path: str, language: str, text: str) -> FileSym
     may have made; then off the text's own parse."""
     short = outline(text, language)
     if short is not None:
+        key = (scope, path, language, "outline")
+        fs = _trees.read_off(key, short.text)
+        if fs is not None:
+            return fs
         tree = _trees.parse(scope, path, language, short.text, "outline")
         if tree is None:   # past the time limit: the whole text would be no faster
             return FileSymbols(path, language, "")
         if not suspect(tree, short.blanked):
-            return extract(path, short.text, language, tree=tree)
+            fs = extract(path, short.text, language, tree=tree)
+            _trees.keep(key, short.text, fs)
+            return fs
     tree = _trees.parse(scope, path, language, text)
     return extract(path, text, language, tree=tree) if tree is not None else FileSymbols(path, language, "")
 

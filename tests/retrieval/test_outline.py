@@ -272,3 +272,17 @@ def test_brace_outline_keeps_types_and_constructors_blanks_function_bodies():
     j = outline(JAVA, "java").text
     assert "LIMIT = 3" in j and "return x + y" not in j and "this.code = code" not in j
     assert "SELECT 1" in j   # a text block at column 0: that body is left as written
+
+
+def test_a_keystroke_inside_a_body_reuses_what_was_read_off_the_outline(monkeypatch):
+    import retrieval.symbol_context as sc
+
+    text = "class A:\n    def f(self):\n        return 1\n\n    def g(self):\n        return 2\n"
+    sc._trees.clear()
+    first = sc._request_symbols("", "m.py", "python", text)
+    monkeypatch.setattr(sc, "extract", lambda *a, **k: pytest.fail("read off again"))
+    typed = text.replace("return 1", "return 1 + sel")
+    assert sc._request_symbols("", "m.py", "python", typed) is first
+    sc._trees.clear()   # a file's first request reads it afresh
+    with pytest.raises(pytest.fail.Exception):
+        sc._request_symbols("", "m.py", "python", typed)
