@@ -303,8 +303,11 @@ def symbols(settings, registry, n_defs: int, cursors: int, repo: Path) -> dict:
                 lookups.append(timed.seconds)
                 lookups_cpu.append(timed.cpu_seconds)
                 picked.append(len(got))
-        # editing: the next keystrokes at the same cursor, each a new request
+        # editing: the next keystrokes at the same cursor, each a new request, from the state
+        # the file's first request leaves a server in (not the whole-text variant's)
         prefix, suffix = text[:offset], text[offset:]
+        trees.clear()
+        resolve(table, path, prefix, suffix)
         for ch in "self.":
             prefix += ch
             t, c = time.perf_counter(), time.thread_time()
