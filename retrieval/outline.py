@@ -31,9 +31,9 @@ _PY_BLANK_LINES = re.compile(r"(?:[ \t]*+(?:#[^\n]*+)?\n)*+")
 _QUOTED_TRIPLE = re.compile("'[^'\\n\\\\]*\"{3}[^'\\n\\\\]*'" + '|"[^"\\n\\\\]*\'{3}[^"\\n\\\\]*"')
 _BRACE_AT_END = re.compile(r"\{[ \t]*(?=\n)")
 _TYPE_HEADER = re.compile(r"\b(?:class|interface|enum|struct|record|namespace|module)\b")
-_HEADER_LINES = 40
-_ERROR_SPAN = 40          # lines: an error node longer than this is recovery around others
-_STRINGS_PER_BODY = 20   # multi-line strings a body may hold past its indentation   # a header longer than this is left as written
+_HEADER_LINES = 40       # a header longer than this is left as written
+_ERROR_SPAN = 40         # lines: an error node longer than this is recovery around others
+_STRINGS_PER_BODY = 20   # multi-line strings a body may hold past its indentation
 _KEEP_BODY = {"__init__"}   # constructors: the fields they set are definitions
 
 
