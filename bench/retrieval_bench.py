@@ -14,8 +14,9 @@
 - `--symbols` (alone): the symbol table at `--symbol-defs` definitions of the standard
   library (repeated under new paths if short): single lookups, then `--queries` cursors
   at random points of 2,000-line library files resolved in full (the request's parse
-  plus lookups), cold (the file's first request) and while typing (the next keystrokes,
-  which re-parse incrementally), and the lookups' own share; and the index time the
+  plus lookups), cold (the file's first request: through the request's outline, and side by
+  side with the whole text parsed) and while typing (the next keystrokes, which re-parse
+  incrementally), and the lookups' own share; and the index time the
   table adds on `--repo`, against the whole index run and against chunking the same files.
 """
 
@@ -249,6 +250,8 @@ def symbols(settings, registry, n_defs: int, cursors: int, repo: Path) -> dict:
     from retrieval import index_source
     from retrieval.selection import chunk_params, file_chunks, Selection
     from retrieval.chunking import parse
+    import retrieval.symbol_context as sc
+    from retrieval.outline import outline
     from retrieval.symbol_context import _trees as trees
     from retrieval.symbol_context import resolve
     from retrieval.symbol_table import open_table, update_symbols
@@ -281,24 +284,33 @@ def symbols(settings, registry, n_defs: int, cursors: int, repo: Path) -> dict:
     texts = [(sf.path, "\n".join(sf.text.split("\n")[:2000])) for sf in big]
     timed = _TimedTable(table)
     full, full_cpu, lookups, lookups_cpu, picked, typing, typing_cpu = [], [], [], [], [], [], []
+    full_whole, full_whole_cpu = [], []
     for i in range(cursors):
         path, text = texts[i % len(texts)]
         lines = text.split("\n")
         line = rng.randrange(200, 2000)
         col = rng.randrange(0, len(lines[line - 1]) + 1)
         offset = sum(len(x) + 1 for x in lines[:line - 1]) + col
-        # cold: the file's first request (no earlier parse of it to re-use)
-        trees.clear()
-        timed.seconds = timed.cpu_seconds = 0.0
-        t, c = time.perf_counter(), time.thread_time()
-        got = resolve(timed, path, text[:offset], text[offset:])
-        full.append(time.perf_counter() - t)
-        full_cpu.append(time.thread_time() - c)
-        lookups.append(timed.seconds)
-        lookups_cpu.append(timed.cpu_seconds)
-        picked.append(len(got))
-        # editing: the next keystrokes at the same cursor, each a new request
+        # cold: the file's first request (no earlier parse of it to re-use); side by side, in
+        # alternating order, the same request parsed whole instead of through its outline
+        for whole in ((False, True) if i % 2 else (True, False)):
+            trees.clear()
+            timed.seconds = timed.cpu_seconds = 0.0
+            sc.outline = (lambda text, language: None) if whole else outline
+            t, c = time.perf_counter(), time.thread_time()
+            got = resolve(timed, path, text[:offset], text[offset:])
+            (full_whole if whole else full).append(time.perf_counter() - t)
+            (full_whole_cpu if whole else full_cpu).append(time.thread_time() - c)
+            sc.outline = outline
+            if not whole:
+                lookups.append(timed.seconds)
+                lookups_cpu.append(timed.cpu_seconds)
+                picked.append(len(got))
+        # editing: the next keystrokes at the same cursor, each a new request, from the state
+        # the file's first request leaves a server in (not the whole-text variant's)
         prefix, suffix = text[:offset], text[offset:]
+        trees.clear()
+        resolve(table, path, prefix, suffix)
         for ch in "self.":
             prefix += ch
             t, c = time.perf_counter(), time.thread_time()
@@ -311,6 +323,9 @@ def symbols(settings, registry, n_defs: int, cursors: int, repo: Path) -> dict:
     # preempted by other processes, which an idle serving host does not pay
     out["resolution_full_cold"] = {"p50_ms": pct(full, 50), "p95_ms": pct(full, 95), "cursors": cursors,
                                    "cpu_p50_ms": pct(full_cpu, 50), "cpu_p95_ms": pct(full_cpu, 95)}
+    out["resolution_full_cold_whole_text_parse"] = {"p50_ms": pct(full_whole, 50), "p95_ms": pct(full_whole, 95),
+                                                   "cpu_p50_ms": pct(full_whole_cpu, 50),
+                                                   "cpu_p95_ms": pct(full_whole_cpu, 95)}
     out["resolution_lookups"] = {"p50_ms": pct(lookups, 50), "p95_ms": pct(lookups, 95),
                                  "cpu_p50_ms": pct(lookups_cpu, 50), "cpu_p95_ms": pct(lookups_cpu, 95)}
     out["resolution_full_editing"] = {"p50_ms": pct(typing, 50), "p95_ms": pct(typing, 95),
@@ -323,6 +338,19 @@ def symbols(settings, registry, n_defs: int, cursors: int, repo: Path) -> dict:
             parse(path, "python", text)
             parse_ts.append(time.perf_counter() - t)
     out["parse_2000_lines"] = {"p50_ms": pct(parse_ts, 50), "p95_ms": pct(parse_ts, 95)}
+    outline_ts, outline_parse_ts, shares = [], [], []
+    for path, text in texts:
+        for _ in range(5):
+            t = time.perf_counter()
+            short = outline(text, "python")
+            outline_ts.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            parse(path, "python", short.text if short else text)
+            outline_parse_ts.append(time.perf_counter() - t)
+        shares.append(len(short.text) / len(text) if short else 1.0)
+    out["outline_2000_lines"] = {"build_p50_ms": pct(outline_ts, 50), "build_p95_ms": pct(outline_ts, 95),
+                                 "parse_p50_ms": pct(outline_parse_ts, 50), "parse_p95_ms": pct(outline_parse_ts, 95),
+                                 "text_share_mean": round(sum(shares) / len(shares), 3)}
     out["definitions_picked_mean"] = round(sum(picked) / len(picked), 2)
 
     # index time the table adds: a real repository indexed whole, the table's share of it
@@ -362,6 +390,9 @@ def symbols(settings, registry, n_defs: int, cursors: int, repo: Path) -> dict:
     sym_s = time.perf_counter() - t
     out["vs_chunking"] = {"files": len(sel.files), "chunking_s": round(chunk_s, 3), "symbols_s": round(sym_s, 3),
                           "ratio": round(sym_s / chunk_s, 2) if chunk_s else None}
+    return out
+
+
 def segment_cost(n: int, k: int, queries: int = 100) -> dict:
     """BM25 time per query over n stdlib windows as one segment and as k equal segments."""
     from retrieval.segments import load_segment, write_segment

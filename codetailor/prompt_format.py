@@ -10,9 +10,15 @@ one pseudo-file each, best-ranked last (nearest the cursor, where a left-to-righ
 model attends most); the file being edited comes last and ends at the cursor:
 
     <repo_name>{repo}
+    <file_sep>{path}{DEFINITIONS_MARK}\n{signatures}           (optional)
     <file_sep>{snippet path}:{start}-{end}\n{snippet text}     (worst ... best)
     <file_sep>{path}{SUFFIX_MARK}\n{suffix}                    (optional)
     <file_sep>{path}\n{prefix}                                  <- model continues
+
+Definitions the cursor's code uses (retrieval/symbol_context.py resolves them from
+the request) are shown as one pseudo-file of their signatures and first doc lines,
+no bodies, grouped by the file they live in (a comment line names it) with members
+under their class: what a call site needs, in far fewer tokens than the code.
 
 Fill-in-the-middle substitute. The model has no FIM tokens, so the code after
 the cursor (its first `max_suffix_lines` lines) is shown *before* the file as a
@@ -27,7 +33,8 @@ and returns what follows it. Serving, evaluation and training all lay mid-line
 cursors out this way (`prompt.token_healing`, on by default).
 
 Token budget: the prefix keeps at least `min_prefix_share` of the budget (its
-last lines, the ones next to the cursor), then the suffix, then snippets in rank
+last lines, the ones next to the cursor), then the suffix, then the best
+definitions that fit (the weakest dropped first, counted), then snippets in rank
 order while they fit; whatever is left returns to the prefix. Pieces are measured
 separately with the tokenizer's own count (the separators are single special
 tokens, so the sum matches the whole).
@@ -37,6 +44,7 @@ fill-in-the-middle tokens also has a "native" layout (Qwen2.5-Coder's repository
 and FIM tokens), where the code after the cursor follows the prefix instead:
 
     <|repo_name|>{repo}\n
+    <|file_sep|>{path}{DEFINITIONS_MARK}\n{signatures}\n          (optional)
     <|file_sep|>{snippet path}:{start}-{end}\n{snippet text}\n   (worst ... best)
     <|file_sep|>{path}\n<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>
 
@@ -58,6 +66,7 @@ from codetailor.errors import PromptTooLong
 REPO_NAME = "<repo_name>"
 FILE_SEP = "<file_sep>"
 SUFFIX_MARK = " (after cursor)"
+DEFINITIONS_MARK = " (definitions used)"
 _SNIPPET_HEADER = re.compile(r"^(?P<path>.*):(?P<start>\d+)-(?P<end>\d+)$")
 
 TokenCounter = Callable[[str], int]
@@ -151,12 +160,25 @@ class Snippet:
 
 
 @dataclass(frozen=True)
+class Signature:
+    """A definition as a prompt shows it: its header and first doc line, no body."""
+
+    name: str
+    signature: str                 # one line
+    path: str                      # the file it is defined in
+    doc: str = ""
+    container: str | None = None   # enclosing class (or Go receiver type)
+    language: str = ""
+
+
+@dataclass(frozen=True)
 class PromptParts:
     path: str
     prefix: str
     suffix: str = ""
     snippets: tuple[Snippet, ...] = ()   # best first
     repo: str = "repo"
+    definitions: tuple[Signature, ...] = field(default=(), kw_only=True)   # best first
 
 
 @dataclass(frozen=True)
@@ -167,6 +189,7 @@ class BuiltPrompt:
     trimmed_prefix_lines: int = 0
     tokens: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    dropped_definitions: int = field(default=0, kw_only=True)
 
 
 def _header(s: Snippet) -> str:
@@ -177,6 +200,8 @@ def render(parts: PromptParts, template: Template = TEXT) -> str:
     """Lay out the parts, untrimmed. The text layout ends exactly at the cursor; the native
     layout ends at the FIM middle token, the suffix standing between."""
     out = [template.head(parts.repo)]
+    if parts.definitions:
+        out.append(template.piece(f"{parts.path}{DEFINITIONS_MARK}", render_definitions(parts.definitions)))
     for s in reversed(parts.snippets):  # best-ranked last
         out.append(template.piece(_header(s), s.text))
     if template.is_fim:
@@ -206,7 +231,7 @@ def parse(text: str, template: Template = TEXT) -> PromptParts:
         repo = repo[:-1] if repo.endswith("\n") else repo
     if not files:
         raise ValueError("not a codetailor prompt: no file")
-    snippets = []
+    snippets, definitions = [], ()
     *context, current = files
     path, _, prefix = current.partition("\n")
     for piece in context:
@@ -215,11 +240,15 @@ def parse(text: str, template: Template = TEXT) -> PromptParts:
         if not template.is_fim and head.endswith(SUFFIX_MARK) and head[: -len(SUFFIX_MARK)] == path:
             suffix = body
             continue
+        if head == f"{path}{DEFINITIONS_MARK}":
+            definitions = _read_definitions(body)
+            continue
         m = _SNIPPET_HEADER.match(head)
         if not m:
             raise ValueError(f"bad snippet header {head!r}")
         snippets.append(Snippet(m["path"], int(m["start"]), int(m["end"]), body))
-    return PromptParts(path=path, prefix=prefix, suffix=suffix, snippets=tuple(reversed(snippets)), repo=repo)
+    return PromptParts(path=path, prefix=prefix, suffix=suffix, snippets=tuple(reversed(snippets)), repo=repo,
+                       definitions=definitions)
 
 
 def _limit_suffix(suffix: str, max_lines: int) -> str:
@@ -267,6 +296,11 @@ def build(
             left -= cost
         else:
             suffix = ""
+    definitions, dropped_definitions = (), 0
+    if parts.definitions:
+        definitions, left = fit_definitions(
+            parts.definitions, lambda text: count(template.piece(f"{parts.path}{DEFINITIONS_MARK}", text)), left)
+        dropped_definitions = len(parts.definitions) - len(definitions)
     kept: list[Snippet] = []
     for s in parts.snippets:
         cost = count(template.piece(_header(s), s.text))
@@ -280,7 +314,7 @@ def build(
         keep_from -= 1
         used += line_tokens[keep_from]
     prefix = "\n".join(prefix_lines[keep_from:])
-    final = replace(parts, prefix=prefix, suffix=suffix, snippets=tuple(kept))
+    final = replace(parts, prefix=prefix, suffix=suffix, snippets=tuple(kept), definitions=definitions)
     text = render(final, template)
     return BuiltPrompt(
         text=text,
@@ -288,7 +322,82 @@ def build(
         dropped_snippets=len(parts.snippets) - len(kept),
         trimmed_prefix_lines=keep_from,
         tokens=count(text),
+        dropped_definitions=dropped_definitions,
     )
+
+
+# -- definitions: the compact pseudo-file --------------------------------------------------------------------
+
+_COMMENT = {"python": "#"}
+
+
+def render_definitions(defs: Sequence[Signature]) -> str:
+    """Signatures and first doc lines grouped by file (a comment line names it), members
+    under their class's header, no bodies; files in the order of their best definition."""
+    if not defs:
+        return ""
+    c = _COMMENT.get(defs[0].language, "//")
+    by_path: dict[str, list[Signature]] = {}
+    for d in defs:
+        by_path.setdefault(d.path, []).append(d)
+    out = []
+    for path, group in by_path.items():
+        out.append(f"{c} {path}")
+        # one entry per top-level name, in rank order; members follow their class's header
+        entries: dict[str, tuple[list, list]] = {}
+        for d in group:
+            header, members = entries.setdefault(d.container or d.name, ([], []))
+            if d.container:
+                members.append(d)
+            elif not header:
+                header.append(d)
+        for key, (header, members) in entries.items():
+            if header:
+                out.append(_definition_line(header[0], c))
+            elif members:   # a class none of whose own header was picked: name it
+                word = "type" if members[0].language == "go" else "class"
+                out.append(f"{word} {key}" + (":" if c == "#" else ""))
+            out.extend("    " + _definition_line(m, c) for m in members)
+    return "\n".join(out) + "\n"
+
+
+def fit_definitions(defs: Sequence[Signature], cost: TokenCounter, room: int) -> tuple[tuple[Signature, ...], int]:
+    """The best definitions whose pseudo-file costs at most `room` tokens (`cost` of its
+    rendered text), and the room left: the weakest are dropped first."""
+    for n in range(len(defs), 0, -1):
+        spent = cost(render_definitions(defs[:n]))
+        if spent <= room:
+            return tuple(defs[:n]), room - spent
+    return (), room
+
+
+def definitions_from(defs: Sequence[object]) -> tuple[Signature, ...]:
+    """Adapt resolved definitions (objects with name/signature/path/doc/container/language,
+    retrieval.symbols.Definition) to signatures."""
+    return tuple(Signature(d.name, d.signature, d.path, d.doc, d.container, d.language) for d in defs)
+
+
+def _definition_line(d: Signature, c: str) -> str:
+    return f"{d.signature}  {c} {d.doc}" if d.doc else d.signature
+
+
+def _read_definitions(body: str) -> tuple[Signature, ...]:
+    """The definitions pseudo-file read back (tests, debugging): enough to render the same
+    text again. A header keeps its line as its name, the key its members are grouped by."""
+    out, path, header = [], "", ""
+    c = "#" if body.startswith("# ") else "//"
+    language = "python" if c == "#" else ""
+    for line in body.split("\n"):
+        if line.startswith(f"{c} "):
+            path = line[len(c) + 1:]
+            continue
+        signature, _, doc = line.strip().partition(f"  {c} ")
+        if line.startswith("    "):
+            out.append(Signature(signature, signature, path, doc, header, language))
+        else:
+            header = line
+            out.append(Signature(line, signature, path, doc, None, language))
+    return tuple(out)
 
 
 def cursor_parts(source: str, line: int, column: int | None = None) -> tuple[str, str]:

@@ -15,7 +15,8 @@ indexed copy may hold the very line being completed), and never the definition o
 the cursor's line: a completion of `def f(...)` must not be shown f's signature.
 
 `resolve` returns `Definition`s best first; `render_compact` is their prompt form
-(signatures and first doc lines grouped by file, no bodies).
+(signatures and first doc lines grouped by file, no bodies), rendered by
+codetailor.prompt_format like every other part of a prompt.
 """
 
 from __future__ import annotations
@@ -23,12 +24,15 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict, defaultdict
+from dataclasses import replace
 from functools import lru_cache
 
 from codetailor.errors import CodetailorError
+from codetailor.prompt_format import definitions_from, render_definitions
 from codetailor.languages import SYNTAX_LANGUAGES, language_of
 
 from retrieval.chunking import _parser
+from retrieval.outline import outline, suspect
 from retrieval.symbol_table import SymbolTable
 from retrieval.symbols import Definition, FileSymbols, Import, extract
 
@@ -117,12 +121,28 @@ class _TreeCache:
     def __init__(self, size: int = 256):
         self.size = size
         self._items: OrderedDict[tuple, tuple[bytes, object]] = OrderedDict()
+        self._read: OrderedDict[tuple, tuple[str, object]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def parse(self, scope: str, path: str, language: str, text: str):
-        """The request's tree, or None when it cannot be parsed within PARSE_TIMEOUT_MS."""
+    def read_off(self, key: tuple, text: str):
+        """What was read off the parse of exactly `text` under `key`, if still held: a
+        keystroke inside a function body leaves the file's outline as it was."""
+        with self._lock:
+            got = self._read.get(key)
+        return got[1] if got is not None and got[0] == text else None
+
+    def keep(self, key: tuple, text: str, value) -> None:
+        with self._lock:
+            self._read[key] = (text, value)
+            self._read.move_to_end(key)
+            while len(self._read) > self.size:
+                self._read.popitem(last=False)
+
+    def parse(self, scope: str, path: str, language: str, text: str, variant: str = ""):
+        """The request's tree, or None when it cannot be parsed within PARSE_TIMEOUT_MS.
+        `variant` keeps a file's outline and its whole text apart, each re-parsed from its own."""
         src = text.encode("utf-8")
-        key = (scope, path, language)
+        key = (scope, path, language, variant)
         with self._lock:   # taken out while in use: an edited tree belongs to one parse
             prev = self._items.pop(key, None)
         old_tree = None
@@ -148,6 +168,7 @@ class _TreeCache:
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self._read.clear()
 
 
 @lru_cache(maxsize=None)
@@ -326,9 +347,7 @@ def resolve(table: SymbolTable | None, path: str, prefix: str, suffix: str = "",
         return []
     prefix_lines = prefix.split("\n")
     cursor_line = len(prefix_lines)
-    text = prefix + suffix
-    tree = _trees.parse(str(table.path) if table is not None else "", path, language, text)
-    fs = extract(path, text, language, tree=tree) if tree is not None else FileSymbols(path, language, "")
+    fs = _request_symbols(str(table.path) if table is not None else "", path, language, prefix + suffix)
     request_defs = [d for d in fs.definitions if d.line != cursor_line]
     scope = _Scope(table, path, language, request_defs, fs.imports, cursor_line, prefix_lines)
     rank = _Ranker(path)
@@ -363,6 +382,27 @@ def resolve(table: SymbolTable | None, path: str, prefix: str, suffix: str = "",
         for base in scope.bases(scope.enclosing):
             rank.add([d for d in scope.named(base) if d.kind in ("class", "type")], 1.5)
     return rank.ranked(limit)
+
+
+def _request_symbols(scope: str, path: str, language: str, text: str) -> FileSymbols:
+    """Definitions and imports of the request's text, read off the parse of its outline
+    (bodies blanked, a fraction of the parse) unless that parse has an error the outline
+    may have made; then off the text's own parse."""
+    short = outline(text, language)
+    if short is not None:
+        key = (scope, path, language, "outline")
+        fs = _trees.read_off(key, short.text)
+        if fs is not None:
+            return fs
+        tree = _trees.parse(scope, path, language, short.text, "outline")
+        if tree is None:   # past the time limit: the whole text would be no faster
+            return FileSymbols(path, language, "")
+        if not suspect(tree, short.blanked):
+            fs = extract(path, short.text, language, tree=tree)
+            _trees.keep(key, short.text, fs)
+            return fs
+    tree = _trees.parse(scope, path, language, text)
+    return extract(path, text, language, tree=tree) if tree is not None else FileSymbols(path, language, "")
 
 
 def _credit_name(scope: _Scope, rank: _Ranker, name: str, weight: float, call: bool) -> None:
@@ -436,39 +476,14 @@ def _credit_partial(scope: _Scope, rank: _Ranker, partial: str, weight: float) -
         rank.add(rows[:10], weight, split=True)
 
 
-# -- prompt form -----------------------------------------------------------------------------------------------
-
-_COMMENT = {"python": "#"}
-
+# -- prompt form: codetailor.prompt_format renders it (one owner of what prompts look like) ----------------------
 
 def render_compact(defs: list[Definition], language: str | None = None) -> str:
-    """Signatures and first doc lines grouped by file, members under their class: the
-    text a prompt shows as one more file. Order of files follows the best definition."""
-    if not defs:
-        return ""
-    c = _COMMENT.get(language or defs[0].language, "//")
-    by_path: dict[str, list[Definition]] = {}
-    for d in defs:
-        by_path.setdefault(d.path, []).append(d)
-    out = []
-    for path, group in by_path.items():
-        out.append(f"{c} {path}")
-        # one entry per top-level name, in rank order; members follow their class's header
-        entries: dict[str, list] = {}
-        for d in group:
-            key = d.container or d.name
-            entry = entries.setdefault(key, [None, []])
-            if d.container:
-                entry[1].append(d)
-            elif entry[0] is None:
-                entry[0] = d
-        for key, (header, members) in entries.items():
-            if header is not None:
-                out.append(_line(header, c))
-            elif members:
-                out.append(f"{_class_word(members[0].language)} {key}" + (":" if c == "#" else ""))
-            out.extend("    " + _line(m, c) for m in members)
-    return "\n".join(out) + "\n"
+    """The prompt's definitions pseudo-file for `defs` (`language` sets its comment style)."""
+    sigs = definitions_from(defs)
+    if language and sigs:
+        sigs = (replace(sigs[0], language=language), *sigs[1:])
+    return render_definitions(sigs)
 
 
 def render_within(defs: list[Definition], fits, language: str | None = None) -> tuple[str, int]:
@@ -479,14 +494,6 @@ def render_within(defs: list[Definition], fits, language: str | None = None) -> 
         if fits(text):
             return text, len(defs) - n
     return "", len(defs)
-
-
-def _class_word(language: str) -> str:
-    return "type" if language == "go" else "class"
-
-
-def _line(d: Definition, c: str) -> str:
-    return f"{d.signature}  {c} {d.doc}" if d.doc else d.signature
 
 
 # -- entry points -------------------------------------------------------------------------------------------------
