@@ -23,6 +23,7 @@ def acme(tmp_home):
     (["generate", "--tenant", "acme", "--file", "nope.py", "--line", "1"], 3, "no such file"),
     (["generate", "--tenant", "acme", "--prefix", "x", "--line", "2"], 2, "--line/--column go with --file"),
     (["generate", "--tenant", "acme", "--prefix", "x", "--max-tokens", "0"], 2, "--max-tokens must be"),
+    (["generate", "--tenant", "acme", "--prefix", "x", "--system", "base", "--rag"], 3, "has no index yet"),
     (["generate", "--tenant", "acme", "--prefix", "x = 1", "--cursor-kind", "line_start", "--system", "base"], 2,
      "line start needs a prefix that is empty or ends with a newline"),
     (["generate", "--tenant", "acme", "--file", "a.py", "--line", "1", "--suffix", "y"], 2,
