@@ -79,7 +79,7 @@ class PromptConfig(_Section):
     # Symbol context: a retrieval prompt (serving's rag systems, evaluation's rag and ft+rag,
     # `generate --rag`, training's rag-augmented examples) also shows the signatures of the
     # definitions the cursor uses (retrieval/symbol_context.py), as one pseudo-file ahead of the
-    # snippets. Off until measured to help: docs/evaluation.md says what decides it.
+    # snippets. Off until measured to help: docs/models.md says what decides it.
     symbols: bool = False
     symbol_limit: int = Field(12, ge=1)      # definitions resolved per cursor, best first
 
