@@ -48,12 +48,18 @@ def _generate(args):
     from engine.protocol import EngineError, GenerationRequest
     from engine.resolver import AdapterResolver
 
+    home = Home(settings.home)
     adapter = None
     if args.system == "ft":
-        adapter = AdapterResolver(Home(settings.home)).ref_for(tenant)
+        adapter = AdapterResolver(home).ref_for(tenant)
         if adapter is None:
             raise NotFound(f"tenant {tenant!r} has no active adapter; use --system base")
-    snippets, definitions = _retrieved(settings, Home(settings.home).tenant(tenant), cursor) if args.rag else ((), ())
+    paths = home.tenant(tenant)
+    if args.rag:
+        from retrieval.files import has_index  # cheap: bm25s loads on the first search
+
+        if not has_index(paths):
+            raise NotFound(f"tenant {tenant!r} has no index yet: run `codetailor index --tenant {tenant} PATH`")
     model_path = resolve_base_model(settings)
     template = prompt_template(settings, model_path)
     budget = completion.prompt_budget(settings.prompt.budget_tokens, settings.engine.max_model_len, args.max_tokens)
@@ -71,6 +77,8 @@ def _generate(args):
         raise CodetailorError(str(e)) from None
     started = time.perf_counter() - t0
     try:
+        # Retrieval after the engine's start, as evaluation does: bm25s/numba loaded first break it on CPU.
+        snippets, definitions = _retrieved(settings, paths, cursor) if args.rag else ((), ())
         prompt = completion.prompt(cursor, snippets, count=engine.count_tokens, budget=budget,
                                    prompt_cfg=settings.prompt, template=template, definitions=definitions)
         result = asyncio.run(engine.generate(GenerationRequest(prompt.text, args.max_tokens, adapter=adapter,
@@ -96,8 +104,7 @@ def _generate(args):
 
 
 def _retrieved(settings, paths, cursor) -> tuple[tuple, tuple]:
-    """(snippets, definitions) for the cursor, found as serving's ingress finds them; NotFound
-    (with the fix) for a tenant that has no index."""
+    """(snippets, definitions) for the cursor, found as serving's ingress finds them."""
     import retrieval
     from codetailor.prompt_format import snippets_from
     from retrieval.symbol_context import prompt_definitions
