@@ -26,8 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
-from codetailor.prompt_format import (TEXT, BuiltPrompt, PromptParts, Snippet, Template, TokenCounter, build,
-                                      cursor_parts, cut_at_suffix, query_lines)
+from codetailor.prompt_format import (TEXT, BuiltPrompt, PromptParts, Signature, Snippet, Template, TokenCounter,
+                                      build, cursor_parts, cut_at_suffix, query_lines)
 from codetailor.errors import PromptTooLong
 
 CursorKind = Literal["line_start", "mid_line"]
@@ -116,6 +116,15 @@ class Prompt:
     @property
     def snippets(self) -> tuple[Snippet, ...]:
         return self.built.parts.snippets
+
+    @property
+    def definitions(self) -> tuple[Signature, ...]:
+        """The definitions the prompt kept (the weakest go first when the budget is short)."""
+        return self.built.parts.definitions
+
+    @property
+    def dropped_definitions(self) -> int:
+        return self.built.dropped_definitions
 
     def target(self, insertion: str) -> str:
         """What the model writes after this prompt for `insertion` to go at the cursor (training's
@@ -213,12 +222,14 @@ def lead(cursor: Cursor, prompt_cfg, template: Template = TEXT) -> str:
 
 
 def prompt(cursor: Cursor, snippets: Sequence[Snippet], *, count: TokenCounter, budget: int,
-           prompt_cfg, template: Template = TEXT, repo: str = "repo") -> Prompt:
-    """The prompt for `cursor` with `snippets` (best first) in at most `budget` tokens, laid out in
-    `template`. `prompt_cfg` is the `prompt` config section (suffix lines, prefix share, healing).
-    Raises PromptTooLong when even the cursor's line does not fit."""
+           prompt_cfg, template: Template = TEXT, repo: str = "repo",
+           definitions: Sequence[Signature] = ()) -> Prompt:
+    """The prompt for `cursor` with `snippets` and the `definitions` it uses (each best first) in at
+    most `budget` tokens, laid out in `template`. `prompt_cfg` is the `prompt` config section (suffix
+    lines, prefix share, healing). Raises PromptTooLong when even the cursor's line does not fit."""
     prefix, partial = _split(cursor, prompt_cfg, template)
-    parts = PromptParts(path=cursor.path, prefix=prefix, suffix=cursor.suffix, snippets=tuple(snippets), repo=repo)
+    parts = PromptParts(path=cursor.path, prefix=prefix, suffix=cursor.suffix, snippets=tuple(snippets), repo=repo,
+                        definitions=tuple(definitions))
     goal = budget
     for _ in range(4):
         built = build(parts, count, goal, max_suffix_lines=prompt_cfg.max_suffix_lines,

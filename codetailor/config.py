@@ -76,6 +76,12 @@ class PromptConfig(_Section):
     # (the family's own repository and fill-in-the-middle tokens; families that have them), or
     # "auto" (the family's default). Adapters record the template they were trained with.
     template: Literal["auto", "text", "native"] = "auto"
+    # Symbol context: a retrieval prompt (serving's rag systems, evaluation's rag and ft+rag,
+    # `generate --rag`, training's rag-augmented examples) also shows the signatures of the
+    # definitions the cursor uses (retrieval/symbol_context.py), as one pseudo-file ahead of the
+    # snippets. Off until measured to help: docs/models.md says what decides it.
+    symbols: bool = False
+    symbol_limit: int = Field(12, ge=1)      # definitions resolved per cursor, best first
 
 
 class RetrievalConfig(_Section):

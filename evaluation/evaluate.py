@@ -68,11 +68,14 @@ class Plan:
         self.template = prompt_template(settings, resolve_base_model(settings))
 
 
-def _retrieve(settings: Settings, paths: TenantPaths, tasks: Sequence[Task], progress: bool) -> dict:
+def _retrieve(settings: Settings, paths: TenantPaths, tasks: Sequence[Task], progress: bool) -> tuple[dict, dict]:
+    """Per task: its snippets (never from its own file), and with prompt.symbols the definitions its
+    cursor uses (its own file only as far as the task's prefix and suffix show it)."""
     import retrieval  # after the engine is up (module docstring)
+    from retrieval.symbol_context import prompt_definitions
 
     cfg = settings.retrieval
-    out = {}
+    out, defs = {}, {}
     it = tasks
     if progress:
         from tqdm import tqdm
@@ -81,7 +84,10 @@ def _retrieve(settings: Settings, paths: TenantPaths, tasks: Sequence[Task], pro
         hits = retrieval.search(settings, paths, query_lines(t.prefix, cfg.query_lines),
                                 mode=settings.evaluation.retrieval_mode, top_k=cfg.top_k, exclude_paths=[t.path])
         out[t.id] = snippets_from(hits)
-    return out
+        if settings.prompt.symbols:
+            c = t.cursor()
+            defs[t.id] = prompt_definitions(paths, t.path, c.prefix, c.suffix, limit=settings.prompt.symbol_limit)
+    return out, defs
 
 
 async def run(plan: Plan, engine: EngineClient, *, progress: bool = True, report_dir: Path | None = None) -> dict:
@@ -95,7 +101,8 @@ async def run(plan: Plan, engine: EngineClient, *, progress: bool = True, report
     if not tasks:
         raise EvaluationError(f"the {len(data.heldout)} held-out files of {paths.tenant!r} hold no code lines "
                               "to complete")
-    snippets = _retrieve(settings, paths, tasks, progress) if any(uses_retrieval(s) for s in plan.systems) else None
+    snippets, definitions = _retrieve(settings, paths, tasks, progress) \
+        if any(uses_retrieval(s) for s in plan.systems) else (None, None)
     adapter = None
     if any(uses_adapter(s) for s in plan.systems):
         from engine.resolver import AdapterResolver
@@ -107,7 +114,8 @@ async def run(plan: Plan, engine: EngineClient, *, progress: bool = True, report
         from tqdm import tqdm
         bar = tqdm(total=len(tasks) * len(plan.systems), desc="generating", unit="completion")
     try:
-        completions = await run_systems(engine, tasks, plan.systems, settings, snippets=snippets, adapter=adapter,
+        completions = await run_systems(engine, tasks, plan.systems, settings, snippets=snippets,
+                                        definitions=definitions, adapter=adapter,
                                         on_done=bar.update if bar else None, template=plan.template)
     finally:
         if bar:
@@ -155,9 +163,18 @@ def _task_rows(tasks, completions, scores) -> list[dict]:
             "id": t.id, "kind": t.kind, "path": t.path, "line": t.line, "column": t.column, "target": t.target,
             "predictions": {s: completions[s][i].prediction for s in completions},
             "snippets": {s: list(completions[s][i].snippets) for s in completions if completions[s][i].snippets},
+            **_definition_rows(completions, i),
             "usefulness": {s: round(float(scoring.usefulness_of([scores[s][i]])[0]), 4) for s in scores},
         })
     return rows
+
+
+def _definition_rows(completions, i: int) -> dict:
+    """A task's symbol context per system: the definitions its prompt kept and how many the budget
+    dropped (absent for systems and runs without one)."""
+    kept = {s: list(c[i].definitions) for s, c in completions.items() if c[i].definitions}
+    dropped = {s: c[i].dropped_definitions for s, c in completions.items() if c[i].dropped_definitions}
+    return {**({"definitions": kept} if kept else {}), **({"dropped_definitions": dropped} if dropped else {})}
 
 
 def public_summary(result: dict) -> dict:

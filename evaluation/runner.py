@@ -3,7 +3,8 @@
 The four systems differ only in what the prompt holds and which weights run:
 
     base     generic model, the file alone
-    rag      generic model, the tenant's retrieved snippets before the file
+    rag      generic model, the tenant's retrieved snippets before the file (with prompt.symbols,
+             also the definitions the cursor uses, resolved as serving resolves them)
     ft       the tenant's adapter, the file alone
     ft+rag   the tenant's adapter with the snippets
 
@@ -21,7 +22,7 @@ from typing import Callable, Sequence
 
 from codetailor import completion
 from codetailor.config import Settings
-from codetailor.prompt_format import TEXT, Snippet, Template
+from codetailor.prompt_format import TEXT, Signature, Snippet, Template
 from codetailor.systems import System
 from engine.protocol import AdapterRef, EngineClient, GenerationRequest
 from evaluation.tasks import Task, extract_prediction
@@ -34,6 +35,8 @@ class Completion:
     raw: str
     prediction: str
     snippets: tuple[str, ...]  # "path:start-end" of the snippets the prompt kept
+    definitions: tuple[str, ...] = ()   # "path:name" of the definitions the prompt kept
+    dropped_definitions: int = 0        # resolved but left out for the budget
 
 
 def uses_adapter(system: str) -> bool:
@@ -45,13 +48,13 @@ def uses_retrieval(system: str) -> bool:
 
 
 def task_prompt(task: Task, snippets: Sequence[Snippet], settings: Settings, count, repo: str,
-                template: Template = TEXT) -> completion.Prompt:
+                template: Template = TEXT, definitions: Sequence[Signature] = ()) -> completion.Prompt:
     """The task's cursor laid out as serving lays out an editor's (codetailor.completion), with room
     for `evaluation.max_new_tokens`."""
     budget = completion.prompt_budget(settings.prompt.budget_tokens, settings.engine.max_model_len,
                                       settings.evaluation.max_new_tokens)
     return completion.prompt(task.cursor(), snippets, count=count, budget=budget, prompt_cfg=settings.prompt,
-                             template=template, repo=repo)
+                             template=template, repo=repo, definitions=definitions)
 
 
 def _stop(task: Task) -> tuple[str, ...]:
@@ -66,13 +69,15 @@ async def run_systems(
     settings: Settings,
     *,
     snippets: dict[str, tuple[Snippet, ...]] | None = None,
+    definitions: dict[str, tuple[Signature, ...]] | None = None,
     adapter: AdapterRef | None = None,
     repo: str = "repo",
     on_done: Callable[[], None] | None = None,
     template: Template = TEXT,
 ) -> dict[str, list[Completion]]:
     """Completions per system, in task order, in the base model's prompt `template`
-    (codetailor.model.prompt_template)."""
+    (codetailor.model.prompt_template). Retrieval systems show each task's `definitions` too
+    (none without them)."""
     if any(uses_retrieval(s) for s in systems) and snippets is None:
         raise ValueError("a retrieval system needs the tasks' snippets")
     if any(uses_adapter(s) for s in systems) and adapter is None:
@@ -82,7 +87,8 @@ async def run_systems(
 
     async def one(system: str, task: Task) -> Completion:
         snips = snippets.get(task.id, ()) if uses_retrieval(system) else ()
-        prompt = task_prompt(task, snips, settings, engine.count_tokens, repo, template)
+        defs = (definitions or {}).get(task.id, ()) if uses_retrieval(system) else ()
+        prompt = task_prompt(task, snips, settings, engine.count_tokens, repo, template, defs)
         result = await engine.generate(GenerationRequest(
             prompt=prompt.text, max_tokens=max_tokens, temperature=0.0, stop=_stop(task),
             stop_token_ids=prompt.stop_token_ids,
@@ -93,7 +99,8 @@ async def run_systems(
             on_done()
         kept = tuple(f"{s.path}:{s.start_line}-{s.end_line}" for s in prompt.snippets)
         return Completion(task.id, system, result.prompt_tokens, result.text,
-                          extract_prediction(task, prompt.finish(result.text).text), kept)
+                          extract_prediction(task, prompt.finish(result.text).text), kept,
+                          tuple(f"{d.path}:{d.name}" for d in prompt.definitions), prompt.dropped_definitions)
 
     jobs = [one(system, task) for system in systems for task in tasks]
     results = await asyncio.gather(*jobs)

@@ -28,7 +28,7 @@ from dataclasses import replace
 from functools import lru_cache
 
 from codetailor.errors import CodetailorError
-from codetailor.prompt_format import definitions_from, render_definitions
+from codetailor.prompt_format import Signature, definitions_from, render_definitions
 from codetailor.languages import SYNTAX_LANGUAGES, language_of
 
 from retrieval.chunking import _parser
@@ -516,6 +516,17 @@ def symbol_context(paths, path: str, prefix: str, suffix: str = "", *, limit: in
     from retrieval.symbol_table import open_table
 
     return resolve(open_table(paths), path, prefix, suffix, limit=limit)
+
+
+def prompt_definitions(paths, path: str, prefix: str, suffix: str = "", *, limit: int = 12,
+                       exclude_paths=()) -> tuple[Signature, ...]:
+    """The definitions a completion at the cursor uses, as codetailor.completion takes them (best
+    first): what serving, evaluation, `generate` and training's examples put in a prompt, so each
+    stage shows the same ones for the same cursor. The cursor's file speaks only through `prefix`
+    and `suffix` (`resolve`); definitions in `exclude_paths` (held-out files) are never shown."""
+    excluded = set(exclude_paths)
+    defs = symbol_context(paths, path, prefix, suffix, limit=2 * limit if excluded else limit)
+    return definitions_from([d for d in defs if d.path not in excluded][:limit])
 
 
 class CursorOutsideFile(CodetailorError):

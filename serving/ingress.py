@@ -51,6 +51,7 @@ class _Prepared:
     retrieval_ms: float
     prompt: completion.Prompt | None   # turns the engine's text into the insertion
     tenant: str
+    definitions: tuple[int, int] = (0, 0)   # (kept, dropped for budget) of the symbol context
 
 
 class Ingress:
@@ -188,6 +189,19 @@ class Ingress:
             self.metrics.retrieval_hits.inc(len(hits), tags={"mode": str(getattr(hits[0], "mode", "search"))})
         return hits, True
 
+    def _definitions(self, paths: TenantPaths, cursor: completion.Cursor) -> tuple[pf.Signature, ...]:
+        """The definitions the cursor uses (prompt.symbols): resolved from the request's prefix and
+        suffix against the tenant's symbol table. A broken table must not fail the completion."""
+        from retrieval.symbol_context import prompt_definitions  # here only: see the module docstring
+
+        try:
+            return prompt_definitions(paths, cursor.path, cursor.prefix, cursor.suffix,
+                                      limit=self.settings.prompt.symbol_limit)
+        except Exception as e:
+            log.warning("tenant %s: symbol context failed, completing without it: %s: %s",
+                        paths.tenant, type(e).__name__, e)
+            return ()
+
     def _prepare(self, req: dict) -> _Prepared:
         paths = self.home.tenant(req["tenant"])
         cursor = completion.Cursor(req["prefix"], req["suffix"], req["path"], req.get("cursor_kind"))
@@ -195,12 +209,15 @@ class Ingress:
         ref = self._adapter(paths) if wanted.uses_adapter else None
         t0 = time.perf_counter()
         hits, used_rag = self._retrieve(paths, cursor) if wanted.uses_retrieval else ([], False)
+        definitions = self._definitions(paths, cursor) if wanted.uses_retrieval and self.settings.prompt.symbols \
+            else ()
         retrieval_ms = (time.perf_counter() - t0) * 1000
         budget = completion.prompt_budget(self.settings.prompt.budget_tokens, self.settings.engine.max_model_len,
                                           req["max_tokens"])
         try:
             prompt = completion.prompt(cursor, pf.snippets_from(hits), count=self.count_tokens, budget=budget,
-                                       prompt_cfg=self.settings.prompt, template=self.template)
+                                       prompt_cfg=self.settings.prompt, template=self.template,
+                                       definitions=definitions)
         except PromptTooLong as e:
             raise invalid(f"the prompt does not fit the context after trimming: {e}") from None
         kept = {(s.path, s.start_line, s.end_line) for s in prompt.snippets}
@@ -212,8 +229,9 @@ class Ingress:
                      "deadline": req.get("deadline"), "heal": prompt.heal,
                      "cache_salt": str(paths.tenant) if self.settings.serving.tenant_cache_salt else None,
                      "stop_token_ids": list(prompt.stop_token_ids)}
-        return _Prepared(model_req, System.of(ref is not None, used_rag and bool(snippets)).value, snippets,
-                         retrieval_ms, prompt, str(paths.tenant))
+        retrieved = (used_rag and bool(snippets)) or bool(prompt.definitions)
+        return _Prepared(model_req, System.of(ref is not None, retrieved).value, snippets, retrieval_ms, prompt,
+                         str(paths.tenant), (len(prompt.definitions), prompt.dropped_definitions))
 
     def _handle(self, prep: _Prepared, stream: bool):
         opts = {"multiplexed_model_id": prep.model_req["adapter_id"]} if prep.model_req["adapter_id"] else {}
@@ -234,7 +252,8 @@ class Ingress:
                 "completion_tokens": r["completion_tokens"], "system": system,
                 "adapter_version": r["adapter_version"], "snippets": prep.snippets,
                 "retrieval_ms": prep.retrieval_ms, "generation_ms": r["generation_ms"],
-                "queue_ms": max(0.0, model_ms - r["generation_ms"])}
+                "queue_ms": max(0.0, model_ms - r["generation_ms"]),
+                "definitions": prep.definitions[0], "dropped_definitions": prep.definitions[1]}
 
     async def complete(self, req: dict) -> dict:
         try:

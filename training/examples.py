@@ -20,6 +20,10 @@ from "window" examples instead: each file as a few long sequences whose every
 token is a target once. Only `cursor_fraction` of the spans still get a cursor
 example, one a window cannot show: "fim" (the code after the cursor) or, with
 neighbours, any kind with retrieved snippets.
+
+A rag example also shows the definitions its cursor uses when the builder has a
+`definitions` resolver (prompt.symbols): resolved from the cursor's prefix and
+suffix as serving resolves an editor's, so the adapter learns to use them.
 """
 
 from __future__ import annotations
@@ -31,13 +35,15 @@ from typing import Callable, Sequence
 
 from codetailor import completion
 from codetailor.errors import PromptTooLong
-from codetailor.prompt_format import TEXT, Snippet, Template
+from codetailor.prompt_format import TEXT, Signature, Snippet, Template
 
 from training.corpus import CorpusFile
 from training.packing import LineIndex, window_bounds
 
 # query text, the example's own path -> snippets best first (never from that path)
 Neighbours = Callable[[str, str], Sequence[Snippet]]
+# the editor's view of a cursor -> the definitions it uses, best first (retrieval/symbol_context.py)
+Definitions = Callable[[completion.Cursor], Sequence[Signature]]
 KINDS = ("line", "midline", "fim")
 KIND_WEIGHTS = (0.4, 0.3, 0.3)
 WINDOW = "window"
@@ -76,8 +82,9 @@ class ExampleBuilder:
     def __init__(self, tokenizer, prompt_cfg, seq_len: int, target_tokens: int,
                  neighbours: Neighbours | None = None, query_window: int = 10, *,
                  packing: bool = False, window_context: int = 64, cursor_fraction: float = 0.2,
-                 template: Template = TEXT):
+                 template: Template = TEXT, definitions: Definitions | None = None):
         self.tok = tokenizer
+        self.definitions = definitions
         self.prompt_cfg = prompt_cfg
         self.template = template   # the base model's prompt template (codetailor.model.prompt_template)
         self.seq_len = seq_len
@@ -150,16 +157,20 @@ class ExampleBuilder:
             query = c.at.query(self.query_window)
             if query.strip():
                 snippets = tuple(s for s in self.neighbours(query, c.path) if s.path != c.path)
+        defs: tuple[Signature, ...] = ()
+        if rag and self.definitions is not None:
+            defs = tuple(self.definitions(c.at))   # the whole cursor, as an editor sends it
         budget = completion.prompt_budget(self.prompt_cfg.budget_tokens, self.seq_len, len(target))
         try:
             prompt = completion.prompt(_trim_prefix(c.at, budget), snippets, count=self.count, budget=budget,
-                                       prompt_cfg=self.prompt_cfg, template=self.template)
+                                       prompt_cfg=self.prompt_cfg, template=self.template, definitions=defs)
         except PromptTooLong:
             return None
         ids = self.encode(prompt.text)
         if len(ids) + len(target) > self.seq_len:
             return None
-        return Example(tuple(ids + target), len(ids), origin, c.kind, c.path, bool(prompt.snippets))
+        return Example(tuple(ids + target), len(ids), origin, c.kind, c.path,
+                       bool(prompt.snippets or prompt.definitions))
 
     def file_examples(self, f: CorpusFile, origin: str, rng: random.Random, *, rag_fraction: float = 0.0,
                       other_weight: float = 1.0, max_examples: int | None = None) -> list[Example]:

@@ -26,13 +26,13 @@ from codetailor.artifacts import AdapterMeta, ArtifactError, BaseLossCache, Base
 from codetailor.hardware import choose_dtypes, detect, hardware_record, torch_dtype
 from codetailor.home import TenantPaths
 from codetailor.model import model_checksum, prompt_template, resolve_base_model
-from codetailor.prompt_format import TEXT, Snippet, Template, snippets_from
+from codetailor.prompt_format import TEXT, Signature, Snippet, Template, snippets_from
 from codetailor.split import Split, split_files
 
 from training.budget import (cache_identity, check_budget, checkpoint_parameters, eval_sample_size, example_key,
                              spread)
 from training.corpus import CorpusFile, TrainingError, public_files, tenant_files
-from training.examples import WINDOW, Example, ExampleBuilder, Neighbours
+from training.examples import WINDOW, Definitions, Example, ExampleBuilder, Neighbours
 from training.loop import Checkpoint, LoopConfig, check_time_cap, example_losses, pooled, run_loop, torch_threads
 from training.lora import attach_lora, load_base, load_lora_state, save_adapter
 
@@ -65,15 +65,29 @@ def retrieval_neighbours(settings, paths: TenantPaths, exclude: Sequence[str]) -
     return neighbours
 
 
+def retrieval_definitions(settings, paths: TenantPaths, exclude: Sequence[str]) -> Definitions:
+    """The definitions a cursor uses, as serving resolves them (prompt.symbols), never from a held-out
+    file; the example's own file only as far as its cursor shows it."""
+    from retrieval.symbol_context import prompt_definitions
+
+    excluded = tuple(exclude)
+
+    def definitions(cursor) -> Sequence[Signature]:
+        return prompt_definitions(paths, cursor.path, cursor.prefix, cursor.suffix,
+                                  limit=settings.prompt.symbol_limit, exclude_paths=excluded)
+    return definitions
+
+
 def example_builder(tokenizer, settings, neighbours: Neighbours | None = None, *,
-                    packing: bool | None = None, template: Template = TEXT) -> ExampleBuilder:
+                    packing: bool | None = None, template: Template = TEXT,
+                    definitions: Definitions | None = None) -> ExampleBuilder:
     """The builder the training config describes (`packing` overrides the config's), laying
     examples out in `template` (the base model's, codetailor.model.prompt_template)."""
     cfg = settings.training
     return ExampleBuilder(tokenizer, settings.prompt, cfg.seq_len, cfg.target_tokens, neighbours,
                           settings.retrieval.query_lines, packing=cfg.packing if packing is None else packing,
                           window_context=cfg.window_context, cursor_fraction=cfg.cursor_fraction,
-                          template=template)
+                          template=template, definitions=definitions)
 
 
 def build_examples(builder: ExampleBuilder, files: Sequence[CorpusFile], origin: str, seed: int, *,
@@ -220,10 +234,12 @@ def build_training_set(settings, paths: TenantPaths, tokenizer, phase: SplitFile
                        neighbours_factory: Callable[[Sequence[str]], Neighbours] | None = None, *,
                        template: Template) -> TrainingSet:
     cfg = settings.training
-    neighbours = None
+    neighbours, definitions = None, None
     if opts.rag_augmented:
         neighbours = (neighbours_factory or (lambda ex: retrieval_neighbours(settings, paths, ex)))(phase.split.heldout)
-    builder = example_builder(tokenizer, settings, neighbours, template=template)
+        if settings.prompt.symbols:
+            definitions = retrieval_definitions(settings, paths, phase.split.heldout)
+    builder = example_builder(tokenizer, settings, neighbours, template=template, definitions=definitions)
     tenant_ex = build_examples(builder, phase.train, "tenant", cfg.seed, rag_fraction=cfg.rag_fraction,
                                other_weight=cfg.other_code_weight, progress=opts.progress)
     if not tenant_ex:
@@ -387,6 +403,8 @@ def train_tenant(settings, paths: TenantPaths, opts: TrainOptions,
                           batch_tokens=(cfg.batch_tokens or cfg.grad_accum * cfg.seq_len) if device == "cuda" else 0)
     checksum = model_checksum(base_path)
     hyper = {**_hyper_parameters(cfg, opts, dtypes), "batch_tokens": loop_cfg.batch_tokens}
+    if opts.rag_augmented and settings.prompt.symbols:   # absent otherwise: earlier checkpoints keep their key
+        hyper["symbol_context"] = settings.prompt.symbol_limit
     key = _fingerprint(checksum, hyper, split.to_dict(), examples)
     work = paths.work_dir / "train"
     for stale in work.glob("*.pt") if work.is_dir() else []:

@@ -23,6 +23,7 @@ def acme(tmp_home):
     (["generate", "--tenant", "acme", "--file", "nope.py", "--line", "1"], 3, "no such file"),
     (["generate", "--tenant", "acme", "--prefix", "x", "--line", "2"], 2, "--line/--column go with --file"),
     (["generate", "--tenant", "acme", "--prefix", "x", "--max-tokens", "0"], 2, "--max-tokens must be"),
+    (["generate", "--tenant", "acme", "--prefix", "x", "--system", "base", "--rag"], 3, "has no index yet"),
     (["generate", "--tenant", "acme", "--prefix", "x = 1", "--cursor-kind", "line_start", "--system", "base"], 2,
      "line start needs a prefix that is empty or ends with a newline"),
     (["generate", "--tenant", "acme", "--file", "a.py", "--line", "1", "--suffix", "y"], 2,
@@ -39,6 +40,36 @@ def test_cursor_outside_the_file(acme, tmp_path, capsys):
     f.write_text("x = 1\n")
     assert main(["generate", "--tenant", "acme", "--file", str(f), "--line", "9", "--system", "base"]) == 2
     assert "outside the file" in capsys.readouterr().err
+
+
+def test_rag_finds_what_serving_finds(acme, monkeypatch):
+    """`generate --rag`'s snippets and definitions: serving's query, and with prompt.symbols the
+    definitions the cursor uses (the engine run itself: the engine-marked test below)."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import retrieval
+    from codetailor.cli.generate import _retrieved
+    from codetailor.completion import Cursor
+    from codetailor.config import load_settings
+    from retrieval.selection import SourceFile
+    from retrieval.symbol_table import forget_tables, update_symbols
+
+    paths = Home(acme).tenant("acme")
+    update_symbols(paths, "main", [SourceFile("pkg/util.py", Path("/x/pkg/util.py"), "python",
+                                              "def compute_total(count, price):\n    return count * price\n")])
+    queries = []
+    monkeypatch.setattr(retrieval, "search", lambda s, p, q, top_k: queries.append(q) or
+                        [SimpleNamespace(path="pkg/a.py", start_line=1, end_line=2, text="A = 1")])
+    cursor = Cursor("from pkg.util import compute_total\n\nx = compute_", "", "pkg/main.py")
+    try:
+        for symbols in (False, True):
+            settings = load_settings(home=acme, prompt={"symbols": symbols})
+            snippets, definitions = _retrieved(settings, paths, cursor)
+            assert [s.path for s in snippets] == ["pkg/a.py"] and queries[-1] == cursor.query(settings.retrieval.query_lines)
+            assert [d.name for d in definitions] == (["compute_total"] if symbols else [])
+    finally:
+        forget_tables()
 
 
 class _Borrowed:

@@ -15,6 +15,12 @@ def test_env_overrides_nested(tmp_home, monkeypatch):
     assert load_settings().engine.max_loras == 3
 
 
+def test_symbol_context_is_off_unless_asked_for(tmp_home, monkeypatch):
+    assert load_settings().prompt.symbols is False
+    monkeypatch.setenv("CODETAILOR_PROMPT__SYMBOLS", "true")
+    assert load_settings().prompt.symbols is True
+
+
 def test_bad_env_value_is_one_clear_line(tmp_home, monkeypatch):
     monkeypatch.setenv("CODETAILOR_SERVING__PORT", "99999")
     with pytest.raises(ConfigError) as e:

@@ -160,6 +160,22 @@ def test_own_file_comes_from_the_request_never_the_index(table):
     assert got[0].line == 16
 
 
+def test_prompt_definitions_are_the_resolved_ones_less_excluded_files(table, tmp_path):
+    """What every stage's prompt shows: `resolve` as signatures; held-out files never (training)."""
+    from codetailor.home import Home
+    from retrieval.symbol_context import prompt_definitions
+
+    paths = Home(tmp_path / "home").tenant("acme")
+    prefix = "from acme.util import Clock, parse_duration\nfrom acme.ledger import Ledger\n\n" \
+             "led = Ledger(Clock())\nspan = parse_duration('1d')\nled."
+    shown = prompt_definitions(paths, "src/acme/app.py", prefix)
+    resolved = resolve(table, "src/acme/app.py", prefix)
+    assert [(d.path, d.name, d.signature) for d in shown] == [(d.path, d.name, d.signature) for d in resolved]
+    assert {d.path for d in shown} == {"src/acme/util.py", "src/acme/ledger.py"}
+    rest = prompt_definitions(paths, "src/acme/app.py", prefix, limit=4, exclude_paths=["src/acme/util.py"])
+    assert rest and {d.path for d in rest} == {"src/acme/ledger.py"} and len(rest) <= 4
+
+
 def test_go_receiver_and_package_function(table):
     prefix = "package shipping\n\nfunc (p *Parcel) Heavy() bool {\n\tv := p.Volume()\n\treturn ComputeFreight(*p) > v && p."
     got = names(resolve(table, "shipping/rules.go", prefix))

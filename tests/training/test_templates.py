@@ -1,4 +1,5 @@
-"""Training lays a cursor out as serving does, in the base model's chosen template.
+"""Training lays a cursor out as serving does, in the base model's chosen template, with the
+same retrieved snippets and the same symbol context (prompt.symbols).
 
 The Qwen-like tokenizer is SmolLM2's with Qwen2.5-Coder's special tokens added: the family is
 recognised from them (codetailor.model), and the native layout's tokens are single tokens."""
@@ -6,6 +7,7 @@ recognised from them (codetailor.model), and the native layout's tokens are sing
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -16,7 +18,7 @@ from codetailor.completion import infer_kind
 from codetailor.prompt_format import Snippet
 from training.corpus import CorpusFile
 from training.examples import WINDOW, ExampleBuilder
-from training.run import build_examples
+from training.run import build_examples, retrieval_definitions
 
 from tests.training.conftest import _MODULE
 
@@ -47,11 +49,23 @@ def qwen_like(tiny_llama, tmp_path_factory):
     return out, AutoTokenizer.from_pretrained(out)
 
 
-def _settings(home, base, layout, **over):
+def _settings(home, base, layout, symbols=False, **over):
     from codetailor.config import load_settings
 
-    return load_settings(home=home, model={"base": str(base)}, prompt={"template": layout},
+    return load_settings(home=home, model={"base": str(base)}, prompt={"template": layout, "symbols": symbols},
                          engine={"max_model_len": SEQ_LEN}, **over)
+
+
+def _symbol_table(paths):
+    """The tenant's symbol table: the other modules of the repo, and an indexed copy of the cursor's
+    own file that differs from what the editor sends (it must never be shown)."""
+    from codetailor.languages import language_of
+    from retrieval.selection import SourceFile
+    from retrieval.symbol_table import update_symbols
+
+    files = {f"pkg/mod{i}.py": _MODULE.format(i=i) for i in range(10)}
+    files["pkg/mod.py"] = "def stale_only_in_the_index(x):\n    return x\n"
+    update_symbols(paths, "main", [SourceFile(p, Path("/x") / p, language_of(p), t) for p, t in files.items()])
 
 
 def _ingress(s, tok, template):
@@ -64,13 +78,15 @@ def _ingress(s, tok, template):
     ing.settings, ing.home, ing.template = s, Home(s.home), template
     ing.count_tokens = lambda text: len(tok(text, add_special_tokens=False)["input_ids"])
     ing.metrics = None
-    Registry(ing.home, "p").create_tenant("acme")
+    paths, _ = Registry(ing.home, "p").create_tenant("acme")
+    _symbol_table(paths)
     return ing
 
 
 @pytest.fixture(scope="module", params=["smollm2/text", "qwen2.5-coder/native"])
 def both_sides(request, qwen_like, tiny_llama, tmp_path_factory):
-    """(example builder, in-process ingress, tokenizer) sharing one base model, template and budget."""
+    """(example builder, in-process ingress, tokenizer) sharing one base model, template and budget;
+    the ingress's settings with prompt.symbols off and on are at `ingress.plain`, `ingress.with_symbols`."""
     from transformers import AutoTokenizer
 
     from codetailor.model import prompt_template
@@ -82,20 +98,34 @@ def both_sides(request, qwen_like, tiny_llama, tmp_path_factory):
     template = prompt_template(s)
     assert template.name == request.param
     builder = ExampleBuilder(tok, s.prompt, SEQ_LEN, 64, neighbours=None, template=template)
-    return builder, _ingress(s, tok, template), tok
+    ingress = _ingress(s, tok, template)
+    ingress.plain = s
+    ingress.with_symbols = s.model_copy(update={"prompt": s.prompt.model_copy(update={"symbols": True})})
+    return builder, ingress, tok
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(module=st.integers(0, 9), seed=st.integers(0, 10_000), kind=st.sampled_from(["line", "midline", "fim"]),
-       snippets=st.lists(st.sampled_from(SNIPPETS), unique=True, max_size=3), infer=st.booleans())
-def test_a_cursors_training_prompt_is_its_serving_prompt(both_sides, module, seed, kind, snippets, infer):
+       snippets=st.lists(st.sampled_from(SNIPPETS), unique=True, max_size=3), infer=st.booleans(),
+       symbols=st.booleans())
+def test_a_cursors_training_prompt_is_its_serving_prompt(both_sides, module, seed, kind, snippets, infer, symbols):
+    from codetailor.adapters import AdapterStore
+    from codetailor.systems import System
+
     builder, ingress, tok = both_sides
     f = CorpusFile("pkg/mod.py", _MODULE.format(i=module))
     rng = random.Random(seed)
     start, end = rng.choice(builder.spans(f, rng))
     c = builder.cursor(f, start, end, kind, rng)
     builder.neighbours = lambda query, path: list(snippets)
-    ex = builder.example(c, "tenant", rag=bool(snippets))
+    # With prompt.symbols a rag example shows the cursor's definitions, resolved by the resolver
+    # training builds (training.run), against the table serving reads.
+    paths = ingress.home.tenant("acme")
+    ingress.settings = ingress.with_symbols if symbols else ingress.plain
+    builder.definitions = retrieval_definitions(ingress.with_symbols, paths, ()) if symbols else None
+    rag = bool(snippets) or symbols
+    AdapterStore(paths).set_system(System.RAG if rag else System.BASE)
+    ex = builder.example(c, "tenant", rag=rag)
     if ex is None:   # the target alone fills the sequence
         return
     hits = [SimpleNamespace(path=s.path, start_line=s.start_line, end_line=s.end_line, text=s.text, score=1.0)
@@ -109,6 +139,7 @@ def test_a_cursors_training_prompt_is_its_serving_prompt(both_sides, module, see
     prep = ingress._prepare(req)
     served = prep.model_req
     assert tok(served["prompt"], add_special_tokens=False)["input_ids"] == list(ex.ids[: ex.n_prompt])
+    assert bool(prep.prompt.definitions) <= symbols and "stale_only_in_the_index" not in served["prompt"]
     # ... and the model is trained to write there what serving turns into the insertion
     target = tok.decode(ex.ids[ex.n_prompt:])
     lead = "\n" if prep.prompt.opens_line else served["heal"]
