@@ -54,9 +54,18 @@ def compute_cqi(system_u: np.ndarray, base_u: np.ndarray, *, scale: float = 0.12
         raise ValueError("CQI needs two non-empty per-task arrays of the same length (paired tasks)")
     diff = system_u - base_u
     d = float(diff.mean())
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(diff), size=(samples, len(diff)))
-    boot = diff[idx].mean(axis=1)
+    lo, hi = interval(diff[resampled_tasks(len(diff), samples, seed)].mean(axis=1), confidence)
+    return CQI(cqi_of_gain(d, scale), cqi_of_gain(lo, scale), cqi_of_gain(hi, scale), d, len(diff))
+
+
+def resampled_tasks(n: int, samples: int, seed: int) -> np.ndarray:
+    """`samples` bootstrap resamples of task indices 0..n-1 (rows). Paired comparisons index every
+    system's per-task values with the same rows, so a task's systems stay together."""
+    return np.random.default_rng(seed).integers(0, n, size=(samples, n))
+
+
+def interval(boot: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """The percentile interval of a bootstrap distribution."""
     alpha = (1 - confidence) / 2
-    lo, hi = np.quantile(boot, [alpha, 1 - alpha])
-    return CQI(cqi_of_gain(d, scale), cqi_of_gain(float(lo), scale), cqi_of_gain(float(hi), scale), d, len(diff))
+    lo, hi = np.quantile(np.asarray(boot, float), [alpha, 1 - alpha])
+    return float(lo), float(hi)

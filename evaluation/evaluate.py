@@ -165,6 +165,10 @@ def _task_rows(tasks, completions, scores) -> list[dict]:
             "snippets": {s: list(completions[s][i].snippets) for s in completions if completions[s][i].snippets},
             **_definition_rows(completions, i),
             "usefulness": {s: round(float(scoring.usefulness_of([scores[s][i]])[0]), 4) for s in scores},
+            # what paired comparisons of two runs need per task: exact match, and the internal-API
+            # calls of the reference the prediction reproduced
+            "exact_match": {s: scores[s][i].exact_match for s in scores},
+            "api_calls": {s: [scores[s][i].api_matched, scores[s][i].api_reference] for s in scores},
         })
     return rows
 

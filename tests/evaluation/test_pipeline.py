@@ -88,6 +88,11 @@ def test_better_adapter_gets_high_cqi_records_and_report(env, tmp_path):
     for m in ("edit_similarity", "codebleu", "identifier_match", "api_usage"):
         assert 0 <= base[m] <= ft[m] <= 1
     assert ft["api_usage"] == 1.0
+    # each task row carries what a paired comparison of two runs needs, agreeing with the means
+    rows = result["tasks"]
+    assert sum(t["exact_match"]["ft"] for t in rows) / len(rows) == ft["exact_match"]
+    matched, reference = (sum(t["api_calls"]["base"][i] for t in rows) for i in (0, 1))
+    assert reference and matched / reference == base["api_usage"]
     c = result["cqi"]["ft"]
     assert 5 < c["low"] <= c["value"] <= c["high"] <= 10
     # every request was greedy, same prompts for both systems, the adapter only on ft
