@@ -224,6 +224,31 @@ class EvaluationRecord(Artifact):
     chosen_system: System | None = None
     hardware: dict[str, Any] | None = None       # the machine and the number formats chosen (codetailor.hardware)
     tasks: list[dict[str, Any]] = []
+    runs: int = 1                                # how many `eval` invocations built it (`--resume`)
+
+
+class PartialEvaluationHeader(Artifact):
+    """First line of `evals/partial/<run id>.jsonl`, a run in progress (evaluation/records.py writes
+    it): what must be equal for `eval --resume` to reuse its completions in one record."""
+
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    run_id: str
+    tenant: str
+    started_at: float
+    plan: dict[str, Any]           # flat "name": value of everything that changes a prompt or a completion
+    task_ids: list[str] = []       # the tasks cut when the run began, in order
+    tasks_sha256: str = ""         # of their text: equal ids over edited files are not the same tasks
+
+
+class PartialEvaluationTask(BaseModel):
+    """Each further line of a partial run: one task's completions, every system of the run."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    task: str
+    seconds: float                 # the run's generation time when it was written, earlier runs included
+    run: int = 1                   # which invocation of the run did it (1, then one more per resume)
+    completions: dict[str, dict[str, Any]]   # system -> evaluation.runner.Completion's fields
 
 
 class AdapterState(Artifact):

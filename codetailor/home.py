@@ -9,6 +9,7 @@ Layout under CODETAILOR_HOME:
     tenants/<tenant>/index/        retrieval: manifest, BM25 segments, vectors
     tenants/<tenant>/adapters/     LoRA adapter versions and state.json (active/previous)
     tenants/<tenant>/evals/        evaluation reports
+    tenants/<tenant>/evals/partial/  runs in progress, a task per line (`eval --resume` continues one)
     tenants/<tenant>/usage/        serving outcomes (acceptance)
     tenants/<tenant>/work/         resumable scratch (training checkpoints, refresh progress)
     tenants/<tenant>/sources/<s>/  clones of sources connected by URL, beside <s>.state.json
@@ -54,6 +55,13 @@ class TenantPaths:
     @property
     def evals_dir(self) -> Path:
         return self.root / "evals"
+
+    @property
+    def partial_evals_dir(self) -> Path:
+        return self.evals_dir / "partial"
+
+    def partial_eval(self, run_id: str) -> Path:
+        return self.partial_evals_dir / f"{validate_name('evaluation run', run_id)}.jsonl"
 
     @property
     def usage_dir(self) -> Path:

@@ -4,11 +4,16 @@ Order matters on CPU: the vLLM engine is started before anything imports the
 retrieval package (bm25s/numba loaded first break the engine's start), so cheap
 input checks run first, then the engine, then file selection, retrieval and
 generation.
+
+Every run keeps its finished tasks in a partial file as it goes (evaluation/records.py);
+`resume=True` continues the newest one made with the same plan (evaluation/resume.py), so a
+large grid can be built over several runs and the record is the one a single run would write.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from pathlib import Path
 from typing import Sequence
@@ -20,9 +25,10 @@ from codetailor.hardware import hardware_record
 from codetailor.home import TenantPaths
 from codetailor.model import prompt_template, resolve_base_model
 from codetailor.prompt_format import query_lines, snippets_from
-from engine.protocol import EngineClient
+from engine.protocol import AdapterRef, EngineClient
+from codetailor.artifacts import PartialEvaluationHeader
 from evaluation import data as eval_data
-from evaluation import records, scoring
+from evaluation import records, resume as resuming, scoring
 from evaluation.guardrail import check_base_model
 from codetailor.systems import NAMES, System
 from evaluation.runner import run_systems, uses_adapter, uses_retrieval
@@ -46,7 +52,7 @@ class Plan:
     """Everything checked before the engine starts."""
 
     def __init__(self, settings: Settings, paths: TenantPaths, systems: Sequence[str], n: int | None,
-                 adapter: str | None):
+                 adapter: str | None, resume: bool = False):
         self.settings, self.paths = settings, paths
         self.systems = parse_systems(systems)
         self.n = settings.evaluation.n if n is None else n
@@ -66,6 +72,15 @@ class Plan:
             raise EvaluationError(f"tenant {paths.tenant!r} has no index: run `codetailor index` first")
         # NotFound with the fix when the model is not fetched; ConfigError when no template fits it.
         self.template = prompt_template(settings, resolve_base_model(settings))
+        self.identity = resuming.identity(self)
+        # With resume: the unfinished run to continue (refused here when one exists but differs).
+        self.resume_from = resuming.choose(paths, self.identity) if resume else None
+        if resume and self.resume_from is None:
+            _say(f"no unfinished evaluation of tenant {paths.tenant!r} to resume: starting a new run")
+
+
+def _say(message: str) -> None:
+    print(f"codetailor: {message}", file=sys.stderr, flush=True)
 
 
 def _retrieve(settings: Settings, paths: TenantPaths, tasks: Sequence[Task], progress: bool) -> tuple[dict, dict]:
@@ -101,25 +116,16 @@ async def run(plan: Plan, engine: EngineClient, *, progress: bool = True, report
     if not tasks:
         raise EvaluationError(f"the {len(data.heldout)} held-out files of {paths.tenant!r} hold no code lines "
                               "to complete")
-    snippets, definitions = _retrieve(settings, paths, tasks, progress) \
-        if any(uses_retrieval(s) for s in plan.systems) else (None, None)
-    adapter = None
-    if any(uses_adapter(s) for s in plan.systems):
-        from engine.resolver import AdapterResolver
-
-        adapter = AdapterResolver(settings.home).ref_for(paths.tenant, plan.version)
-
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=len(tasks) * len(plan.systems), desc="generating", unit="completion")
-    try:
-        completions = await run_systems(engine, tasks, plan.systems, settings, snippets=snippets,
-                                        definitions=definitions, adapter=adapter,
-                                        on_done=bar.update if bar else None, template=plan.template)
-    finally:
-        if bar:
-            bar.close()
+    path = plan.resume_from or records.start_partial(paths, PartialEvaluationHeader(
+        run_id=records.new_run_id(), tenant=str(paths.tenant), started_at=time.time(), plan=plan.identity,
+        task_ids=[t.id for t in tasks], tasks_sha256=resuming.tasks_sha256(tasks)))
+    with records.open_partial(path, resuming.busy(path.stem)) as partial:
+        resuming.check_tasks(partial, tasks)
+        if plan.resume_from:
+            _say(f"resuming evaluation {partial.header.run_id}: {len(partial.done)} of {len(tasks)} tasks done")
+        todo = [t for t in tasks if t.id not in partial.done]
+        adapter = await _generate(plan, engine, todo, partial, t0, progress)
+    completions = {s: [partial.done[t.id][s] for t in tasks] for s in plan.systems}
     scores = scoring.score_all(tasks, completions, apis)
     cqi = scoring.cqis(scores, scale=cfg.cqi_scale, samples=cfg.bootstrap_samples, seed=cfg.seed)
     result = {
@@ -129,7 +135,7 @@ async def run(plan: Plan, engine: EngineClient, *, progress: bool = True, report
         "systems": {s: scoring.summarise(ss) for s, ss in scores.items()},
         "cqi": cqi,
         "n": len(tasks),
-        "seconds": round(time.perf_counter() - t0, 1),
+        "seconds": round(partial.seconds + time.perf_counter() - t0, 1),
         "finished_at": time.time(),
         "by_kind": scoring.per_kind(tasks, scores),
         "split": data.split,
@@ -137,8 +143,10 @@ async def run(plan: Plan, engine: EngineClient, *, progress: bool = True, report
         "chosen_system": records.choose_system(cqi),
         "hardware": _hardware(engine),
         "tasks": _task_rows(tasks, completions, scores),
+        "runs": partial.run,
     }
     records.save(paths, result)
+    records.remove_partial(partial)  # after the record: a kill in between leaves a run to resume
     store = AdapterStore(paths)
     if adapter:
         records.record_in_adapter(store, plan.version, result)
@@ -148,6 +156,38 @@ async def run(plan: Plan, engine: EngineClient, *, progress: bool = True, report
 
         result["report"] = str(render(result, report_dir))
     return result
+
+
+async def _generate(plan: Plan, engine: EngineClient, tasks: Sequence[Task], partial: records.PartialRun,
+                    t0: float, progress: bool) -> AdapterRef | None:
+    """Complete `tasks` for every system, keeping each task in `partial` as it finishes; returns
+    the adapter the adapter systems ran with (None without one)."""
+    settings, paths = plan.settings, plan.paths
+    adapter = None
+    if any(uses_adapter(s) for s in plan.systems):
+        from engine.resolver import AdapterResolver
+
+        adapter = AdapterResolver(settings.home).ref_for(paths.tenant, plan.version)
+    if not tasks:
+        return adapter
+    snippets, definitions = _retrieve(settings, paths, tasks, progress) \
+        if any(uses_retrieval(s) for s in plan.systems) else (None, None)
+
+    def keep(task_id: str, completions: dict) -> None:
+        partial.append(task_id, completions, partial.seconds + time.perf_counter() - t0)
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(tasks) * len(plan.systems), desc="generating", unit="completion")
+    try:
+        await run_systems(engine, tasks, plan.systems, settings, snippets=snippets, definitions=definitions,
+                          adapter=adapter, on_done=bar.update if bar else None, on_task=keep,
+                          template=plan.template)
+    finally:
+        if bar:
+            bar.close()
+    return adapter
 
 
 def _hardware(engine: EngineClient) -> dict:
@@ -190,9 +230,10 @@ def public_summary(result: dict) -> dict:
 
 def evaluate(settings: Settings, paths: TenantPaths, *, systems: Sequence[str] | str = NAMES,
              n: int | None = None, adapter: str | None = None, report_dir: Path | None = None,
-             engine: EngineClient | None = None, progress: bool = True) -> dict:
-    """Synchronous entry (the CLI): checks inputs, starts an engine unless given one, runs."""
-    plan = Plan(settings, paths, systems, n, adapter)
+             engine: EngineClient | None = None, progress: bool = True, resume: bool = False) -> dict:
+    """Synchronous entry (the CLI): checks inputs, starts an engine unless given one, runs. With
+    `resume`, continues the tenant's newest unfinished run made with the same plan."""
+    plan = Plan(settings, paths, systems, n, adapter, resume)
     if engine is not None:
         return asyncio.run(run(plan, engine, progress=progress, report_dir=report_dir))
     from engine.vllm_engine import VllmEngine

@@ -6,18 +6,34 @@ completions, so a report can be re-rendered later. The adapter that was
 evaluated gets the summary the guardrail needs (an EvaluationSummary in its
 meta, through AdapterStore.record_evaluation), and the tenant's adapter state
 records which system serving should use.
+
+While a run generates, `evals/partial/<run id>.jsonl` keeps what it has done: a
+PartialEvaluationHeader line, then one PartialEvaluationTask line per finished task,
+appended and fsynced as the task's last system finishes. A kill can tear only the
+last line, which a reader drops. `eval --resume` continues such a file
+(evaluation/resume.py decides which); a finished run removes it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import fcntl
+import json
+import os
 import time
 import uuid
 from pathlib import Path
+from typing import Callable, Iterator
 
 from codetailor.adapters import AdapterStore
-from codetailor.artifacts import EvaluationRecord, EvaluationSummary
+from codetailor.artifacts import (ArtifactError, EvaluationRecord, EvaluationSummary, PartialEvaluationHeader,
+                                  PartialEvaluationTask)
+from codetailor.atomic import atomic_write_text
+from codetailor.errors import CodetailorError
 from codetailor.home import TenantPaths
 from codetailor.systems import System
+from evaluation.runner import Completion
 
 
 def new_eval_id() -> str:
@@ -60,3 +76,101 @@ def choose_system(cqi: dict[str, dict]) -> System:
         return System.BASE
     best = max(custom, key=lambda s: (custom[s], s))
     return System(best) if custom[best] > 5 else System.BASE
+
+
+# -- runs in progress ------------------------------------------------------------------------------
+
+def new_run_id() -> str:
+    return new_eval_id().lower()  # a file name TenantPaths.partial_eval accepts
+
+
+def partial_runs(paths: TenantPaths) -> list[tuple[Path, PartialEvaluationHeader]]:
+    """The tenant's unfinished runs, newest first, with their headers."""
+    d = paths.partial_evals_dir
+    files = sorted(d.glob("*.jsonl"), reverse=True) if d.is_dir() else []
+    return [(p, _header(p)) for p in files if not p.name.startswith(".")]
+
+
+def _header(path: Path) -> PartialEvaluationHeader:
+    with open(path, "rb") as f:
+        first = f.readline()
+    return PartialEvaluationHeader.from_dict(_whole_lines(first, path)[0][0], source=str(path))
+
+
+def start_partial(paths: TenantPaths, header: PartialEvaluationHeader) -> Path:
+    """A new run's file, holding its header only (written whole, so never torn)."""
+    path = paths.partial_eval(header.run_id)
+    atomic_write_text(path, json.dumps(header.to_dict(), sort_keys=True) + "\n")
+    return path
+
+
+@dataclasses.dataclass
+class PartialRun:
+    """An unfinished run opened by this process: its header, the tasks it has done, and the
+    append-only file it keeps the next ones in."""
+
+    path: Path
+    header: PartialEvaluationHeader
+    done: dict[str, dict[str, Completion]]   # task id -> system -> completion
+    seconds: float                            # generation time of the runs before this one
+    run: int                                  # this invocation's number, 1 for a new run
+    fd: int
+
+    def append(self, task_id: str, completions: dict[str, Completion], seconds: float) -> None:
+        line = PartialEvaluationTask(task=task_id, seconds=round(seconds, 1), run=self.run,
+                                     completions={s: dataclasses.asdict(c) for s, c in completions.items()})
+        os.write(self.fd, (json.dumps(line.model_dump(mode="json"), sort_keys=True) + "\n").encode())
+        os.fsync(self.fd)  # kept means on disk: the point of the file is surviving a kill
+        self.done[task_id] = completions
+
+
+@contextlib.contextmanager
+def open_partial(path: Path, busy: Callable[[], CodetailorError]) -> Iterator[PartialRun]:
+    """Lock the run at `path` for this process (or raise `busy()`), drop a torn last line, and
+    yield it for appending. The kernel drops the lock when the process dies."""
+    fd = os.open(path, os.O_RDWR | os.O_APPEND)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise busy() from None
+        lines, kept = _whole_lines(Path(path).read_bytes(), path)
+        os.ftruncate(fd, kept)  # the next append starts a line of its own
+        header = PartialEvaluationHeader.from_dict(lines[0], source=str(path))
+        done, seconds, run = {}, 0.0, 0
+        for entry in lines[1:]:
+            t = PartialEvaluationTask.model_validate(entry)
+            done[t.task] = {s: _completion(c) for s, c in t.completions.items()}
+            seconds, run = max(seconds, t.seconds), max(run, t.run)
+        yield PartialRun(Path(path), header, done, seconds, run + 1, fd)
+    finally:
+        os.close(fd)
+
+
+def _whole_lines(data: bytes, path: Path) -> tuple[list, int]:
+    """The parsed lines a kill cannot have torn, and the bytes they span. Only the last line can
+    be torn: one without its newline, or a final one that does not parse. The header is written
+    whole, so a damaged one, like any damaged line before the last, is refused."""
+    lines, end = [], 0
+    raw = data.split(b"\n")
+    for number, line in enumerate(raw[:-1], 1):   # raw[-1] follows the last newline: torn or empty
+        try:
+            lines.append(json.loads(line))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            if number == len(raw) - 1 and number > 1:
+                break
+            raise ArtifactError(f"{path}: line {number} is damaged; remove the file to start anew") from None
+        end += len(line) + 1
+    if not lines:
+        raise ArtifactError(f"{path} has no header line; remove the file to start anew")
+    return lines, end
+
+
+def _completion(fields: dict) -> Completion:
+    c = Completion(**fields)
+    return dataclasses.replace(c, snippets=tuple(c.snippets), definitions=tuple(c.definitions))
+
+
+def remove_partial(run: PartialRun) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        run.path.unlink()

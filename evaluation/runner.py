@@ -73,17 +73,20 @@ async def run_systems(
     adapter: AdapterRef | None = None,
     repo: str = "repo",
     on_done: Callable[[], None] | None = None,
+    on_task: Callable[[str, dict[str, Completion]], None] | None = None,
     template: Template = TEXT,
 ) -> dict[str, list[Completion]]:
     """Completions per system, in task order, in the base model's prompt `template`
     (codetailor.model.prompt_template). Retrieval systems show each task's `definitions` too
-    (none without them)."""
+    (none without them). `on_task(task id, {system: completion})` is called as each task's last
+    system finishes (evaluation/records.py keeps it, so a killed run loses only tasks in flight)."""
     if any(uses_retrieval(s) for s in systems) and snippets is None:
         raise ValueError("a retrieval system needs the tasks' snippets")
     if any(uses_adapter(s) for s in systems) and adapter is None:
         raise ValueError("an adapter system needs an adapter")
     max_tokens = settings.evaluation.max_new_tokens
     run_id = uuid.uuid4().hex[:8]  # request ids stay unique on an engine shared with others
+    unfinished: dict[str, dict[str, Completion]] = {t.id: {} for t in tasks}
 
     async def one(system: str, task: Task) -> Completion:
         snips = snippets.get(task.id, ()) if uses_retrieval(system) else ()
@@ -98,11 +101,18 @@ async def run_systems(
         if on_done:
             on_done()
         kept = tuple(f"{s.path}:{s.start_line}-{s.end_line}" for s in prompt.snippets)
-        return Completion(task.id, system, result.prompt_tokens, result.text,
+        done = Completion(task.id, system, result.prompt_tokens, result.text,
                           extract_prediction(task, prompt.finish(result.text).text), kept,
                           tuple(f"{d.path}:{d.name}" for d in prompt.definitions), prompt.dropped_definitions)
+        systems_done = unfinished[task.id]
+        systems_done[system] = done
+        if on_task and len(systems_done) == len(systems):
+            on_task(task.id, dict(systems_done))
+        return done
 
-    jobs = [one(system, task) for system in systems for task in tasks]
+    # Task by task, every system of a task together: the engine admits requests in order, so tasks
+    # finish (and are kept, see on_task) one after another instead of all at the very end.
+    jobs = [one(system, task) for task in tasks for system in systems]
     results = await asyncio.gather(*jobs)
     out: dict[str, list[Completion]] = {s: [] for s in systems}
     for c in results:

@@ -54,6 +54,15 @@ def has_index(paths: TenantPaths) -> bool:
     return read_manifest(paths) is not None
 
 
+def index_version(paths: TenantPaths) -> dict | None:
+    """What retrieval answers from: the published generation and how many chunks still lack their
+    vector (hybrid search changes as they are filled in). None before the first index."""
+    from retrieval.segments import read_manifest
+
+    m = read_manifest(paths)
+    return None if m is None else {"generation": m["generation"], "pending_vectors": len(m["pending_ids"])}
+
+
 def tenant_sources(settings, paths: TenantPaths) -> list[IndexedSource]:
     """The tenant's sources by name: the index manifest's, else the registry's (not indexed yet)."""
     from codetailor.tenants import Registry

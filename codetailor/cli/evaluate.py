@@ -22,6 +22,9 @@ def register(sub) -> None:
     e.add_argument("--n", type=int, default=None, help="number of tasks (default evaluation.n)")
     e.add_argument("--adapter", metavar="VERSION", help="adapter version to evaluate (default the latest)")
     e.add_argument("--report", type=Path, metavar="DIR", help="write report.md and PNG plots into DIR")
+    e.add_argument("--resume", action="store_true",
+                   help="continue the tenant's newest unfinished run made with the same settings (refused if "
+                        "it differs), or start one; every run keeps its finished tasks as it goes")
     e.add_argument("--quiet", action="store_true", help="no progress bars")
 
     acts = add_group(sub, "adapters", "list, activate (guarded by the CQI), roll back adapter versions")
@@ -41,7 +44,8 @@ def _eval(args):
 
     settings = get_settings()
     result = public_summary(evaluate(settings, _paths(args.tenant), systems=args.systems, n=args.n,
-                                     adapter=args.adapter, report_dir=args.report, progress=not args.quiet))
+                                     adapter=args.adapter, report_dir=args.report, progress=not args.quiet,
+                                     resume=args.resume))
     return result if args.json else _table(result)
 
 
