@@ -26,6 +26,8 @@ import uuid
 from pathlib import Path
 from typing import Callable, Iterator
 
+from pydantic import ValidationError
+
 from codetailor.adapters import AdapterStore
 from codetailor.artifacts import (ArtifactError, EvaluationRecord, EvaluationSummary, PartialEvaluationHeader,
                                   PartialEvaluationTask)
@@ -138,8 +140,12 @@ def open_partial(path: Path, busy: Callable[[], CodetailorError]) -> Iterator[Pa
         os.ftruncate(fd, kept)  # the next append starts a line of its own
         header = PartialEvaluationHeader.from_dict(lines[0], source=str(path))
         done, seconds, run = {}, 0.0, 0
-        for entry in lines[1:]:
-            t = PartialEvaluationTask.model_validate(entry)
+        for number, entry in enumerate(lines[1:], 2):
+            try:
+                t = PartialEvaluationTask.model_validate(entry)
+            except ValidationError:
+                raise ArtifactError(f"{path}: line {number} is not a task's completions; remove the file "
+                                    "to start anew") from None
             done[t.task] = {s: _completion(c) for s, c in t.completions.items()}
             seconds, run = max(seconds, t.seconds), max(run, t.run)
         yield PartialRun(Path(path), header, done, seconds, run + 1, fd)

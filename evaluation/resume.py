@@ -42,7 +42,7 @@ def identity(plan: Plan) -> dict[str, Any]:
     s = plan.settings
     adapter = any(uses_adapter(x) for x in plan.systems)
     out: dict[str, Any] = {
-        "systems": list(plan.systems),
+        "systems": sorted(plan.systems),  # the order given on the command line changes nothing
         "n": plan.n,
         "adapter": plan.version if adapter else None,
         "adapter_uid": plan.meta.uid if adapter and plan.meta is not None else None,  # a recreated v0001

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from codetailor.artifacts import ArtifactError
 from codetailor.cli import main
 from codetailor.config import get_settings
 from codetailor.home import Home
@@ -78,6 +79,17 @@ def test_a_torn_last_line_is_dropped_and_its_task_done_again(env):
     assert asked_tasks(engine) == set(header.task_ids[5:])
     assert resumed["runs"] == 3
     assert {k: resumed[k] for k in SAME} == {k: whole[k] for k in SAME}
+
+
+def test_a_damaged_line_before_the_last_is_refused(env):
+    settings, paths, files = env
+    add_adapter(paths, extra=HELDOUT)
+    path, _ = interrupt(settings, paths, files, after=8)
+    lines = path.read_text().split("\n")
+    lines[2] = lines[2][:40]
+    path.write_text("\n".join(lines))
+    with pytest.raises(ArtifactError, match="line 3 is damaged"):
+        evaluate(settings, paths, systems="ft", engine=OracleEngine(files), progress=False, resume=True)
 
 
 def test_resume_without_a_partial_run_starts_one(env, capsys):
