@@ -224,7 +224,7 @@ def _definition_rows(completions, i: int) -> dict:
 def public_summary(result: dict) -> dict:
     """The `--json` shape of the issue, plus the run's provenance."""
     keep = ("systems", "cqi", "n", "seconds", "tenant", "adapter", "eval_id", "chosen_system", "split", "by_kind",
-            "report")
+            "report", "runs")
     return {k: result[k] for k in keep if k in result}
 
 

@@ -10,7 +10,7 @@ from codetailor.cli import main
 from codetailor.config import get_settings
 from codetailor.home import Home
 from codetailor.tenants import Registry
-from evaluation import evaluate, records
+from evaluation import evaluate, public_summary, records
 from evaluation.resume import CannotResume, RunInProgress, busy
 from tests.evaluation.fake_engine import OracleEngine
 from tests.evaluation.helpers import add_adapter, fake_model_dir, tenant
@@ -60,7 +60,7 @@ def test_a_resumed_run_equals_an_uninterrupted_one_and_asks_only_for_the_rest(en
     assert len(engine.requests) == (24 - 5) * 2
     assert asked_tasks(engine) == set(header.task_ids[5:])
     assert {k: resumed[k] for k in SAME} == {k: whole[k] for k in SAME}
-    assert resumed["runs"] == 2 and whole["runs"] == 1
+    assert resumed["runs"] == 2 and whole["runs"] == 1 and public_summary(resumed)["runs"] == 2
     assert records.partial_runs(paths) == [] and resumed["eval_id"] in {p.stem for p in records.eval_files(paths)}
 
 
