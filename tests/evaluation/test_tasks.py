@@ -96,6 +96,16 @@ def test_make_tasks_is_seeded_and_bounded():
         make_tasks(files, ["a.py"], frozenset(), n=0)
 
 
+def test_make_tasks_depends_on_the_files_not_their_order():
+    """`eval --resume` reuses completions only for the same tasks: the order files, held-out paths
+    or internal APIs are listed in (dict and set order) must not change them."""
+    files = {"a.py": PY, "b.py": PY.replace("load_config", "read_config")}
+    a = make_tasks(files, ["a.py", "b.py"], internal_apis(files), n=12, seed=5)
+    flipped = dict(reversed(list(files.items())))
+    b = make_tasks(flipped, ["b.py", "a.py"], frozenset(sorted(internal_apis(flipped), reverse=True)), n=12, seed=5)
+    assert [t.as_dict() for t in a] == [t.as_dict() for t in b] and len(a) == 12
+
+
 def test_make_tasks_nothing_but_boilerplate():
     files = {"a.py": "# only a comment\n\n\"\"\"doc\"\"\"\n"}
     assert make_tasks(files, ["a.py"], frozenset(), n=10) == []
