@@ -32,6 +32,7 @@ from codetailor.prompt_format import Signature, definitions_from, render_definit
 from codetailor.languages import SYNTAX_LANGUAGES, language_of
 
 from retrieval.chunking import _parser
+from retrieval.focus import focus, needed_names
 from retrieval.outline import outline, suspect
 from retrieval.symbol_table import SymbolTable
 from retrieval.symbols import Definition, FileSymbols, Import, extract
@@ -347,16 +348,23 @@ def resolve(table: SymbolTable | None, path: str, prefix: str, suffix: str = "",
         return []
     prefix_lines = prefix.split("\n")
     cursor_line = len(prefix_lines)
-    fs = _request_symbols(str(table.path) if table is not None else "", path, language, prefix + suffix)
-    request_defs = [d for d in fs.definitions if d.line != cursor_line]
-    scope = _Scope(table, path, language, request_defs, fs.imports, cursor_line, prefix_lines)
-    rank = _Ranker(path)
     current = prefix_lines[-1][-LINE_TAIL:]
-
     # the identifier being typed, with its receiver chain (not a name being defined)
     m = _PARTIAL.search(current)
     chain = [p for p in (m.group(1) or "").split(".") if p]
     partial = m.group(2) or ""
+    uses = _recent_uses([*prefix_lines[:-1], current[:m.start()]])
+    # what of the request's own definitions can be read at all: the names of the last lines
+    # and the classes of the receivers there (`v.x`: v's class as the lines above tell)
+    types = {v: _variable_class(prefix_lines[-TYPE_SCAN_LINES:], v, language)
+             for v in {parts[-2] for parts, _, _ in uses if len(parts) > 1} | set(chain[-1:])}
+    needed = needed_names(prefix_lines[-RECENT_LINES:]) | {c for c in types.values() if c}
+    fs = _request_symbols(str(table.path) if table is not None else "", path, language, prefix + suffix,
+                          (len(prefix), needed, partial))
+    request_defs = [d for d in fs.definitions if d.line != cursor_line]
+    scope = _Scope(table, path, language, request_defs, fs.imports, cursor_line, prefix_lines)
+    scope._types.update(types)
+    rank = _Ranker(path)
     if not _DEFINING.search(current):
         if chain:
             _credit_member(scope, rank, chain, partial, 10.0, prefix_match=True)
@@ -364,7 +372,7 @@ def resolve(table: SymbolTable | None, path: str, prefix: str, suffix: str = "",
             _credit_partial(scope, rank, partial, 6.0)
 
     # names called or dereferenced in the last lines (the chain being typed counted above)
-    for parts, call, w in _recent_uses([*prefix_lines[:-1], current[:m.start()]]):
+    for parts, call, w in uses:
         weight = (8.0 if call else 5.0) * w
         if len(parts) == 1:
             _credit_name(scope, rank, parts[0], weight, call)
@@ -384,10 +392,17 @@ def resolve(table: SymbolTable | None, path: str, prefix: str, suffix: str = "",
     return rank.ranked(limit)
 
 
-def _request_symbols(scope: str, path: str, language: str, text: str) -> FileSymbols:
+def _request_symbols(scope: str, path: str, language: str, text: str, near=None) -> FileSymbols:
     """Definitions and imports of the request's text, read off the parse of its outline
     (bodies blanked, a fraction of the parse) unless that parse has an error the outline
-    may have made; then off the text's own parse."""
+    may have made; then off the text's own parse. With `near` (the cursor's offset, the
+    names used near it, the identifier being typed), a Python request is first focused
+    on what resolution there reads (retrieval/focus.py): its parse is bounded by the
+    cursor's neighbourhood, not by the file."""
+    if near is not None and language == "python":
+        fs = _focused_symbols(scope, path, language, text, *near)
+        if fs is not None:
+            return fs
     short = outline(text, language)
     if short is not None:
         key = (scope, path, language, "outline")
@@ -403,6 +418,29 @@ def _request_symbols(scope: str, path: str, language: str, text: str) -> FileSym
             return fs
     tree = _trees.parse(scope, path, language, text)
     return extract(path, text, language, tree=tree) if tree is not None else FileSymbols(path, language, "")
+
+
+def _focused_symbols(scope: str, path: str, language: str, text: str, cursor: int, needed: set[str],
+                     typed: str) -> FileSymbols | None:
+    """What the focused request's parse reads off, or None where focusing does not apply or
+    its parse has an error next to a part it blanked (one the focus or outline may have made)."""
+    near = focus(text, cursor, needed, typed)
+    if near is None:
+        return None
+    short = outline(near.text, language)
+    reduced, blanked = (short.text, near.blanked + short.blanked) if short is not None else (near.text, near.blanked)
+    key = (scope, path, language, "focus")
+    fs = _trees.read_off(key, reduced)
+    if fs is not None:
+        return fs
+    tree = _trees.parse(scope, path, language, reduced, "focus")
+    if tree is None:   # past the time limit: the whole text would be no faster
+        return FileSymbols(path, language, "")
+    if suspect(tree, blanked):
+        return None
+    fs = extract(path, reduced, language, tree=tree)
+    _trees.keep(key, reduced, fs)
+    return fs
 
 
 def _credit_name(scope: _Scope, rank: _Ranker, name: str, weight: float, call: bool) -> None:

@@ -1,0 +1,319 @@
+"""The part of a Python request's text that resolution at its cursor reads, so that a file's
+first request costs what the neighbourhood of its cursor costs, not what the file does.
+
+Resolution reads off the request's own definitions only: its imports, the top-level
+names used near the cursor or starting with what is being typed, the class around the
+cursor (its members and bases) and that class's last definition above the cursor.
+A 2,000-line file is mostly other things: module-level data tables, helpers the cursor
+does not use, classes it is not in. So the text's top-level statements (column-0
+lines outside triple-quoted strings) are kept when one of these holds, and blanked
+otherwise; every line keeps its number:
+
+- an import, or a compound statement (`if TYPE_CHECKING:`, `try: import ...`) holding one;
+- a definition or assignment of a name in `needed` (the identifiers of the lines the
+  resolver reads: the cursor's line and the lines above it) or starting with the
+  identifier being typed;
+- the statement the cursor is in, and the last class starting above the cursor.
+
+A kept class of more than `MEMBER_FOCUS_LINES` lines is focused the same way at its
+members' indentation (a member blanked leaves a `pass`): its constructor (the fields it
+sets), members named in `needed` or starting with what is typed, and those within
+`MEMBER_WINDOW` lines of the cursor stay.
+
+Like the outline (retrieval/outline.py), this is a line-level reading: a column-0 line
+inside a bracket it does not see open splits a statement, and the parse then shows an
+error next to a blanked part, which `retrieval.outline.suspect` tells the caller.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from functools import lru_cache
+from typing import NamedTuple
+
+from retrieval.outline import Outline
+
+MEMBER_FOCUS_LINES = 200   # a kept class longer than this keeps only the members the cursor may use
+MEMBER_WINDOW = 30         # lines either side of the cursor whose members a focused class keeps
+MEMBER_HEAD = 20           # a focused class keeps its first members (`self.` lists those first)
+BASE_DEPTH = 4            # generations of local base classes kept for a kept class
+HEAD_LINES = 20           # a kept assignment longer than this keeps its first line (the value closed)
+COMPOUND_LINES = 30        # a compound top-level statement this short is kept whatever it holds
+
+_TRIPLE = re.compile(r"\"\"\"|'''")
+_LINE_TOKENS = re.compile(r"""#|"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|["']""")
+_IMPORT_INSIDE = re.compile(r"^[ \t]*(?:import|from)[ \t]", re.M)
+_DEFINED_INSIDE = re.compile(r"^[ \t]*(?:(?:async[ \t]+)?(?:def|class)[ \t]+([A-Za-z_]\w*)|([A-Za-z_]\w*)[ \t]*=(?!=))",
+                             re.M)
+_MEMBER_INDENT = re.compile(r"^([ \t]+)(?:@|def[ \t]|async[ \t]|class[ \t]|[A-Za-z_]\w*[ \t]*[:=])", re.M)
+_ONE_LINE_STRING = re.compile(r'"[^"\\\n]*(?:\\.[^"\\\n]*)*"|\'[^\'\\\n]*(?:\\.[^\'\\\n]*)*\'')
+_CLOSE = {"(": ")", "[": "]", "{": "}"}
+IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
+
+
+class _Statement(NamedTuple):
+    start: int
+    end: int
+    name: str | None   # what it defines (a def, class or assignment)
+    kind: str          # import, compound, def, class, assign or other
+
+
+def focus(text: str, cursor: int, needed: set[str], typed: str = "") -> Outline | None:
+    """`text` with the top-level statements the cursor at offset `cursor` does not use
+    blanked, or None where nothing is blanked. `typed`: the identifier being typed."""
+    strings = _string_spans(text)
+    stmts = _statements(text, 0, len(text), strings, "")
+    if not stmts:
+        return None
+    begins = [st.start for st in stmts]
+    at = bisect_right(begins, cursor) - 1
+    # the class the resolver takes the cursor to be in: the last one starting above its line
+    above = bisect_right(begins, text.rfind("\n", 0, cursor)) - 1
+    last_class = next((i for i in range(above, -1, -1) if stmts[i].kind == "class"), None)
+    # the definition the cursor is in (a data table or a call it is in defines nothing it uses)
+    always = {i for i in (last_class, at) if i is not None and i >= 0 and stmts[i].kind in ("def", "class")}
+    keep = _select(text, stmts, needed, typed, always)
+    out, blanked, line, pos = [], [], 0, 0
+    for i, st in enumerate(stmts):
+        start, end = st.start, st.end
+        lines = text.count("\n", start, end)
+        if i in keep:
+            head = _head_only(text, start, end) if lines > HEAD_LINES and st.kind == "assign" else None
+            if head is not None:   # a long literal: its first line is all a definition reads
+                out.append(text[pos:start])
+                line += text.count("\n", pos, start)
+                blanked.append((line + 1, line + lines - 1))
+                out.append(head + "\n" * (lines - head.count("\n")))
+                line += lines
+                pos = end
+            elif lines > MEMBER_FOCUS_LINES and st.kind == "class":
+                first = line + text.count("\n", pos, start)
+                members = _members(text, start, end, strings, cursor, needed, typed, first)
+                if members is not None:
+                    out.append(text[pos:start])
+                    out.append(members.text)
+                    blanked.extend(members.blanked)
+                    line = first + lines
+                    pos = end
+            continue
+        out.append(text[pos:start])
+        line += text.count("\n", pos, start)
+        if lines:
+            blanked.append((line, line + lines - 1))
+        out.append("\n" * lines)
+        line += lines
+        pos = end
+    if not blanked:
+        return None
+    out.append(text[pos:])
+    return Outline("".join(out), tuple(blanked))
+
+
+def needed_names(lines: list[str]) -> set[str]:
+    """The identifiers of `lines` (the cursor's line and those above it the resolver reads)."""
+    return set(IDENTIFIER.findall("\n".join(lines)))
+
+
+def _select(text: str, stmts: list[_Statement], needed: set[str], typed: str, always: set[int]) -> set[int]:
+    """The statements kept: `always`, imports, compound statements that may define what is
+    used, definitions of needed names, and, for each class kept, its local bases."""
+    by_name: dict[str, list[int]] = {}
+    keep = set(always)
+    for i, st in enumerate(stmts):
+        if st.kind == "import":
+            keep.add(i)
+        elif st.kind == "compound":
+            if text.count("\n", st.start, st.end) <= COMPOUND_LINES or _IMPORT_INSIDE.search(text, st.start, st.end) \
+                    or any(_wanted(m.group(1) or m.group(2), needed, typed)
+                           for m in _DEFINED_INSIDE.finditer(text, st.start, st.end)):
+                keep.add(i)
+        elif st.name is not None:
+            by_name.setdefault(st.name, []).append(i)
+    for name in needed & by_name.keys():
+        keep.update(by_name[name])
+    if typed:
+        keep.update(i for name, idx in by_name.items() if name.startswith(typed) for i in idx)
+    # a kept class's bases are read off its header: their definitions are needed too, and
+    # theirs (a member may come from a base's base)
+    classes, seen = [i for i in keep if stmts[i].kind == "class"], set(needed)
+    for _ in range(BASE_DEPTH):
+        bases = {b for i in classes for b in IDENTIFIER.findall(_header_line(text, stmts[i].start))} - seen
+        seen |= bases
+        grown = {i for name in bases & by_name.keys() for i in by_name[name]} - keep
+        if not grown:
+            break
+        keep |= grown
+        classes = [i for i in grown if stmts[i].kind == "class"]
+    return keep
+
+
+def _wanted(name: str, needed: set[str], typed: str) -> bool:
+    return name in needed or (bool(typed) and name.startswith(typed))
+
+
+def _head_only(text: str, start: int, end: int) -> str | None:
+    """The first line of the assignment at `start`, then a line closing the brackets it
+    opens: a definition's signature is its first line. None where that line opens no
+    bracket or holds what this reading cannot close (a triple quote, a backslash)."""
+    nl = text.find("\n", start, end)
+    if nl < 0:
+        return None
+    first = text[start:nl]
+    if '"""' in first or "'''" in first or first.rstrip().endswith("\\"):
+        return None
+    code = _ONE_LINE_STRING.sub("", first).split("#", 1)[0]
+    stack = []
+    for ch in code:
+        if ch in "([{":
+            stack.append(_CLOSE[ch])
+        elif ch in ")]}":
+            if not stack or stack.pop() != ch:
+                return None
+    if not stack or "'" in code or '"' in code:
+        return None
+    return first + "\n" + "".join(reversed(stack)) + "\n"
+
+
+def _header_line(text: str, start: int) -> str:
+    """The first line of the statement at `start` past its decorators."""
+    while text.startswith("@", start):
+        nl = text.find("\n", start)
+        if nl < 0:
+            break
+        start = _skip_indent(text, nl + 1)
+    nl = text.find("\n", start)
+    return text[start:nl if nl >= 0 else len(text)]
+
+
+def _skip_indent(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t":
+        pos += 1
+    return pos
+
+
+def _string_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each triple-quoted string. A triple quote in a comment or inside a
+    one-line string (code that reads docstrings: `'\"\"\"'`) opens none; an escaped one
+    closes none."""
+    spans, pos = [], 0
+    for m in _TRIPLE.finditer(text):
+        if m.start() < pos:
+            continue   # inside the last string
+        line_start = text.rfind("\n", 0, m.start()) + 1
+        if not _in_code(text, max(line_start, pos), m.start()):
+            continue
+        quote, close = m.group(), m.end()
+        while True:
+            close = text.find(quote, close)
+            if close < 0 or not _escaped(text, close):
+                break
+            close += 1
+        if close < 0:
+            spans.append((m.start(), len(text)))
+            break
+        pos = close + 3
+        spans.append((m.start(), pos))
+    return spans
+
+
+def _in_code(text: str, start: int, pos: int) -> bool:
+    """Whether `pos` is code, `text[start:pos]` being its line so far: not after a `#`, not
+    inside a one-line string."""
+    for m in _LINE_TOKENS.finditer(text, start, pos):
+        if len(m.group()) == 1:   # a comment, or a quote not closed before pos
+            return False
+    return True
+
+
+def _escaped(text: str, pos: int) -> bool:
+    n = 0
+    while pos - n - 1 >= 0 and text[pos - n - 1] == "\\":
+        n += 1
+    return n % 2 == 1
+
+
+def _inside(strings, begins: list[int], pos: int) -> bool:
+    k = bisect_right(begins, pos) - 1
+    return k >= 0 and strings[k][0] < pos < strings[k][1]
+
+
+def _statements(text: str, start: int, end: int, strings, indent: str) -> list[_Statement]:
+    """The statements between `start` and `end` at indentation `indent`, each up to the
+    next: a line inside a triple-quoted string begins none, and a definition's decorators
+    begin it."""
+    out, k, n = [], 0, len(strings)
+    begin = kind = name = None
+    for m in _head_pattern(indent).finditer(text, start, end):
+        pos = m.start() + len(indent)
+        while k < n and strings[k][1] <= pos:
+            k += 1
+        if k < n and strings[k][0] < pos:
+            continue
+        define, defined, imports, compound, assigned = m.groups()
+        if kind != "decorator":   # a decorator whose arguments run over lines: its definition continues it
+            if begin is not None:
+                out.append(_Statement(begin, m.start(), name, kind))
+            begin = m.start()
+        if define:
+            name, kind = defined, define
+        elif assigned:
+            name, kind = assigned, "assign"
+        elif text.startswith("@", pos):
+            name, kind = None, "decorator"
+        else:
+            name, kind = None, "import" if imports else "compound" if compound else "other"
+    if begin is not None:
+        out.append(_Statement(begin, end, name, "other" if kind == "decorator" else kind))
+    return out
+
+
+@lru_cache(maxsize=32)
+def _head_pattern(indent: str) -> re.Pattern:
+    """A statement's first line at `indent` (its decorators included); groups: def or
+    class and its name, import, a compound statement's keyword, an assigned name."""
+    i = re.escape(indent)
+    return re.compile(
+        rf"^{i}(?!(?:else|elif|except|finally)\b)(?=[A-Za-z_@])"
+        rf"(?:@[^\n]*+\n(?:{i}@[^\n]*+\n)*{i})?"
+        r"(?:(?:async[ \t]+)?(def|class)[ \t]+([A-Za-z_]\w*)"
+        r"|(import|from)[ \t]"
+        r"|(if|try|with|for|while|async[ \t]+(?:with|for))\b"
+        r"|([A-Za-z_]\w*)[ \t]*(?::[^=\n]*)?=(?!=))?", re.M)
+
+
+def _members(text: str, start: int, end: int, strings, cursor: int, needed: set[str], typed: str,
+             first_line: int) -> Outline | None:
+    """The class at `start`..`end` with the members the cursor does not use blanked (each
+    leaves a `pass`); None where its members cannot be told apart."""
+    begins = [b for b, _ in strings]
+    m = next((m for m in _MEMBER_INDENT.finditer(text, start, end)
+              if not _inside(strings, begins, m.end(1))), None)
+    if m is None:
+        return None
+    indent = m.group(1)
+    members = _statements(text, m.start(), end, strings, indent)
+    if len(members) < 2:
+        return None
+    cursor_line = first_line + text.count("\n", start, min(max(cursor, start), end))
+    out, blanked, line, pos = [], [], first_line, start
+    at, counted = first_line, start   # the line at offset `counted`
+    for j, (s, e, name, kind) in enumerate(members):
+        at += text.count("\n", counted, s)
+        counted = s
+        if (s <= cursor < e or name == "__init__" or kind in ("import", "compound") or j < MEMBER_HEAD
+                or (name is not None and _wanted(name, needed, typed))
+                or abs(at - cursor_line) <= MEMBER_WINDOW):
+            continue
+        lines = text.count("\n", s, e)
+        out.append(text[pos:s])
+        line += text.count("\n", pos, s)
+        if lines:
+            blanked.append((line, line + lines - 1))
+        out.append(indent + "pass" + "\n" * lines if lines else indent + "pass")
+        line += lines
+        pos = e
+    if not blanked:
+        return None
+    out.append(text[pos:end])
+    return Outline("".join(out), tuple(blanked))
