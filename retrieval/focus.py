@@ -200,9 +200,9 @@ def _string_spans(text: str) -> list[tuple[int, int]]:
     for m in _TRIPLE.finditer(text):
         if m.start() < pos:
             continue   # inside the last string
-        line_start = text.rfind("\n", 0, m.start()) + 1
-        if not _in_code(text, max(line_start, pos), m.start()):
-            continue
+        line_start = max(text.rfind("\n", 0, m.start()) + 1, pos)
+        if not text[line_start:m.start()].isspace() and not _in_code(text, line_start, m.start()):
+            continue   # (a docstring's opening quote has only its indentation before it)
         quote, close = m.group(), m.end()
         while True:
             close = text.find(quote, close)

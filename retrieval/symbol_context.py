@@ -52,6 +52,7 @@ raise range return select static struct super switch this throw throws true try 
 yield self cls none true false print len str int float bool dict list set tuple string number any error""".split())
 _DECLARED = re.compile(r"(?:\b(?:def|class|func|function|interface|type|struct|enum)\s+|\bfunc\s*\([^)]*\)\s*)$")
 _IMPORT_LINE = re.compile(r"\s*(?:import\b|from\s+\S+\s+import\b|package\b|#include\b)")
+_IMPORT_LINES = re.compile(r"^[^\S\n]*(?:import\b|from[^\S\n]+\S+[^\S\n]+import\b|package\b|#include\b)[^\n]*", re.M)
 _DEFINING = re.compile(r"(?:^|\s)(?:def|class|func|function|interface|type|struct|enum)\s+[\w$]*$")
 
 _CHAIN = re.compile(r"(?<![\w$.])((?:[A-Za-z_$][\w$]*\s*\.\s*)*[A-Za-z_$][\w$]*)(\s*\()?")
@@ -381,8 +382,13 @@ def resolve(table: SymbolTable | None, path: str, prefix: str, suffix: str = "",
 
     # imported names used near the cursor, or not used yet (likely next), fill the remaining places
     if table is not None:
-        body = [line for line in prefix_lines if not _IMPORT_LINE.match(line)]
-        near, anywhere = "\n".join(body[-TYPE_SCAN_LINES:]), "\n".join(body)
+        near = []   # the last lines, imports aside (a line at a time from the end: a few hundred)
+        for line in reversed(prefix_lines):
+            if not _IMPORT_LINE.match(line):
+                near.append(line)
+                if len(near) == TYPE_SCAN_LINES:
+                    break
+        near, anywhere = "\n".join(reversed(near)), _IMPORT_LINES.sub("", prefix)
         fill = [i for i in fs.imports if i.name not in (None, "*") and (i.alias in near or i.alias not in anywhere)]
         for imp in fill[:IMPORT_FILL]:
             rank.add(scope.resolve_import(imp)[:3], 1.0)
