@@ -97,13 +97,17 @@ def _recent_uses(prefix_lines: list[str]) -> list[tuple[list[str], bool, float]]
     return out
 
 
-def _variable_class(lines: list[str], var: str, language: str) -> str | None:
-    """The class of `var` as the last assignment, annotation or declaration above tells."""
+def _variable_class(text: str, var: str, language: str) -> str | None:
+    """The class of `var` as the last assignment, annotation or declaration in `text` (the
+    lines above the cursor) tells. Lines are visited from the end, only those holding `var`."""
     kinds = _TYPE_KINDS.get(language, ())
-    for line in reversed(lines):
-        if var not in line:
-            continue
-        line = line[-LINE_TAIL:]
+    end = len(text)
+    while (at := text.rfind(var, 0, end)) >= 0:
+        start = text.rfind("\n", 0, at) + 1
+        stop = text.find("\n", at)
+        stop = len(text) if stop < 0 else stop
+        line = text[max(start, stop - LINE_TAIL):stop]
+        end = start
         best, where = None, -1
         for kind in kinds:
             pattern, vg, cg = _TYPE_PATTERNS[kind]
@@ -261,7 +265,7 @@ class _Scope:
                 self.local_members[d.container].append(d)
         self.imports = {i.alias: i for i in imports if i.alias != "*"}
         self.star_modules = [i.module for i in imports if i.alias == "*"]
-        self._type_lines = prefix_lines[-TYPE_SCAN_LINES:]
+        self._type_text = "\n".join(prefix_lines[-TYPE_SCAN_LINES:])
         self._types: dict[str, str | None] = {}
         self.enclosing = self._enclosing_class(cursor_line)
         self.cursor_line = cursor_line
@@ -329,7 +333,7 @@ class _Scope:
 
     def type_of(self, var: str) -> str | None:
         if var not in self._types:   # searched per name used: a handful per request
-            self._types[var] = _variable_class(self._type_lines, var, self.language)
+            self._types[var] = _variable_class(self._type_text, var, self.language)
         return self._types[var]
 
     def _go_receivers(self) -> set[str]:
@@ -357,7 +361,8 @@ def resolve(table: SymbolTable | None, path: str, prefix: str, suffix: str = "",
     uses = _recent_uses([*prefix_lines[:-1], current[:m.start()]])
     # what of the request's own definitions can be read at all: the names of the last lines
     # and the classes of the receivers there (`v.x`: v's class as the lines above tell)
-    types = {v: _variable_class(prefix_lines[-TYPE_SCAN_LINES:], v, language)
+    scope_text = "\n".join(prefix_lines[-TYPE_SCAN_LINES:])
+    types = {v: _variable_class(scope_text, v, language)
              for v in {parts[-2] for parts, _, _ in uses if len(parts) > 1} | set(chain[-1:])}
     needed = needed_names(prefix_lines[-RECENT_LINES:]) | {c for c in types.values() if c}
     fs = _request_symbols(str(table.path) if table is not None else "", path, language, prefix + suffix,
