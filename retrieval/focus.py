@@ -41,7 +41,6 @@ BASE_DEPTH = 4            # generations of local base classes kept for a kept cl
 HEAD_LINES = 20           # a kept assignment longer than this keeps its first line (the value closed)
 COMPOUND_LINES = 30        # a compound top-level statement this short is kept whatever it holds
 
-_TRIPLE = re.compile(r"\"\"\"|'''")
 _LINE_TOKENS = re.compile(r"""#|"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|["']""")
 _IMPORT_INSIDE = re.compile(r"^[ \t]*(?:import|from)[ \t]", re.M)
 _DEFINED_INSIDE = re.compile(r"^[ \t]*(?:(?:async[ \t]+)?(?:def|class)[ \t]+([A-Za-z_]\w*)|([A-Za-z_]\w*)[ \t]*=(?!=))",
@@ -197,23 +196,32 @@ def _string_spans(text: str) -> list[tuple[int, int]]:
     one-line string (code that reads docstrings: `'\"\"\"'`) opens none; an escaped one
     closes none."""
     spans, pos = [], 0
-    for m in _TRIPLE.finditer(text):
-        if m.start() < pos:
+    found = {q: text.find(q) for q in ('"""', "'''")}   # str.find: a regex would try every character
+    while True:
+        quote = min((q for q in found if found[q] >= 0), key=found.get, default=None)
+        if quote is None:
+            break
+        at = found[quote]
+        found[quote] = text.find(quote, at + 3)
+        if at < pos:
             continue   # inside the last string
-        line_start = max(text.rfind("\n", 0, m.start()) + 1, pos)
-        if not text[line_start:m.start()].isspace() and not _in_code(text, line_start, m.start()):
+        line_start = max(text.rfind("\n", 0, at) + 1, pos)
+        if not text[line_start:at].isspace() and not _in_code(text, line_start, at):
             continue   # (a docstring's opening quote has only its indentation before it)
-        quote, close = m.group(), m.end()
+        close = at + 3
         while True:
             close = text.find(quote, close)
             if close < 0 or not _escaped(text, close):
                 break
             close += 1
         if close < 0:
-            spans.append((m.start(), len(text)))
+            spans.append((at, len(text)))
             break
         pos = close + 3
-        spans.append((m.start(), pos))
+        spans.append((at, pos))
+        for q in found:
+            if 0 <= found[q] < pos:
+                found[q] = text.find(q, pos)
     return spans
 
 
@@ -244,8 +252,11 @@ def _statements(text: str, start: int, end: int, strings, indent: str) -> list[_
     begin it."""
     out, k, n = [], 0, len(strings)
     begin = kind = name = None
-    for m in _head_pattern(indent).finditer(text, start, end):
-        pos = m.start() + len(indent)
+    first, rest = _head_patterns(indent)
+    at_start = first.match(text, start, end) if start == 0 or text[start - 1] == "\n" else None
+    for m in ([at_start] if at_start else []) + list(rest.finditer(text, start, end)):
+        line = m.start() if m is at_start else m.start() + 1
+        pos = line + len(indent)
         while k < n and strings[k][1] <= pos:
             k += 1
         if k < n and strings[k][0] < pos:
@@ -253,8 +264,8 @@ def _statements(text: str, start: int, end: int, strings, indent: str) -> list[_
         define, defined, imports, compound, assigned = m.groups()
         if kind != "decorator":   # a decorator whose arguments run over lines: its definition continues it
             if begin is not None:
-                out.append(_Statement(begin, m.start(), name, kind))
-            begin = m.start()
+                out.append(_Statement(begin, line, name, kind))
+            begin = line
         if define:
             name, kind = defined, define
         elif assigned:
@@ -269,17 +280,19 @@ def _statements(text: str, start: int, end: int, strings, indent: str) -> list[_
 
 
 @lru_cache(maxsize=32)
-def _head_pattern(indent: str) -> re.Pattern:
-    """A statement's first line at `indent` (its decorators included); groups: def or
+def _head_patterns(indent: str) -> tuple[re.Pattern, re.Pattern]:
+    """A statement's first line at `indent` (its decorators included), matched at a line's
+    start and found after a line break (a literal first character: the search skips ahead
+    at C speed, where `^` in multi-line mode is tried at every character). Groups: def or
     class and its name, import, a compound statement's keyword, an assigned name."""
     i = re.escape(indent)
-    return re.compile(
-        rf"^{i}(?!(?:else|elif|except|finally)\b)(?=[A-Za-z_@])"
-        rf"(?:@[^\n]*+\n(?:{i}@[^\n]*+\n)*{i})?"
-        r"(?:(?:async[ \t]+)?(def|class)[ \t]+([A-Za-z_]\w*)"
-        r"|(import|from)[ \t]"
-        r"|(if|try|with|for|while|async[ \t]+(?:with|for))\b"
-        r"|([A-Za-z_]\w*)[ \t]*(?::[^=\n]*)?=(?!=))?", re.M)
+    head = (rf"{i}(?!(?:else|elif|except|finally)\b)(?=[A-Za-z_@])"
+            rf"(?:@[^\n]*+\n(?:{i}@[^\n]*+\n)*{i})?"
+            r"(?:(?:async[ \t]+)?(def|class)[ \t]+([A-Za-z_]\w*)"
+            r"|(import|from)[ \t]"
+            r"|(if|try|with|for|while|async[ \t]+(?:with|for))\b"
+            r"|([A-Za-z_]\w*)[ \t]*(?::[^=\n]*)?=(?!=))?")
+    return re.compile(head), re.compile("\n" + head)
 
 
 def _members(text: str, start: int, end: int, strings, cursor: int, needed: set[str], typed: str,
