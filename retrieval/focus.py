@@ -32,7 +32,7 @@ from bisect import bisect_right
 from functools import lru_cache
 from typing import NamedTuple
 
-from retrieval.outline import Outline
+from retrieval.outline import Outline, string_spans
 
 MEMBER_FOCUS_LINES = 200   # a kept class longer than this keeps only the members the cursor may use
 MEMBER_WINDOW = 30         # lines either side of the cursor whose members a focused class keeps
@@ -41,7 +41,6 @@ BASE_DEPTH = 4            # generations of local base classes kept for a kept cl
 HEAD_LINES = 20           # a kept assignment longer than this keeps its first line (the value closed)
 COMPOUND_LINES = 30        # a compound top-level statement this short is kept whatever it holds
 
-_LINE_TOKENS = re.compile(r"""#|"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|["']""")
 _IMPORT_INSIDE = re.compile(r"^[ \t]*(?:import|from)[ \t]", re.M)
 _DEFINED_INSIDE = re.compile(r"^[ \t]*(?:(?:async[ \t]+)?(?:def|class)[ \t]+([A-Za-z_]\w*)|([A-Za-z_]\w*)[ \t]*=(?!=))",
                              re.M)
@@ -61,7 +60,7 @@ class _Statement(NamedTuple):
 def focus(text: str, cursor: int, needed: set[str], typed: str = "") -> Outline | None:
     """`text` with the top-level statements the cursor at offset `cursor` does not use
     blanked, or None where nothing is blanked. `typed`: the identifier being typed."""
-    strings = _string_spans(text)
+    strings = string_spans(text)
     stmts = _statements(text, 0, len(text), strings, "")
     if not stmts:
         return None
@@ -189,56 +188,6 @@ def _skip_indent(text: str, pos: int) -> int:
     while pos < len(text) and text[pos] in " \t":
         pos += 1
     return pos
-
-
-def _string_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each triple-quoted string. A triple quote in a comment or inside a
-    one-line string (code that reads docstrings: `'\"\"\"'`) opens none; an escaped one
-    closes none."""
-    spans, pos = [], 0
-    found = {q: text.find(q) for q in ('"""', "'''")}   # str.find: a regex would try every character
-    while True:
-        quote = min((q for q in found if found[q] >= 0), key=found.get, default=None)
-        if quote is None:
-            break
-        at = found[quote]
-        found[quote] = text.find(quote, at + 3)
-        if at < pos:
-            continue   # inside the last string
-        line_start = max(text.rfind("\n", 0, at) + 1, pos)
-        if not text[line_start:at].isspace() and not _in_code(text, line_start, at):
-            continue   # (a docstring's opening quote has only its indentation before it)
-        close = at + 3
-        while True:
-            close = text.find(quote, close)
-            if close < 0 or not _escaped(text, close):
-                break
-            close += 1
-        if close < 0:
-            spans.append((at, len(text)))
-            break
-        pos = close + 3
-        spans.append((at, pos))
-        for q in found:
-            if 0 <= found[q] < pos:
-                found[q] = text.find(q, pos)
-    return spans
-
-
-def _in_code(text: str, start: int, pos: int) -> bool:
-    """Whether `pos` is code, `text[start:pos]` being its line so far: not after a `#`, not
-    inside a one-line string."""
-    for m in _LINE_TOKENS.finditer(text, start, pos):
-        if len(m.group()) == 1:   # a comment, or a quote not closed before pos
-            return False
-    return True
-
-
-def _escaped(text: str, pos: int) -> bool:
-    n = 0
-    while pos - n - 1 >= 0 and text[pos - n - 1] == "\\":
-        n += 1
-    return n % 2 == 1
 
 
 def _inside(strings, begins: list[int], pos: int) -> bool:

@@ -29,6 +29,7 @@ _PY_DEF_LEAD = re.compile(r"[ \t]*(?:async[ \t]+)?")
 _PY_STRING_START = re.compile(r"[rRuUbBfF]{0,2}(\"\"\"|'''|\"|')")
 _PY_BLANK_LINES = re.compile(r"(?:[ \t]*+(?:#[^\n]*+)?\n)*+")
 _QUOTED_TRIPLE = re.compile("'[^'\\n\\\\]*\"{3}[^'\\n\\\\]*'" + '|"[^"\\n\\\\]*\'{3}[^"\\n\\\\]*"')
+_LINE_TOKENS = re.compile(r"""#|"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|["']""")
 _BRACE_AT_END = re.compile(r"\{[ \t]*(?=\n)")
 _TYPE_HEADER = re.compile(r"\b(?:class|interface|enum|struct|record|namespace|module)\b")
 _HEADER_LINES = 40       # a header longer than this is left as written
@@ -184,15 +185,75 @@ def _py_body_end(text: str, start: int, indent: int) -> int | None:
 
 
 def _open_quote(text: str, start: int, end: int) -> str | None:
-    """The triple quote `text[start:end]` leaves open, if any; triple quotes inside a
-    one-line string in the other quote (code that reads docstrings) are not counted."""
+    """The triple quote `text[start:end]` leaves open, if any. Counting comes first (a body
+    with an even number of each quote leaves none open); an odd count is confirmed by
+    pairing the quotes in order (`'''` inside a docstring opens nothing)."""
     for quote in ('"""', "'''"):
         n = text.count(quote, start, end)
         if n % 2:
             n -= sum(m.group().count(quote) for m in _QUOTED_TRIPLE.finditer(text, start, end))
         if n % 2:
-            return quote
+            break
+    else:
+        return None
+    strings = list(_triple_strings(text, start, end))
+    if strings and strings[-1][1] is None:
+        return text[strings[-1][0]:strings[-1][0] + 3]
     return None
+
+
+def string_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each triple-quoted string of `text` (one left open ends with the text)."""
+    return [(at, len(text) if close is None else close) for at, close in _triple_strings(text, 0, len(text))]
+
+
+def _triple_strings(text: str, start: int, end: int):
+    """(start, end or None where left open) of each triple-quoted string from `start` to
+    `end`, quotes paired in order. One in a comment or a one-line string (code that reads
+    docstrings: `'\"\"\"'`) opens none; an escaped one closes none."""
+    pos = start
+    found = {q: text.find(q, start, end) for q in ('"""', "'''")}   # str.find: a regex tries every character
+    while True:
+        quote = min((q for q in found if found[q] >= 0), key=found.get, default=None)
+        if quote is None:
+            return
+        at = found[quote]
+        found[quote] = text.find(quote, at + 3, end)
+        if at < pos:
+            continue   # inside the last string
+        line_start = max(text.rfind("\n", 0, at) + 1, pos)
+        if not text[line_start:at].isspace() and not _in_code(text, line_start, at):
+            continue   # (a docstring's opening quote has only its indentation before it)
+        close = at + 3
+        while True:
+            close = text.find(quote, close, end)
+            if close < 0 or not _escaped(text, close):
+                break
+            close += 1
+        if close < 0:
+            yield at, None
+            return
+        pos = close + 3
+        yield at, pos
+        for q in found:
+            if 0 <= found[q] < pos:
+                found[q] = text.find(q, pos, end)
+
+
+def _in_code(text: str, start: int, pos: int) -> bool:
+    """Whether `pos` is code, `text[start:pos]` being its line so far: not after a `#`, not
+    inside a one-line string."""
+    for m in _LINE_TOKENS.finditer(text, start, pos):
+        if len(m.group()) == 1:   # a comment, or a quote not closed before pos
+            return False
+    return True
+
+
+def _escaped(text: str, pos: int) -> bool:
+    n = 0
+    while pos - n - 1 >= 0 and text[pos - n - 1] == "\\":
+        n += 1
+    return n % 2 == 1
 
 
 def _py_header_end(text: str, start: int) -> int | None:
