@@ -32,7 +32,7 @@ from bisect import bisect_right
 from functools import lru_cache
 from typing import NamedTuple
 
-from retrieval.outline import Outline, string_spans
+from retrieval.outline import Outline, Rewrite, string_spans
 
 MEMBER_FOCUS_LINES = 200   # a kept class longer than this keeps only the members the cursor may use
 MEMBER_WINDOW = 30         # lines either side of the cursor whose members a focused class keeps
@@ -72,40 +72,17 @@ def focus(text: str, cursor: int, needed: set[str], typed: str = "") -> Outline 
     # the definition the cursor is in (a data table or a call it is in defines nothing it uses)
     always = {i for i in (last_class, at) if i is not None and i >= 0 and stmts[i].kind in ("def", "class")}
     keep = _select(text, stmts, needed, typed, always)
-    out, blanked, line, pos = [], [], 0, 0
+    rw = Rewrite(text)
     for i, st in enumerate(stmts):
-        start, end = st.start, st.end
-        lines = text.count("\n", start, end)
-        if i in keep:
-            head = _head_only(text, start, end) if lines > HEAD_LINES and st.kind == "assign" else None
-            if head is not None:   # a long literal: its first line is all a definition reads
-                out.append(text[pos:start])
-                line += text.count("\n", pos, start)
-                blanked.append((line + 1, line + lines - 1))
-                out.append(head + "\n" * (lines - head.count("\n")))
-                line += lines
-                pos = end
-            elif lines > MEMBER_FOCUS_LINES and st.kind == "class":
-                first = line + text.count("\n", pos, start)
-                members = _members(text, start, end, strings, cursor, needed, typed, first)
-                if members is not None:
-                    out.append(text[pos:start])
-                    out.append(members.text)
-                    blanked.extend(members.blanked)
-                    line = first + lines
-                    pos = end
-            continue
-        out.append(text[pos:start])
-        line += text.count("\n", pos, start)
-        if lines:
-            blanked.append((line, line + lines - 1))
-        out.append("\n" * lines)
-        line += lines
-        pos = end
-    if not blanked:
-        return None
-    out.append(text[pos:])
-    return Outline("".join(out), tuple(blanked))
+        lines = text.count("\n", st.start, st.end)
+        if i not in keep:
+            rw.replace(st.start, st.end, "\n" * lines)
+        elif lines > HEAD_LINES and st.kind == "assign" and (head := _head_only(text, st.start, st.end)):
+            # a long literal: its first line is all a definition reads
+            rw.replace(st.start, st.end, head + "\n" * (lines - head.count("\n")), skip=1)
+        elif lines > MEMBER_FOCUS_LINES and st.kind == "class":
+            _members(rw, st.start, st.end, strings, cursor, needed, typed)
+    return rw.result()
 
 
 def needed_names(lines: list[str]) -> set[str]:
@@ -244,38 +221,23 @@ def _head_patterns(indent: str) -> tuple[re.Pattern, re.Pattern]:
     return re.compile(head), re.compile("\n" + head)
 
 
-def _members(text: str, start: int, end: int, strings, cursor: int, needed: set[str], typed: str,
-             first_line: int) -> Outline | None:
-    """The class at `start`..`end` with the members the cursor does not use blanked (each
-    leaves a `pass`); None where its members cannot be told apart."""
+def _members(rw: Rewrite, start: int, end: int, strings, cursor: int, needed: set[str], typed: str) -> None:
+    """Blanks the members of the class at `start`..`end` the cursor does not use (each
+    leaves a `pass`), where its members can be told apart."""
     begins = [b for b, _ in strings]
-    m = next((m for m in _MEMBER_INDENT.finditer(text, start, end)
+    m = next((m for m in _MEMBER_INDENT.finditer(rw.text, start, end)
               if not _inside(strings, begins, m.end(1))), None)
     if m is None:
-        return None
+        return
     indent = m.group(1)
-    members = _statements(text, m.start(), end, strings, indent)
+    members = _statements(rw.text, m.start(), end, strings, indent)
     if len(members) < 2:
-        return None
-    cursor_line = first_line + text.count("\n", start, min(max(cursor, start), end))
-    out, blanked, line, pos = [], [], first_line, start
-    at, counted = first_line, start   # the line at offset `counted`
+        return
+    cursor_line = rw.line_at(min(max(cursor, start), end))
     for j, (s, e, name, kind) in enumerate(members):
-        at += text.count("\n", counted, s)
-        counted = s
         if (s <= cursor < e or name == "__init__" or kind in ("import", "compound") or j < MEMBER_HEAD
                 or (name is not None and _wanted(name, needed, typed))
-                or abs(at - cursor_line) <= MEMBER_WINDOW):
+                or abs(rw.line_at(s) - cursor_line) <= MEMBER_WINDOW):
             continue
-        lines = text.count("\n", s, e)
-        out.append(text[pos:s])
-        line += text.count("\n", pos, s)
-        if lines:
-            blanked.append((line, line + lines - 1))
-        out.append(indent + "pass" + "\n" * lines if lines else indent + "pass")
-        line += lines
-        pos = e
-    if not blanked:
-        return None
-    out.append(text[pos:end])
-    return Outline("".join(out), tuple(blanked))
+        lines = rw.text.count("\n", s, e)
+        rw.replace(s, e, indent + "pass" + "\n" * lines)

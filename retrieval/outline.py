@@ -70,10 +70,46 @@ def suspect(tree, blanked) -> bool:
     return False
 
 
+class Rewrite:
+    """A text rebuilt with some of its spans replaced by fillers of as many lines, and the
+    0-based first and last line of each (what `suspect` judges errors against)."""
+
+    def __init__(self, text: str):
+        self.text, self.pos, self.line = text, 0, 0   # line: 0-based number of the line at pos
+        self.out: list[str] = []
+        self.blanked: list[tuple[int, int]] = []
+
+    def line_at(self, offset: int) -> int:
+        return self.line + self.text.count("\n", self.pos, offset)
+
+    def keep(self, end: int) -> None:
+        """Everything up to `end` as written."""
+        self.line = self.line_at(end)
+        self.out.append(self.text[self.pos:end])
+        self.pos = end
+
+    def replace(self, start: int, end: int, filler: str, skip: int = 0, lines: int | None = None) -> None:
+        """`text[start:end]` becomes `filler` (as many line breaks); of its lines, `lines` (all
+        by default) from the `skip`-th count as blanked."""
+        self.keep(start)
+        n = self.text.count("\n", start, end)
+        last = (n if lines is None else lines) - 1
+        if last >= skip:
+            self.blanked.append((self.line + skip, self.line + last))
+        self.out.append(filler)
+        self.line += n
+        self.pos = end
+
+    def result(self) -> Outline | None:
+        if not self.blanked:
+            return None
+        return Outline("".join(self.out) + self.text[self.pos:], tuple(self.blanked))
+
+
 def _python(text: str) -> Outline | None:
-    out, blanked, pos, line = [], [], 0, 0   # line: 0-based number of the line at pos
+    rw = Rewrite(text)
     for m in _PY_DEF.finditer(text):
-        if m.start() < pos:
+        if m.start() < rw.pos:
             continue   # a definition inside a body already kept or blanked
         line_start = text.rfind("\n", 0, m.start()) + 1
         if _PY_DEF_LEAD.match(text, line_start).end() != m.start():
@@ -93,20 +129,11 @@ def _python(text: str) -> Outline | None:
             filler = _py_filler(body, indent)
             if filler is None:
                 break
-            out.append(text[pos:body_start])
-            line += text.count("\n", pos, body_start)
-            blanked.append((line, line + body.rstrip().count("\n")))   # blank lines after it aside
-            out.append(filler)
-            line += body.count("\n")
-            pos = body_end
+            # the blank lines after it aside
+            rw.replace(body_start, body_end, filler, lines=body.rstrip().count("\n") + 1)
         else:   # a constructor is kept whole, and what it defines inside with it
-            line += text.count("\n", pos, body_end)
-            out.append(text[pos:body_end])
-            pos = body_end
-    if not blanked:
-        return None
-    out.append(text[pos:])
-    return Outline("".join(out), tuple(blanked))
+            rw.keep(body_end)
+    return rw.result()
 
 
 def _braces(text: str) -> Outline | None:
@@ -115,16 +142,16 @@ def _braces(text: str) -> Outline | None:
     the header's own indentation loses the lines between. Class, interface, struct, enum and record bodies,
     constructors (`this.x = ...` fields) and blocks whose lines do not follow their
     indentation (a multi-line string at column 0) are left as written."""
-    out, blanked, pos, line = [], [], 0, 0
+    rw = Rewrite(text)
     for m in _BRACE_AT_END.finditer(text):
         line_start = text.rfind("\n", 0, m.start()) + 1
-        if line_start < pos:
+        if line_start < rw.pos:
             continue   # inside a block already blanked
         code = text[line_start:m.start()]
         if ")" not in code or _TYPE_HEADER.search(code) or "constructor" in code:
             continue
         header_start = _header_start(text, line_start, code.count("(") - code.count(")"))
-        if header_start is None or header_start < pos:
+        if header_start is None or header_start < rw.pos:
             continue
         head = text[header_start:line_start] + code
         if _TYPE_HEADER.search(head) or "constructor" in head:
@@ -134,17 +161,8 @@ def _braces(text: str) -> Outline | None:
         body_end = _deeper(len(indent)).match(text, body_start).end()
         if body_end == body_start or not text.startswith(indent + "}", body_end):
             continue
-        lines = text.count("\n", body_start, body_end)
-        out.append(text[pos:body_start])
-        line += text.count("\n", pos, body_start)
-        blanked.append((line, line + lines - 1))
-        out.append("\n" * lines)
-        line += lines
-        pos = body_end
-    if not blanked:
-        return None
-    out.append(text[pos:])
-    return Outline("".join(out), tuple(blanked))
+        rw.replace(body_start, body_end, "\n" * text.count("\n", body_start, body_end))
+    return rw.result()
 
 
 def _header_start(text: str, line_start: int, depth: int) -> int | None:
