@@ -73,15 +73,22 @@ def focus(text: str, cursor: int, needed: set[str], typed: str = "") -> Outline 
     always = {i for i in (last_class, at) if i is not None and i >= 0 and stmts[i].kind in ("def", "class")}
     keep = _select(text, stmts, needed, typed, always)
     rw = Rewrite(text)
+    dropped = None   # where the run of statements being blanked began (one replacement for a run)
     for i, st in enumerate(stmts):
-        lines = text.count("\n", st.start, st.end)
         if i not in keep:
-            rw.replace(st.start, st.end, "\n" * lines)
-        elif lines > HEAD_LINES and st.kind == "assign" and (head := _head_only(text, st.start, st.end)):
+            dropped = st.start if dropped is None else dropped
+            continue
+        if dropped is not None:
+            rw.replace(dropped, st.start, "\n" * text.count("\n", dropped, st.start))
+            dropped = None
+        lines = text.count("\n", st.start, st.end)
+        if lines > HEAD_LINES and st.kind == "assign" and (head := _head_only(text, st.start, st.end)):
             # a long literal: its first line is all a definition reads
             rw.replace(st.start, st.end, head + "\n" * (lines - head.count("\n")), skip=1)
         elif lines > MEMBER_FOCUS_LINES and st.kind == "class":
             _members(rw, st.start, st.end, strings, cursor, needed, typed)
+    if dropped is not None:
+        rw.replace(dropped, len(text), "\n" * text.count("\n", dropped))
     return rw.result()
 
 
@@ -233,11 +240,20 @@ def _members(rw: Rewrite, start: int, end: int, strings, cursor: int, needed: se
     members = _statements(rw.text, m.start(), end, strings, indent)
     if len(members) < 2:
         return
-    cursor_line = rw.line_at(min(max(cursor, start), end))
+    text = rw.text
+    line, counted = rw.line_at(start), start   # the line at offset `counted`
+    cursor_line = line + text.count("\n", start, min(max(cursor, start), end))
+    dropped = None   # where the run of members being blanked began: one `pass` for a run
     for j, (s, e, name, kind) in enumerate(members):
+        line += text.count("\n", counted, s)
+        counted = s
         if (s <= cursor < e or name == "__init__" or kind in ("import", "compound") or j < MEMBER_HEAD
                 or (name is not None and _wanted(name, needed, typed))
-                or abs(rw.line_at(s) - cursor_line) <= MEMBER_WINDOW):
-            continue
-        lines = rw.text.count("\n", s, e)
-        rw.replace(s, e, indent + "pass" + "\n" * lines)
+                or abs(line - cursor_line) <= MEMBER_WINDOW):
+            if dropped is not None:
+                rw.replace(dropped, s, indent + "pass" + "\n" * text.count("\n", dropped, s))
+                dropped = None
+        elif dropped is None:
+            dropped = s
+    if dropped is not None:
+        rw.replace(dropped, end, indent + "pass" + "\n" * text.count("\n", dropped, end))
