@@ -52,7 +52,9 @@ raise range return select static struct super switch this throw throws true try 
 yield self cls none true false print len str int float bool dict list set tuple string number any error""".split())
 _DECLARED = re.compile(r"(?:\b(?:def|class|func|function|interface|type|struct|enum)\s+|\bfunc\s*\([^)]*\)\s*)$")
 _IMPORT_LINE = re.compile(r"\s*(?:import\b|from\s+\S+\s+import\b|package\b|#include\b)")
-_IMPORT_LINES = re.compile(r"^[^\S\n]*(?:import\b|from[^\S\n]+\S+[^\S\n]+import\b|package\b|#include\b)[^\n]*", re.M)
+# an import line after a line break (a literal first character: searched at C speed, where a
+# multi-line `^` is tried at every character)
+_IMPORT_LINES = re.compile(r"\n[^\S\n]*(?:import\b|from[^\S\n]+\S+[^\S\n]+import\b|package\b|#include\b)[^\n]*")
 _DEFINING = re.compile(r"(?:^|\s)(?:def|class|func|function|interface|type|struct|enum)\s+[\w$]*$")
 
 _CHAIN = re.compile(r"(?<![\w$.])((?:[A-Za-z_$][\w$]*\s*\.\s*)*[A-Za-z_$][\w$]*)(\s*\()?")
@@ -363,7 +365,7 @@ def resolve(table: SymbolTable | None, path: str, prefix: str, suffix: str = "",
     # and the classes of the receivers there (`v.x`: v's class as the lines above tell)
     scope_text = "\n".join(prefix_lines[-TYPE_SCAN_LINES:])
     types = {v: _variable_class(scope_text, v, language)
-             for v in {parts[-2] for parts, _, _ in uses if len(parts) > 1} | set(chain[-1:])}
+             for v in ({parts[-2] for parts, _, _ in uses if len(parts) > 1} | set(chain[-1:])) - _SELF}
     needed = needed_names(prefix_lines[-RECENT_LINES:]) | {c for c in types.values() if c}
     fs = _request_symbols(str(table.path) if table is not None else "", path, language, prefix + suffix,
                           (len(prefix), needed, partial))
@@ -393,7 +395,7 @@ def resolve(table: SymbolTable | None, path: str, prefix: str, suffix: str = "",
                 near.append(line)
                 if len(near) == TYPE_SCAN_LINES:
                     break
-        near, anywhere = "\n".join(reversed(near)), _IMPORT_LINES.sub("", prefix)
+        near, anywhere = "\n".join(reversed(near)), _IMPORT_LINES.sub("\n", "\n" + prefix)
         fill = [i for i in fs.imports if i.name not in (None, "*") and (i.alias in near or i.alias not in anywhere)]
         for imp in fill[:IMPORT_FILL]:
             rank.add(scope.resolve_import(imp)[:3], 1.0)
