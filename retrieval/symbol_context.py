@@ -366,7 +366,7 @@ def resolve(table: SymbolTable | None, path: str, prefix: str, suffix: str = "",
     scope_text = "\n".join(prefix_lines[-TYPE_SCAN_LINES:])
     types = {v: _variable_class(scope_text, v, language)
              for v in ({parts[-2] for parts, _, _ in uses if len(parts) > 1} | set(chain[-1:])) - _SELF}
-    needed = needed_names(prefix_lines[-RECENT_LINES:]) | {c for c in types.values() if c}
+    needed = needed_names([ln[-LINE_TAIL:] for ln in prefix_lines[-RECENT_LINES:]]) | {c for c in types.values() if c}
     fs = _request_symbols(str(table.path) if table is not None else "", path, language, prefix + suffix,
                           (len(prefix), needed, partial))
     request_defs = [d for d in fs.definitions if d.line != cursor_line]
