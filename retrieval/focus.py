@@ -2,23 +2,25 @@
 first request costs what the neighbourhood of its cursor costs, not what the file does.
 
 Resolution reads off the request's own definitions only: its imports, the top-level
-names used near the cursor or starting with what is being typed, the class around the
-cursor (its members and bases) and that class's last definition above the cursor.
-A 2,000-line file is mostly other things: module-level data tables, helpers the cursor
-does not use, classes it is not in. So the text's top-level statements (column-0
-lines outside triple-quoted strings) are kept when one of these holds, and blanked
-otherwise; every line keeps its number:
+names used near the cursor or starting with what is being typed, the classes of the
+receivers there, the class around the cursor (its members and bases) and that class's
+last definition above the cursor. A 2,000-line file is mostly other things: module-level
+data tables, helpers the cursor does not use, classes it is not in. So the text's
+top-level statements (column-0 lines outside triple-quoted strings) are kept when one of
+these holds, and blanked otherwise; every line keeps its number:
 
-- an import, or a compound statement (`if TYPE_CHECKING:`, `try: import ...`) holding one;
-- a definition or assignment of a name in `needed` (the identifiers of the lines the
-  resolver reads: the cursor's line and the lines above it) or starting with the
-  identifier being typed;
-- the statement the cursor is in, and the last class starting above the cursor.
+- an import, or a compound statement (`if TYPE_CHECKING:`, `try: import ...`) that holds
+  one, is short or defines a needed name;
+- a definition or assignment of a name in `needed` (what the resolver reads: the names of
+  the last lines and the receivers' classes) or starting with the identifier being typed,
+  and the local bases of a class kept;
+- the definition the cursor is in, and the last class starting above the cursor's line.
 
-A kept class of more than `MEMBER_FOCUS_LINES` lines is focused the same way at its
-members' indentation (a member blanked leaves a `pass`): its constructor (the fields it
-sets), members named in `needed` or starting with what is typed, and those within
-`MEMBER_WINDOW` lines of the cursor stay.
+A long literal kept keeps its first line (a definition's signature), its brackets closed
+on the next. A kept class of more than `MEMBER_FOCUS_LINES` lines is focused the same way
+at its members' indentation (a run of members blanked leaves a `pass`): its constructor
+(the fields it sets), its first `MEMBER_HEAD` members, members named in `needed` or
+starting with what is typed, and those within `MEMBER_WINDOW` lines of the cursor stay.
 
 Like the outline (retrieval/outline.py), this is a line-level reading: a column-0 line
 inside a bracket it does not see open splits a statement, and the parse then shows an
