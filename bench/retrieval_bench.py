@@ -14,10 +14,11 @@
 - `--symbols` (alone): the symbol table at `--symbol-defs` definitions of the standard
   library (repeated under new paths if short): single lookups, then `--queries` cursors
   at random points of 2,000-line library files resolved in full (the request's parse
-  plus lookups), cold (the file's first request: through the request's outline, and side by
-  side with the whole text parsed) and while typing (the next keystrokes, which re-parse
-  incrementally), and the lookups' own share; and the index time the
-  table adds on `--repo`, against the whole index run and against chunking the same files.
+  plus lookups), cold (the file's first request: focused on the cursor's neighbourhood, and
+  side by side through the whole file's outline and with the whole text parsed) and while
+  typing (the next keystrokes, which re-parse incrementally), and the lookups' own share;
+  and the index time the table adds on `--repo`, against the whole index run and against
+  chunking the same files.
 """
 
 from __future__ import annotations
@@ -251,6 +252,7 @@ def symbols(settings, registry, n_defs: int, cursors: int, repo: Path) -> dict:
     from retrieval.selection import chunk_params, file_chunks, Selection
     from retrieval.chunking import parse
     import retrieval.symbol_context as sc
+    from retrieval.focus import focus
     from retrieval.outline import outline
     from retrieval.symbol_context import _trees as trees
     from retrieval.symbol_context import resolve
@@ -283,8 +285,9 @@ def symbols(settings, registry, n_defs: int, cursors: int, repo: Path) -> dict:
     big = [sf for sf in files if sf.text.count("\n") >= 2000 and not sf.path.startswith("copy")]
     texts = [(sf.path, "\n".join(sf.text.split("\n")[:2000])) for sf in big]
     timed = _TimedTable(table)
-    full, full_cpu, lookups, lookups_cpu, picked, typing, typing_cpu = [], [], [], [], [], [], []
-    full_whole, full_whole_cpu = [], []
+    lookups, lookups_cpu, picked, typing, typing_cpu = [], [], [], [], []
+    variants = ("focus", "outline", "whole")
+    cold = {v: ([], []) for v in variants}   # wall, CPU
     for i in range(cursors):
         path, text = texts[i % len(texts)]
         lines = text.split("\n")
@@ -292,17 +295,19 @@ def symbols(settings, registry, n_defs: int, cursors: int, repo: Path) -> dict:
         col = rng.randrange(0, len(lines[line - 1]) + 1)
         offset = sum(len(x) + 1 for x in lines[:line - 1]) + col
         # cold: the file's first request (no earlier parse of it to re-use); side by side, in
-        # alternating order, the same request parsed whole instead of through its outline
-        for whole in ((False, True) if i % 2 else (True, False)):
+        # rotating order, the same request focused on the cursor (the product), through the
+        # whole file's outline, and with the whole text parsed
+        for variant in variants[i % 3:] + variants[:i % 3]:
             trees.clear()
             timed.seconds = timed.cpu_seconds = 0.0
-            sc.outline = (lambda text, language: None) if whole else outline
+            sc.focus = focus if variant == "focus" else (lambda *a, **k: None)
+            sc.outline = (lambda text, language: None) if variant == "whole" else outline
             t, c = time.perf_counter(), time.thread_time()
             got = resolve(timed, path, text[:offset], text[offset:])
-            (full_whole if whole else full).append(time.perf_counter() - t)
-            (full_whole_cpu if whole else full_cpu).append(time.thread_time() - c)
-            sc.outline = outline
-            if not whole:
+            cold[variant][0].append(time.perf_counter() - t)
+            cold[variant][1].append(time.thread_time() - c)
+            sc.focus, sc.outline = focus, outline
+            if variant == "focus":
                 lookups.append(timed.seconds)
                 lookups_cpu.append(timed.cpu_seconds)
                 picked.append(len(got))
@@ -321,11 +326,11 @@ def symbols(settings, registry, n_defs: int, cursors: int, repo: Path) -> dict:
     out["files_2000_lines"] = len(texts)
     # wall time, and the thread's CPU time: on a shared machine the difference is time spent
     # preempted by other processes, which an idle serving host does not pay
-    out["resolution_full_cold"] = {"p50_ms": pct(full, 50), "p95_ms": pct(full, 95), "cursors": cursors,
-                                   "cpu_p50_ms": pct(full_cpu, 50), "cpu_p95_ms": pct(full_cpu, 95)}
-    out["resolution_full_cold_whole_text_parse"] = {"p50_ms": pct(full_whole, 50), "p95_ms": pct(full_whole, 95),
-                                                   "cpu_p50_ms": pct(full_whole_cpu, 50),
-                                                   "cpu_p95_ms": pct(full_whole_cpu, 95)}
+    for variant, key in (("focus", "resolution_full_cold"), ("outline", "resolution_full_cold_outline_only"),
+                         ("whole", "resolution_full_cold_whole_text_parse")):
+        wall, cpu = cold[variant]
+        out[key] = {"p50_ms": pct(wall, 50), "p95_ms": pct(wall, 95), "cursors": cursors,
+                    "cpu_p50_ms": pct(cpu, 50), "cpu_p95_ms": pct(cpu, 95)}
     out["resolution_lookups"] = {"p50_ms": pct(lookups, 50), "p95_ms": pct(lookups, 95),
                                  "cpu_p50_ms": pct(lookups_cpu, 50), "cpu_p95_ms": pct(lookups_cpu, 95)}
     out["resolution_full_editing"] = {"p50_ms": pct(typing, 50), "p95_ms": pct(typing, 95),

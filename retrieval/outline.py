@@ -29,6 +29,7 @@ _PY_DEF_LEAD = re.compile(r"[ \t]*(?:async[ \t]+)?")
 _PY_STRING_START = re.compile(r"[rRuUbBfF]{0,2}(\"\"\"|'''|\"|')")
 _PY_BLANK_LINES = re.compile(r"(?:[ \t]*+(?:#[^\n]*+)?\n)*+")
 _QUOTED_TRIPLE = re.compile("'[^'\\n\\\\]*\"{3}[^'\\n\\\\]*'" + '|"[^"\\n\\\\]*\'{3}[^"\\n\\\\]*"')
+_LINE_TOKENS = re.compile(r"""#|"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|["']""")
 _BRACE_AT_END = re.compile(r"\{[ \t]*(?=\n)")
 _TYPE_HEADER = re.compile(r"\b(?:class|interface|enum|struct|record|namespace|module)\b")
 _HEADER_LINES = 40       # a header longer than this is left as written
@@ -69,10 +70,46 @@ def suspect(tree, blanked) -> bool:
     return False
 
 
+class Rewrite:
+    """A text rebuilt with some of its spans replaced by fillers of as many lines, and the
+    0-based first and last line of each (what `suspect` judges errors against)."""
+
+    def __init__(self, text: str):
+        self.text, self.pos, self.line = text, 0, 0   # line: 0-based number of the line at pos
+        self.out: list[str] = []
+        self.blanked: list[tuple[int, int]] = []
+
+    def line_at(self, offset: int) -> int:
+        return self.line + self.text.count("\n", self.pos, offset)
+
+    def keep(self, end: int) -> None:
+        """Everything up to `end` as written."""
+        self.line = self.line_at(end)
+        self.out.append(self.text[self.pos:end])
+        self.pos = end
+
+    def replace(self, start: int, end: int, filler: str, skip: int = 0, lines: int | None = None) -> None:
+        """`text[start:end]` becomes `filler` (as many line breaks); of its lines, `lines` (all
+        by default) from the `skip`-th count as blanked."""
+        self.keep(start)
+        n = self.text.count("\n", start, end)
+        last = (n if lines is None else lines) - 1
+        if last >= skip:
+            self.blanked.append((self.line + skip, self.line + last))
+        self.out.append(filler)
+        self.line += n
+        self.pos = end
+
+    def result(self) -> Outline | None:
+        if not self.blanked:
+            return None
+        return Outline("".join(self.out) + self.text[self.pos:], tuple(self.blanked))
+
+
 def _python(text: str) -> Outline | None:
-    out, blanked, pos, line = [], [], 0, 0   # line: 0-based number of the line at pos
+    rw = Rewrite(text)
     for m in _PY_DEF.finditer(text):
-        if m.start() < pos:
+        if m.start() < rw.pos:
             continue   # a definition inside a body already kept or blanked
         line_start = text.rfind("\n", 0, m.start()) + 1
         if _PY_DEF_LEAD.match(text, line_start).end() != m.start():
@@ -92,20 +129,11 @@ def _python(text: str) -> Outline | None:
             filler = _py_filler(body, indent)
             if filler is None:
                 break
-            out.append(text[pos:body_start])
-            line += text.count("\n", pos, body_start)
-            blanked.append((line, line + body.rstrip().count("\n")))   # blank lines after it aside
-            out.append(filler)
-            line += body.count("\n")
-            pos = body_end
+            # the blank lines after it aside
+            rw.replace(body_start, body_end, filler, lines=body.rstrip().count("\n") + 1)
         else:   # a constructor is kept whole, and what it defines inside with it
-            line += text.count("\n", pos, body_end)
-            out.append(text[pos:body_end])
-            pos = body_end
-    if not blanked:
-        return None
-    out.append(text[pos:])
-    return Outline("".join(out), tuple(blanked))
+            rw.keep(body_end)
+    return rw.result()
 
 
 def _braces(text: str) -> Outline | None:
@@ -114,16 +142,16 @@ def _braces(text: str) -> Outline | None:
     the header's own indentation loses the lines between. Class, interface, struct, enum and record bodies,
     constructors (`this.x = ...` fields) and blocks whose lines do not follow their
     indentation (a multi-line string at column 0) are left as written."""
-    out, blanked, pos, line = [], [], 0, 0
+    rw = Rewrite(text)
     for m in _BRACE_AT_END.finditer(text):
         line_start = text.rfind("\n", 0, m.start()) + 1
-        if line_start < pos:
+        if line_start < rw.pos:
             continue   # inside a block already blanked
         code = text[line_start:m.start()]
         if ")" not in code or _TYPE_HEADER.search(code) or "constructor" in code:
             continue
         header_start = _header_start(text, line_start, code.count("(") - code.count(")"))
-        if header_start is None or header_start < pos:
+        if header_start is None or header_start < rw.pos:
             continue
         head = text[header_start:line_start] + code
         if _TYPE_HEADER.search(head) or "constructor" in head:
@@ -133,17 +161,8 @@ def _braces(text: str) -> Outline | None:
         body_end = _deeper(len(indent)).match(text, body_start).end()
         if body_end == body_start or not text.startswith(indent + "}", body_end):
             continue
-        lines = text.count("\n", body_start, body_end)
-        out.append(text[pos:body_start])
-        line += text.count("\n", pos, body_start)
-        blanked.append((line, line + lines - 1))
-        out.append("\n" * lines)
-        line += lines
-        pos = body_end
-    if not blanked:
-        return None
-    out.append(text[pos:])
-    return Outline("".join(out), tuple(blanked))
+        rw.replace(body_start, body_end, "\n" * text.count("\n", body_start, body_end))
+    return rw.result()
 
 
 def _header_start(text: str, line_start: int, depth: int) -> int | None:
@@ -184,15 +203,75 @@ def _py_body_end(text: str, start: int, indent: int) -> int | None:
 
 
 def _open_quote(text: str, start: int, end: int) -> str | None:
-    """The triple quote `text[start:end]` leaves open, if any; triple quotes inside a
-    one-line string in the other quote (code that reads docstrings) are not counted."""
+    """The triple quote `text[start:end]` leaves open, if any. Counting comes first (a body
+    with an even number of each quote leaves none open); an odd count is confirmed by
+    pairing the quotes in order (`'''` inside a docstring opens nothing)."""
     for quote in ('"""', "'''"):
         n = text.count(quote, start, end)
         if n % 2:
             n -= sum(m.group().count(quote) for m in _QUOTED_TRIPLE.finditer(text, start, end))
         if n % 2:
-            return quote
+            break
+    else:
+        return None
+    strings = list(_triple_strings(text, start, end))
+    if strings and strings[-1][1] is None:
+        return text[strings[-1][0]:strings[-1][0] + 3]
     return None
+
+
+def string_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each triple-quoted string of `text` (one left open ends with the text)."""
+    return [(at, len(text) if close is None else close) for at, close in _triple_strings(text, 0, len(text))]
+
+
+def _triple_strings(text: str, start: int, end: int):
+    """(start, end or None where left open) of each triple-quoted string from `start` to
+    `end`, quotes paired in order. One in a comment or a one-line string (code that reads
+    docstrings: `'\"\"\"'`) opens none; an escaped one closes none."""
+    pos = start
+    found = {q: text.find(q, start, end) for q in ('"""', "'''")}   # str.find: a regex tries every character
+    while True:
+        quote = min((q for q in found if found[q] >= 0), key=found.get, default=None)
+        if quote is None:
+            return
+        at = found[quote]
+        found[quote] = text.find(quote, at + 3, end)
+        if at < pos:
+            continue   # inside the last string
+        line_start = max(text.rfind("\n", 0, at) + 1, pos)
+        if not text[line_start:at].isspace() and not _in_code(text, line_start, at):
+            continue   # (a docstring's opening quote has only its indentation before it)
+        close = at + 3
+        while True:
+            close = text.find(quote, close, end)
+            if close < 0 or not _escaped(text, close):
+                break
+            close += 1
+        if close < 0:
+            yield at, None
+            return
+        pos = close + 3
+        yield at, pos
+        for q in found:
+            if 0 <= found[q] < pos:
+                found[q] = text.find(q, pos, end)
+
+
+def _in_code(text: str, start: int, pos: int) -> bool:
+    """Whether `pos` is code, `text[start:pos]` being its line so far: not after a `#`, not
+    inside a one-line string."""
+    for m in _LINE_TOKENS.finditer(text, start, pos):
+        if len(m.group()) == 1:   # a comment, or a quote not closed before pos
+            return False
+    return True
+
+
+def _escaped(text: str, pos: int) -> bool:
+    n = 0
+    while pos - n - 1 >= 0 and text[pos - n - 1] == "\\":
+        n += 1
+    return n % 2 == 1
 
 
 def _py_header_end(text: str, start: int) -> int | None:

@@ -32,6 +32,7 @@ from codetailor.prompt_format import Signature, definitions_from, render_definit
 from codetailor.languages import SYNTAX_LANGUAGES, language_of
 
 from retrieval.chunking import _parser
+from retrieval.focus import focus, needed_names
 from retrieval.outline import outline, suspect
 from retrieval.symbol_table import SymbolTable
 from retrieval.symbols import Definition, FileSymbols, Import, extract
@@ -51,6 +52,9 @@ raise range return select static struct super switch this throw throws true try 
 yield self cls none true false print len str int float bool dict list set tuple string number any error""".split())
 _DECLARED = re.compile(r"(?:\b(?:def|class|func|function|interface|type|struct|enum)\s+|\bfunc\s*\([^)]*\)\s*)$")
 _IMPORT_LINE = re.compile(r"\s*(?:import\b|from\s+\S+\s+import\b|package\b|#include\b)")
+# an import line after a line break (a literal first character: searched at C speed, where a
+# multi-line `^` is tried at every character)
+_IMPORT_LINES = re.compile(r"\n[^\S\n]*(?:import\b|from[^\S\n]+\S+[^\S\n]+import\b|package\b|#include\b)[^\n]*")
 _DEFINING = re.compile(r"(?:^|\s)(?:def|class|func|function|interface|type|struct|enum)\s+[\w$]*$")
 
 _CHAIN = re.compile(r"(?<![\w$.])((?:[A-Za-z_$][\w$]*\s*\.\s*)*[A-Za-z_$][\w$]*)(\s*\()?")
@@ -95,13 +99,17 @@ def _recent_uses(prefix_lines: list[str]) -> list[tuple[list[str], bool, float]]
     return out
 
 
-def _variable_class(lines: list[str], var: str, language: str) -> str | None:
-    """The class of `var` as the last assignment, annotation or declaration above tells."""
+def _variable_class(text: str, var: str, language: str) -> str | None:
+    """The class of `var` as the last assignment, annotation or declaration in `text` (the
+    lines above the cursor) tells. Lines are visited from the end, only those holding `var`."""
     kinds = _TYPE_KINDS.get(language, ())
-    for line in reversed(lines):
-        if var not in line:
-            continue
-        line = line[-LINE_TAIL:]
+    end = len(text)
+    while (at := text.rfind(var, 0, end)) >= 0:
+        start = text.rfind("\n", 0, at) + 1
+        stop = text.find("\n", at)
+        stop = len(text) if stop < 0 else stop
+        line = text[max(start, stop - LINE_TAIL):stop]
+        end = start
         best, where = None, -1
         for kind in kinds:
             pattern, vg, cg = _TYPE_PATTERNS[kind]
@@ -259,7 +267,7 @@ class _Scope:
                 self.local_members[d.container].append(d)
         self.imports = {i.alias: i for i in imports if i.alias != "*"}
         self.star_modules = [i.module for i in imports if i.alias == "*"]
-        self._type_lines = prefix_lines[-TYPE_SCAN_LINES:]
+        self._type_text = "\n".join(prefix_lines[-TYPE_SCAN_LINES:])
         self._types: dict[str, str | None] = {}
         self.enclosing = self._enclosing_class(cursor_line)
         self.cursor_line = cursor_line
@@ -327,7 +335,7 @@ class _Scope:
 
     def type_of(self, var: str) -> str | None:
         if var not in self._types:   # searched per name used: a handful per request
-            self._types[var] = _variable_class(self._type_lines, var, self.language)
+            self._types[var] = _variable_class(self._type_text, var, self.language)
         return self._types[var]
 
     def _go_receivers(self) -> set[str]:
@@ -347,16 +355,24 @@ def resolve(table: SymbolTable | None, path: str, prefix: str, suffix: str = "",
         return []
     prefix_lines = prefix.split("\n")
     cursor_line = len(prefix_lines)
-    fs = _request_symbols(str(table.path) if table is not None else "", path, language, prefix + suffix)
-    request_defs = [d for d in fs.definitions if d.line != cursor_line]
-    scope = _Scope(table, path, language, request_defs, fs.imports, cursor_line, prefix_lines)
-    rank = _Ranker(path)
     current = prefix_lines[-1][-LINE_TAIL:]
-
     # the identifier being typed, with its receiver chain (not a name being defined)
     m = _PARTIAL.search(current)
     chain = [p for p in (m.group(1) or "").split(".") if p]
     partial = m.group(2) or ""
+    uses = _recent_uses([*prefix_lines[:-1], current[:m.start()]])
+    # what of the request's own definitions can be read at all: the names of the last lines
+    # and the classes of the receivers there (`v.x`: v's class as the lines above tell)
+    scope_text = "\n".join(prefix_lines[-TYPE_SCAN_LINES:])
+    types = {v: _variable_class(scope_text, v, language)
+             for v in ({parts[-2] for parts, _, _ in uses if len(parts) > 1} | set(chain[-1:])) - _SELF}
+    needed = needed_names([ln[-LINE_TAIL:] for ln in prefix_lines[-RECENT_LINES:]]) | {c for c in types.values() if c}
+    fs = _request_symbols(str(table.path) if table is not None else "", path, language, prefix + suffix,
+                          (len(prefix), needed, partial))
+    request_defs = [d for d in fs.definitions if d.line != cursor_line]
+    scope = _Scope(table, path, language, request_defs, fs.imports, cursor_line, prefix_lines)
+    scope._types.update(types)
+    rank = _Ranker(path)
     if not _DEFINING.search(current):
         if chain:
             _credit_member(scope, rank, chain, partial, 10.0, prefix_match=True)
@@ -364,7 +380,7 @@ def resolve(table: SymbolTable | None, path: str, prefix: str, suffix: str = "",
             _credit_partial(scope, rank, partial, 6.0)
 
     # names called or dereferenced in the last lines (the chain being typed counted above)
-    for parts, call, w in _recent_uses([*prefix_lines[:-1], current[:m.start()]]):
+    for parts, call, w in uses:
         weight = (8.0 if call else 5.0) * w
         if len(parts) == 1:
             _credit_name(scope, rank, parts[0], weight, call)
@@ -373,8 +389,13 @@ def resolve(table: SymbolTable | None, path: str, prefix: str, suffix: str = "",
 
     # imported names used near the cursor, or not used yet (likely next), fill the remaining places
     if table is not None:
-        body = [line for line in prefix_lines if not _IMPORT_LINE.match(line)]
-        near, anywhere = "\n".join(body[-TYPE_SCAN_LINES:]), "\n".join(body)
+        near = []   # the last lines, imports aside (a line at a time from the end: a few hundred)
+        for line in reversed(prefix_lines):
+            if not _IMPORT_LINE.match(line):
+                near.append(line)
+                if len(near) == TYPE_SCAN_LINES:
+                    break
+        near, anywhere = "\n".join(reversed(near)), _IMPORT_LINES.sub("\n", "\n" + prefix)
         fill = [i for i in fs.imports if i.name not in (None, "*") and (i.alias in near or i.alias not in anywhere)]
         for imp in fill[:IMPORT_FILL]:
             rank.add(scope.resolve_import(imp)[:3], 1.0)
@@ -384,10 +405,17 @@ def resolve(table: SymbolTable | None, path: str, prefix: str, suffix: str = "",
     return rank.ranked(limit)
 
 
-def _request_symbols(scope: str, path: str, language: str, text: str) -> FileSymbols:
+def _request_symbols(scope: str, path: str, language: str, text: str, near=None) -> FileSymbols:
     """Definitions and imports of the request's text, read off the parse of its outline
     (bodies blanked, a fraction of the parse) unless that parse has an error the outline
-    may have made; then off the text's own parse."""
+    may have made; then off the text's own parse. With `near` (the cursor's offset, the
+    names used near it, the identifier being typed), a Python request is first focused
+    on what resolution there reads (retrieval/focus.py): its parse is bounded by the
+    cursor's neighbourhood, not by the file."""
+    if near is not None and language == "python":
+        fs = _focused_symbols(scope, path, language, text, *near)
+        if fs is not None:
+            return fs
     short = outline(text, language)
     if short is not None:
         key = (scope, path, language, "outline")
@@ -403,6 +431,29 @@ def _request_symbols(scope: str, path: str, language: str, text: str) -> FileSym
             return fs
     tree = _trees.parse(scope, path, language, text)
     return extract(path, text, language, tree=tree) if tree is not None else FileSymbols(path, language, "")
+
+
+def _focused_symbols(scope: str, path: str, language: str, text: str, cursor: int, needed: set[str],
+                     typed: str) -> FileSymbols | None:
+    """What the focused request's parse reads off, or None where focusing does not apply or
+    its parse has an error next to a part it blanked (one the focus or outline may have made)."""
+    near = focus(text, cursor, needed, typed)
+    if near is None:
+        return None
+    short = outline(near.text, language)
+    reduced, blanked = (short.text, near.blanked + short.blanked) if short is not None else (near.text, near.blanked)
+    key = (scope, path, language, "focus")
+    fs = _trees.read_off(key, reduced)
+    if fs is not None:
+        return fs
+    tree = _trees.parse(scope, path, language, reduced, "focus")
+    if tree is None:   # past the time limit: the whole text would be no faster
+        return FileSymbols(path, language, "")
+    if suspect(tree, blanked):
+        return None
+    fs = extract(path, reduced, language, tree=tree)
+    _trees.keep(key, reduced, fs)
+    return fs
 
 
 def _credit_name(scope: _Scope, rank: _Ranker, name: str, weight: float, call: bool) -> None:

@@ -286,3 +286,14 @@ def test_a_keystroke_inside_a_body_reuses_what_was_read_off_the_outline(monkeypa
     sc._trees.clear()   # a file's first request reads it afresh
     with pytest.raises(pytest.fail.Exception):
         sc._request_symbols("", "m.py", "python", typed)
+
+
+def test_a_triple_quote_of_the_other_kind_inside_a_docstring_opens_no_string():
+    # libcst's `quote` property documents ``'''``: counted alone it looked like an open string,
+    # and the outline blanked everything up to the next `'''` (the class below included)
+    text = ('class Base:\n    def quote(self):\n        """Either ``\'``, ``\'\'\'`` or ``\\"\\"\\"``."""\n'
+            '        return 1\n\n\nclass After(Base):\n    """Doc."""\n\n    size = 1\n\n'
+            '    def f(self):\n        return "\'\'\'"\n')
+    whole, short, _ = symbols_both_ways(text)
+    assert short.definitions == whole.definitions
+    assert "After" in {d.name for d in short.definitions}

@@ -262,3 +262,56 @@ def test_hostile_requests_stay_bounded(table, monkeypatch):
     # minified code: one enormous line of uses is read from its end, a bounded number of names
     uses = sc._recent_uses(["f(" * 50000 + "Clock.now(x)"])
     assert 0 < len(uses) <= sc.MAX_USES and uses[0] == (["Clock", "now"], True, 1.0)
+
+
+def _long_file(tail: str) -> str:
+    """A 2,000-line module: imports, a module-level data table, a hundred helpers, then `tail`."""
+    rows = "".join(f"    ({i:#x}, 'V'),\n" for i in range(1600))
+    helpers = "".join(f"\n\ndef helper_{i}(x):\n    return x + {i}\n" for i in range(100))
+    return ("from acme.util import Clock, parse_duration\nfrom acme.ledger import Ledger\n\n"
+            f"CODEPOINTS = (\n{rows})\n{helpers}\n\nclass Job(Ledger):\n    def __init__(self):\n"
+            "        self.clock = Clock()\n\n" + tail)
+
+
+def test_a_long_file_with_a_data_table_resolves_from_the_cursors_neighbourhood(table, monkeypatch):
+    import retrieval.symbol_context as sc
+
+    prefix = _long_file("    def run(self, cfg):\n        span = parse_duration(cfg)\n        first = CODEPOINTS[0]\n"
+                        "        helper_7(span)\n        c = Clock()\n        c.")
+    assert prefix.count("\n") >= 2000
+    parsed = []
+    real = sc._trees.parse
+    monkeypatch.setattr(sc._trees, "parse", lambda *a, **k: parsed.append(a[3]) or real(*a, **k))
+    sc._trees.clear()
+    got = resolve(table, "src/acme/job.py", prefix, "\n")
+    assert set(names(got)[:2]) == {"Clock.now", "Clock.sleep"}
+    assert {"parse_duration", "helper_7", "CODEPOINTS"} <= set(names(got))
+    whole = {d.name: d for d in sc.extract("src/acme/job.py", prefix + "\n", "python").definitions}
+    assert [d for d in got if d.name in ("helper_7", "CODEPOINTS")] == \
+        [whole[d.name] for d in got if d.name in ("helper_7", "CODEPOINTS")]   # as the whole text reads them
+    # one parse, of the cursor's neighbourhood: not the table, not the helpers it does not use
+    assert len(parsed) == 1 and len(parsed[0].replace("\n", "")) < len(prefix) / 20
+    # the receiver's class through the enclosing class's bases, from the table
+    got = resolve(table, "src/acme/job.py", _long_file("    def run(self):\n        self.au"), "\n")
+    assert names(got)[0] == "BaseLedger.audit"
+
+
+def test_a_cursor_after_an_unterminated_string(table):
+    for broken in ('        note = "no end\n', '        note = """no end\n'):
+        prefix = _long_file("    def run(self):\n" + broken + "        c = Clock()\n        c.")
+        got = names(resolve(table, "src/acme/job.py", prefix, "\n\n    def stop(self):\n        pass\n"))
+        assert set(got[:2]) == {"Clock.now", "Clock.sleep"}, broken
+        got = names(resolve(table, "src/acme/job.py", prefix + "\n        self.cl", "\n"))
+        assert "Job.clock" in got[:2], broken   # the field the constructor above sets
+
+
+def test_a_focus_that_makes_an_error_is_read_again_whole():
+    from retrieval.symbol_context import _request_symbols, _trees
+    from retrieval.symbols import extract
+
+    # `alpha=1,` at column 0 looks like a statement of its own: blanked, it leaves `dict(` open
+    text = ("import os\n\nVALUES = dict(\nalpha=1,\n)\n\n\ndef unused():\n    return 1\n\n\n"
+            "def f():\n    return VALUES\n")
+    _trees.clear()
+    got = _request_symbols("", "m.py", "python", text, (len(text) - 1, {"VALUES"}, ""))
+    assert got.definitions == extract("m.py", text, "python").definitions
