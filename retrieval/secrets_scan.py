@@ -22,9 +22,12 @@ the full scan. Per plugin kind:
   token)` group needs "key", "pw", "pass" or "token" (`_GATES`, applied only when
   the pattern holds the marker verbatim), and then only over the lines holding
   such a word (detect-secrets matches line by line);
-- a plugin of a kind not listed, or a file detect-secrets would first transform
-  (YAML, INI-like config: values get quoted before the entropy check), always goes
-  to the full scan.
+- a file detect-secrets transforms (YAML, INI-like config: values get quoted before
+  the plugins run; the eager INI reader accepts many C headers too) is scanned as
+  those transformed lines as well: the same checks run over each transformed text,
+  and a transformed line holding a line break, or a transformer failing in an
+  unforeseen way, sends the file to the full scan;
+- a plugin of a kind not listed always sends every file to the full scan.
 
 Files that need the full scan can go to a pool of worker processes (`Scanner`).
 """
@@ -93,20 +96,27 @@ def _prefilter():
     return keyword, regexes, entropy, complete
 
 
-def _transformed(name: str, text: str) -> bool:
-    """Would detect-secrets rewrite this file's lines before scanning (YAML, INI-like config)?"""
+def _transformed(name: str, text: str) -> list[str] | None:
+    """The texts detect-secrets would scan besides the file's own lines (YAML, INI-like config
+    rewritten with their values quoted), each as its lines joined by newlines; None when that
+    cannot be told safely (a transformer failing in an unforeseen way, a line holding a break)."""
     from detect_secrets.transformers import get_transformed_file
 
     f = io.StringIO(text)
     f.name = name
+    out = []
     for eager in (False, True):
         try:
-            if get_transformed_file(f, use_eager_transformers=eager):
-                return True
+            lines = get_transformed_file(f, use_eager_transformers=eager)
         except Exception:  # a transformer failing in an unforeseen way: be safe
-            return True
+            return None
         f.seek(0)
-    return False
+        if lines:
+            stripped = [line.rstrip("\r\n") for line in lines]
+            if any("\n" in line or "\r" in line for line in stripped):
+                return None   # joining would split a line the detector sees whole
+            out.append("\n".join(stripped))
+    return out
 
 
 def _lines_holding(lowered: str, text: str, words: tuple[str, ...]) -> str:
@@ -126,8 +136,16 @@ def _lines_holding(lowered: str, text: str, words: tuple[str, ...]) -> str:
 def may_hold_secret(name: str, text: str) -> bool:
     """False only when no detect-secrets plugin could report anything in `text` (file `name`)."""
     keyword, regexes, entropy, complete = _prefilter()
+    if not complete or _may_match(text, keyword, regexes, entropy):
+        return True
+    transformed = _transformed(name, text)
+    return transformed is None or any(_may_match(t, keyword, regexes, entropy) for t in transformed)
+
+
+def _may_match(text: str, keyword, regexes, entropy) -> bool:
+    """Could any plugin report a line of `text` (lines joined by newlines)?"""
     lowered = text.lower()
-    if not complete or keyword.search(lowered):
+    if keyword.search(lowered):
         return True
     aligned = len(lowered) == len(text)   # lower() changed no length: offsets agree
     for gate, regex in regexes:
@@ -144,7 +162,7 @@ def may_hold_secret(name: str, text: str) -> bool:
             value = m.group(2)
             if len(value) > shortest and plugin.calculate_shannon_entropy(value) > plugin.entropy_limit:
                 return True
-    return _transformed(name, text)
+    return False
 
 
 class Scanner:

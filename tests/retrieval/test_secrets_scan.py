@@ -67,3 +67,36 @@ def test_prefilter_never_clears_what_the_full_scan_flags():
             missed.append(str(p))
     assert not missed
     assert flagged < len(sample)   # the prefilter does clear some real files
+
+
+QUOTED_ONLY_WHEN_TRANSFORMED = {   # an unquoted value: only the config transformers' quoting exposes it
+    "values.h": "[section]\napi = Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWprbG1ub3A=\n",
+    "settings.ini": "[db]\nvalue = Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWprbG1ub3A=\n",
+    "values.yaml": "a:\n  b: Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWprbG1ub3A=\n",
+}
+HEADER_READ_AS_CONFIG = "/* SPDX-License-Identifier: GPL-2.0 */\n#ifndef _FLAGS_H\n#define _FLAGS_H\nint width = 80;\n#endif\n"
+
+
+@pytest.mark.parametrize("name", sorted(QUOTED_ONLY_WHEN_TRANSFORMED))
+def test_a_secret_exposed_by_the_config_transformers_is_flagged(tmp_path, name):
+    text = QUOTED_ONLY_WHEN_TRANSFORMED[name]
+    (tmp_path / name).write_text(text)
+    assert has_secret(tmp_path / name), f"detect-secrets itself misses {name}: the plant is wrong"
+    assert may_hold_secret(name, text)
+
+
+def test_a_header_the_config_reader_accepts_is_cleared_when_its_values_are_plain(tmp_path):
+    from retrieval.secrets_scan import _transformed
+
+    assert _transformed("flags.h", HEADER_READ_AS_CONFIG), "the eager config reader should accept this header"
+    (tmp_path / "flags.h").write_text(HEADER_READ_AS_CONFIG)
+    assert not has_secret(tmp_path / "flags.h")
+    assert not may_hold_secret("flags.h", HEADER_READ_AS_CONFIG)
+
+
+def test_a_transformed_line_holding_a_break_goes_to_the_full_scan(monkeypatch):
+    import detect_secrets.transformers as transformers
+
+    monkeypatch.setattr(transformers, "get_transformed_file",
+                        lambda f, use_eager_transformers=False: ['a = "x\ny"'] if use_eager_transformers else None)
+    assert may_hold_secret("flags.h", HEADER_READ_AS_CONFIG)
