@@ -29,7 +29,8 @@ the full scan. Per plugin kind:
   unforeseen way, sends the file to the full scan;
 - a plugin of a kind not listed always sends every file to the full scan.
 
-Files that need the full scan can go to a pool of worker processes (`Scanner`).
+A large source runs the whole per-file check, prefilter and full scan included, on every
+core (selection.py, scan_pool.py).
 """
 
 from __future__ import annotations
@@ -37,8 +38,6 @@ from __future__ import annotations
 import io
 import re
 import threading
-from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
@@ -163,63 +162,3 @@ def _may_match(text: str, keyword, regexes, entropy) -> bool:
             if len(value) > shortest and plugin.calculate_shannon_entropy(value) > plugin.entropy_limit:
                 return True
     return False
-
-
-class Scanner:
-    """Secret checks for a stream of files, in submission order.
-
-    `check(key, path, text)` queues a file; `results()` yields `(key, has_secret)` for queued files
-    whose answer is known, oldest first. Files the prefilter clears answer at once; the rest go to
-    `workers` processes (in this process when workers <= 1 or until a few files needed it)."""
-
-    IN_PROCESS_FIRST = 8   # a small repository is not worth starting processes for
-
-    def __init__(self, workers: int = 1, window: int = 64):
-        self.workers, self.window = workers, window
-        self._queue: deque[tuple[object, bool | Future]] = deque()
-        self._pool: ProcessPoolExecutor | None = None
-        self._full_scans = 0
-        self.prefiltered = 0   # files cleared without the full scan
-
-    def __enter__(self) -> "Scanner":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-
-    def check(self, key, path: Path, text: str, known_clean: bool = False) -> None:
-        """Queue one file. `known_clean`: its content was scanned clean before (a re-index)."""
-        if known_clean:
-            self._queue.append((key, False))
-            return
-        if not may_hold_secret(path.name, text):
-            self.prefiltered += 1
-            self._queue.append((key, False))
-            return
-        self._full_scans += 1
-        if self.workers <= 1 or self._full_scans <= self.IN_PROCESS_FIRST:
-            self._queue.append((key, has_secret(path)))
-            return
-        if self._pool is None:
-            import multiprocessing
-
-            # spawn, not fork: the indexing process may hold threads (torch, tqdm)
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
-        self._queue.append((key, self._pool.submit(has_secret, str(path))))
-
-    def ready(self, drain: bool = False):
-        """(key, has_secret) for the oldest queued files: those already known, or, when the queue
-        is full or `drain` is set, waiting for them."""
-        while self._queue:
-            key, answer = self._queue[0]
-            if isinstance(answer, Future):
-                if not (answer.done() or drain or len(self._queue) >= self.window):
-                    return
-                answer = answer.result()
-            self._queue.popleft()
-            yield key, answer

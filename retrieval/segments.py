@@ -76,18 +76,21 @@ class SegmentWriter:
     def __init__(self, seg_root: Path, prefix: str, cap: int):
         self.seg_root, self.prefix, self.cap = seg_root, prefix, cap
         self.rows: list[dict] = []
+        self.tokens: list[list[str] | None] = []
         self.written: list[tuple[str, int]] = []
 
     @property
     def current(self) -> str:
         return f"{self.prefix}-{len(self.written):04d}"
 
-    def add_file(self, rows: list[dict]) -> tuple[str, list[int]]:
-        """Place one file's rows; returns (segment name, row numbers there)."""
+    def add_file(self, rows: list[dict], tokens: list[list[str]] | None = None) -> tuple[str, list[int]]:
+        """Place one file's rows (with their `row_tokens` when already worked out); returns
+        (segment name, row numbers there)."""
         if self.rows and len(self.rows) + len(rows) > self.cap:
             self.flush()
         start = len(self.rows)
         self.rows.extend(rows)
+        self.tokens.extend(tokens if tokens is not None else [None] * len(rows))
         return self.current, list(range(start, start + len(rows)))
 
     def flush(self) -> None:
@@ -95,21 +98,28 @@ class SegmentWriter:
             return
         name = self.current
         with staging_dir(self.seg_root / name) as tmp:
-            write_segment(tmp, self.rows)
+            write_segment(tmp, self.rows, self.tokens)
         self.written.append((name, len(self.rows)))
-        self.rows = []
+        self.rows, self.tokens = [], []
 
 
-def write_segment(target: Path, rows: list[dict]) -> None:
-    """Write rows (chunk dicts) and their BM25 index into the (staging) directory `target`."""
+def row_tokens(path: str, symbol: str | None, text: str) -> list[str]:
+    """What BM25 indexes for a chunk: its path, symbol and text."""
+    return code_tokens(f"{path} {symbol or ''} {text}")
+
+
+def write_segment(target: Path, rows: list[dict], tokens: list[list[str] | None] | None = None) -> None:
+    """Write rows (chunk dicts) and their BM25 index into the (staging) directory `target`.
+    `tokens`: each row's `row_tokens` where already worked out (None: worked out here)."""
     import bm25s  # lazy: numba must not load before a vLLM engine in the same process
 
     with open(target / "chunks.jsonl", "w", encoding="utf-8") as f:
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
     retriever = bm25s.BM25()
-    retriever.index([code_tokens(f"{r['path']} {r.get('symbol') or ''} {r['text']}") for r in rows],
-                    show_progress=False)
+    tokens = tokens or [None] * len(rows)
+    retriever.index([t if t is not None else row_tokens(r["path"], r.get("symbol"), r["text"])
+                     for r, t in zip(rows, tokens)], show_progress=False)
     retriever.save(str(target / "bm25"), show_progress=False)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from codetailor.config import RetrievalConfig
-from retrieval.secrets_scan import Scanner, has_secret, may_hold_secret
+from retrieval.secrets_scan import has_secret, may_hold_secret
 from retrieval.selection import Selection, select_files
 
 PLANTED = {
@@ -39,12 +39,18 @@ def test_clean_code_skips_the_full_scan():
 
 
 def test_selection_drops_planted_secrets_with_the_worker_pool(tmp_path, monkeypatch):
+    from retrieval import scan_pool
+
     for name, text in PLANTED.items():
         (tmp_path / name).write_text(text)
     for i in range(20):
         (tmp_path / f"clean_{i:02d}.py").write_text(CLEAN.replace("add", f"add_{i}"))
-    monkeypatch.setattr(Scanner, "IN_PROCESS_FIRST", 2)   # most full scans go to the two processes
+    pooled = []
+    real = scan_pool.ordered_map
+    monkeypatch.setattr("retrieval.selection.ordered_map",   # every file goes to the two processes
+                        lambda *a, **k: real(*a, **(k | {"min_items": 1, "batch": 3})) if not pooled.append(1) else None)
     r = select_files(tmp_path, Selection(), RetrievalConfig(secret_scan_workers=2))
+    assert pooled
     assert sorted(f.path for f in r.files) == [f"clean_{i:02d}.py" for i in range(20)]
     assert r.skipped["secret"] == len(PLANTED)
 
