@@ -16,6 +16,9 @@ the full scan. Per plugin kind:
 - the high-entropy string detectors: their own quoted-string pattern (its charset
   excludes newlines, so whole-text matches are the per-line ones) and their own
   entropy function and limit;
+- a pattern that starts with a class or an alternation but holds a literal verbatim (`AKC`,
+  `-us`, `cloudant`, ...: `_LITERALS`) runs only on a text holding that literal (lowercased
+  for a case-insensitive pattern, and then only over ASCII text);
 - the case-insensitive service patterns (IBM, Cloudant, Softlayer, AWS secret key)
   cost milliseconds per file each, so each runs only when the lowercased text holds
   a word its pattern cannot match without: a mandatory `(?:key|pwd|password|pass|
@@ -64,6 +67,24 @@ _GATES = (
 )
 
 
+# marker in a pattern -> a literal every match holds verbatim: a text without it skips the regex
+# (Python's re has no fast path for a pattern that starts with a class or an alternation)
+_LITERALS = (
+    (")AKC[", "AKC"), (")AP[", "AP"), ("-us[0-9]", "-us"), ("\\.cloudant\\.com", "cloudant"),
+    ("xox(?:", "xox"), ("hooks\\.slack\\.com", "hooks"), ("api.softlayer.com", "softlayer"),
+    ("k_live_", "k_live_"),
+)
+
+
+def _literal(regex: re.Pattern) -> tuple[str, bool] | None:
+    """(literal, compare lowercased) for a pattern holding one of `_LITERALS`' markers."""
+    for marker, literal in _LITERALS:
+        if marker in regex.pattern:
+            folded = bool(regex.flags & re.IGNORECASE)
+            return (literal.lower() if folded else literal), folded
+    return None
+
+
 def _gate(pattern: str) -> tuple[str, ...]:
     for marker, words in _GATES:
         if marker in pattern:
@@ -73,7 +94,7 @@ def _gate(pattern: str) -> tuple[str, ...]:
 
 @lru_cache(maxsize=1)
 def _prefilter():
-    """(keyword regex, [(gate words, regex)], entropy plugins, complete): `complete` is False when a
+    """(keyword regex, [(gate words, required literal, regex)], entropy plugins, complete): `complete` is False when a
     default plugin is of a kind the prefilter does not model; then every file takes the full scan."""
     from detect_secrets.plugins.keyword import DENYLIST
     from detect_secrets.settings import default_settings, get_plugins
@@ -86,7 +107,7 @@ def _prefilter():
             if kind == "KeywordDetector":
                 continue
             if hasattr(plugin, "denylist"):
-                regexes += [(_gate(r.pattern), re.compile(r.pattern, r.flags | re.MULTILINE))
+                regexes += [(_gate(r.pattern), _literal(r), re.compile(r.pattern, r.flags | re.MULTILINE))
                             for r in plugin.denylist]
             elif hasattr(plugin, "regex") and hasattr(plugin, "entropy_limit"):
                 entropy.append(plugin)
@@ -147,7 +168,11 @@ def _may_match(text: str, keyword, regexes, entropy) -> bool:
     if keyword.search(lowered):
         return True
     aligned = len(lowered) == len(text)   # lower() changed no length: offsets agree
-    for gate, regex in regexes:
+    ascii_only = text.isascii()            # case-insensitive matches are then exactly lower()'s
+    for gate, literal, regex in regexes:
+        if literal is not None and (ascii_only or not literal[1]):
+            if literal[0] not in (lowered if literal[1] else text):
+                continue
         if not gate or not aligned:
             if regex.search(text):
                 return True

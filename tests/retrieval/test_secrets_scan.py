@@ -106,3 +106,22 @@ def test_a_transformed_line_holding_a_break_goes_to_the_full_scan(monkeypatch):
     monkeypatch.setattr(transformers, "get_transformed_file",
                         lambda f, use_eager_transformers=False: ['a = "x\ny"'] if use_eager_transformers else None)
     assert may_hold_secret("flags.h", HEADER_READ_AS_CONFIG)
+
+
+UNQUOTED = {   # no quotes (no entropy check), no keyword: only each service's own pattern can see them
+    "artifactory.py": "x = AKCp5budTFpbypBqQbGJPz3pGCi28pPivfWczqjfYb9drAmd9LbRZbj6UpKFxJXA8ksWGc9fM\n",
+    "artifactory_ap.py": "x = AP6xxxxxxxxxx\n",
+    "mailchimp.py": "k = 343ea45721923ed956e2b38c31db76aa-us30\n",
+    "stripe_rk.py": "k = rk_live_4eC39HqLyjWDarjtT1zdp7dc\n",
+    "slack_hook.py": "u = https://hooks.slack.com/services/Txxxxxxxx/Bxxxxxxxx/xxxxxxxxxxxxxxxxxxxxxxxx\n",
+    "softlayer.py": "u = https://api.softlayer.com/soap/v3/" + "a" * 64 + "\n",
+    "cloudant.py": "u = https://user:" + "a" * 24 + "@acct.cloudant.com\n",
+    "xox_upper.py": "k = XOXP-123-456-abc\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(UNQUOTED))
+def test_secrets_behind_the_literal_gated_patterns_are_flagged(tmp_path, name):
+    (tmp_path / name).write_text(UNQUOTED[name])
+    assert has_secret(tmp_path / name), f"detect-secrets itself misses {name}: the plant is wrong"
+    assert may_hold_secret(name, UNQUOTED[name])
