@@ -11,12 +11,13 @@ times, so each identifier's tokens are worked out once and kept in a bounded mem
 from __future__ import annotations
 
 import re
+from itertools import chain
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+")
 # camelCase / PascalCase / ACRONYMWord boundaries inside one snake_case part
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+\d*|[A-Z]+\d*|\d+")
-# a snake_case part _CAMEL leaves whole: lowercase letters then digits, or digits alone
-_PLAIN_PART = re.compile(r"[a-z]+\d*|\d+")
+# a snake_case part _CAMEL leaves whole (one word): `word2`, `Word2`, `WORD2`, `42`
+_PLAIN_PART = re.compile(r"[A-Z]?[a-z]+\d*|[A-Z]+\d*|\d+")
 
 _MEMO_MAX = 500_000   # identifiers remembered; the memo starts over beyond (bounded memory)
 _memo: dict[str, tuple[str, ...]] = {}
@@ -27,7 +28,7 @@ def split_identifier(ident: str) -> list[str]:
     for piece in ident.split("_"):
         if piece:
             if _PLAIN_PART.fullmatch(piece):
-                parts.append(piece)
+                parts.append(piece.lower())
             else:
                 parts.extend(m.group(0).lower() for m in _CAMEL.finditer(piece))
     return parts
@@ -43,16 +44,16 @@ def _identifier_tokens(ident: str) -> tuple[str, ...]:
 
 
 def code_tokens(text: str) -> list[str]:
-    out: list[str] = []
+    idents = _IDENT.findall(text)
     memo = _memo
-    for ident in _IDENT.findall(text):
-        tokens = memo.get(ident)
-        if tokens is None:
-            if len(memo) >= _MEMO_MAX:
-                memo.clear()
-            tokens = memo[ident] = _identifier_tokens(ident)
-        out.extend(tokens)
-    return out
+    new = [i for i in set(idents) if i not in memo]
+    if new:
+        if len(memo) + len(new) > _MEMO_MAX:
+            memo.clear()
+            new = set(idents)
+        for ident in new:
+            memo[ident] = _identifier_tokens(ident)
+    return list(chain.from_iterable(map(memo.__getitem__, idents)))
 
 
 def identifiers(text: str) -> set[str]:
