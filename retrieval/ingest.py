@@ -147,9 +147,9 @@ def index_source(settings, paths: TenantPaths, root: Path | str, *, source: str 
             update_symbols(paths, source, chunk_pass(), rebuild=rebuild,
                            exclude_deprecated=selection.exclude_deprecated)
             files_entry, changed, selected = done["out"]
-            writer.flush()
+            writer.finish()
         except BaseException:
-            for name, _ in writer.written:
+            for name in writer.abandon():
                 shutil.rmtree(seg_root / name, ignore_errors=True)
             raise
         if not selected:

@@ -94,3 +94,40 @@ def test_ordered_map_keeps_order_and_bounds_what_is_in_flight():
     assert len(consumed) <= 10 + 5 * 2   # the head, then at most `ahead` batches beyond what was handed back
     assert list(out) == [3 * i * i for i in range(3, 200)]
     assert scan_pool._work is None   # the context lives in the workers, not here
+
+
+def _row(i: int, path: str = "a.py") -> dict:
+    return {"id": i, "source": "main", "path": path, "language": "python", "start_line": 1, "end_line": 1,
+            "symbol": None, "deprecated": False, "text": f"def f{i}(): return {i}\n"}
+
+
+def test_segments_written_in_the_background_are_in_place_and_in_order(tmp_path):
+    from retrieval.segments import SegmentWriter, iter_rows
+
+    w = SegmentWriter(tmp_path, "g000001", cap=4)
+    placed = [w.add_file([_row(3 * f + k, f"f{f}.py") for k in range(3)]) for f in range(5)]
+    w.finish()
+    assert [name for name, _ in w.written] == [f"g000001-{i:04d}" for i in range(5)]
+    assert [p[0] for p in placed] == [name for name, _ in w.written]
+    for (name, n), f in zip(w.written, range(5)):
+        assert [r["id"] for r in iter_rows(tmp_path / name)] == [3 * f + k for k in range(3)]
+        assert (tmp_path / name / "bm25").is_dir()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+
+
+def test_a_failed_background_write_is_raised_and_its_segments_listed(tmp_path, monkeypatch):
+    import pytest
+
+    from retrieval import segments
+
+    def broken(target, rows, tokens=None):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(segments, "write_segment", broken)
+    w = segments.SegmentWriter(tmp_path, "g000002", cap=2)
+    w.add_file([_row(1), _row(2)])
+    w.add_file([_row(3)])          # starts the first write, which fails in the background
+    with pytest.raises(OSError, match="disk full"):
+        w.finish()
+    assert w.abandon() == ["g000002-0000"]   # the failure stopped the writer before the next segment
+    assert not list(tmp_path.iterdir())   # nothing half-written stays
