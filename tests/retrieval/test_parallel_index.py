@@ -131,3 +131,24 @@ def test_a_failed_background_write_is_raised_and_its_segments_listed(tmp_path, m
         w.finish()
     assert w.abandon() == ["g000002-0000"]   # the failure stopped the writer before the next segment
     assert not list(tmp_path.iterdir())   # nothing half-written stays
+
+
+def test_a_quota_stop_with_worker_processes_leaves_nothing_behind(settings, registry, tmp_path, monkeypatch):
+    import pytest
+
+    from codetailor.config import load_settings
+    from codetailor.errors import QuotaExceeded
+
+    root = tmp_path / "src"
+    _tree(root)
+    monkeypatch.setattr("retrieval.selection.ordered_map",
+                        lambda fn, context, items, **kw: ordered_map(fn, context, items,
+                                                                     **(kw | {"min_items": 1, "batch": 2})))
+    s = load_settings(home=settings.home, retrieval={"exact_vectors": True, "secret_scan_workers": 2,
+                                                    "max_segment_rows": 20, "max_tenant_files": 30})
+    paths, _ = registry.create_tenant("capped")
+    with pytest.raises(QuotaExceeded):
+        index_source(s, paths, root, embed=False)
+    assert read_manifest(paths) is None
+    seg = segments_dir(paths)
+    assert not seg.exists() or not list(seg.iterdir())   # segments written before the stop were removed
