@@ -23,14 +23,30 @@ PLANTED = {
     "jwt.java": 'class T { String t = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"; }\n',
     "config.yaml": "database:\n  password: s3cr3t-Pa55w0rd-v4lue\n",
 }
+QUOTED_ONLY_WHEN_TRANSFORMED = {   # an unquoted value: only the config transformers' quoting exposes it
+    "values.h": "[section]\napi = Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWprbG1ub3A=\n",
+    "settings.ini": "[db]\nvalue = Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWprbG1ub3A=\n",
+    "values.yaml": "a:\n  b: Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWprbG1ub3A=\n",
+}
+UNQUOTED = {   # no quotes (no entropy check), no keyword: only each service's own pattern can see them
+    "artifactory.py": "x = AKCp5budTFpbypBqQbGJPz3pGCi28pPivfWczqjfYb9drAmd9LbRZbj6UpKFxJXA8ksWGc9fM\n",
+    "artifactory_ap.py": "x = AP6xxxxxxxxxx\n",
+    "mailchimp.py": "k = 343ea45721923ed956e2b38c31db76aa-us30\n",
+    "stripe_rk.py": "k = rk_live_4eC39HqLyjWDarjtT1zdp7dc\n",
+    "slack_hook.py": "u = https://hooks.slack.com/services/Txxxxxxxx/Bxxxxxxxx/xxxxxxxxxxxxxxxxxxxxxxxx\n",
+    "softlayer.py": "u = https://api.softlayer.com/soap/v3/" + "a" * 64 + "\n",
+    "cloudant.py": "u = https://user:" + "a" * 24 + "@acct.cloudant.com\n",
+    "xox_upper.py": "k = XOXP-123-456-abc\n",
+}
 CLEAN = "def add(a, b):\n    \"\"\"Sum two numbers.\"\"\"\n    return a + b\n"
 
 
-@pytest.mark.parametrize("name", sorted(PLANTED))
+@pytest.mark.parametrize("name", sorted(PLANTED) + sorted(QUOTED_ONLY_WHEN_TRANSFORMED) + sorted(UNQUOTED))
 def test_every_planted_secret_is_flagged_and_caught(tmp_path, name):
+    text = (PLANTED | QUOTED_ONLY_WHEN_TRANSFORMED | UNQUOTED)[name]
     p = tmp_path / name
-    p.write_text(PLANTED[name])
-    assert may_hold_secret(name, PLANTED[name])
+    p.write_text(text)
+    assert may_hold_secret(name, text)
     assert has_secret(p), f"detect-secrets itself misses {name}: the plant is wrong"
 
 
@@ -46,11 +62,14 @@ def test_selection_drops_planted_secrets_with_the_worker_pool(tmp_path, monkeypa
     for i in range(20):
         (tmp_path / f"clean_{i:02d}.py").write_text(CLEAN.replace("add", f"add_{i}"))
     pooled = []
-    real = scan_pool.ordered_map
-    monkeypatch.setattr("retrieval.selection.ordered_map",   # every file goes to the two processes
-                        lambda *a, **k: real(*a, **(k | {"min_items": 1, "batch": 3})) if not pooled.append(1) else None)
+
+    def every_file_to_the_processes(fn, context, items, **kw):
+        pooled.append(kw["workers"])
+        return scan_pool.ordered_map(fn, context, items, **(kw | {"min_items": 1, "batch": 3}))
+
+    monkeypatch.setattr("retrieval.selection.ordered_map", every_file_to_the_processes)
     r = select_files(tmp_path, Selection(), RetrievalConfig(secret_scan_workers=2))
-    assert pooled
+    assert pooled == [2]
     assert sorted(f.path for f in r.files) == [f"clean_{i:02d}.py" for i in range(20)]
     assert r.skipped["secret"] == len(PLANTED)
 
@@ -75,20 +94,7 @@ def test_prefilter_never_clears_what_the_full_scan_flags():
     assert flagged < len(sample)   # the prefilter does clear some real files
 
 
-QUOTED_ONLY_WHEN_TRANSFORMED = {   # an unquoted value: only the config transformers' quoting exposes it
-    "values.h": "[section]\napi = Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWprbG1ub3A=\n",
-    "settings.ini": "[db]\nvalue = Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWprbG1ub3A=\n",
-    "values.yaml": "a:\n  b: Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWprbG1ub3A=\n",
-}
 HEADER_READ_AS_CONFIG = "/* SPDX-License-Identifier: GPL-2.0 */\n#ifndef _FLAGS_H\n#define _FLAGS_H\nint width = 80;\n#endif\n"
-
-
-@pytest.mark.parametrize("name", sorted(QUOTED_ONLY_WHEN_TRANSFORMED))
-def test_a_secret_exposed_by_the_config_transformers_is_flagged(tmp_path, name):
-    text = QUOTED_ONLY_WHEN_TRANSFORMED[name]
-    (tmp_path / name).write_text(text)
-    assert has_secret(tmp_path / name), f"detect-secrets itself misses {name}: the plant is wrong"
-    assert may_hold_secret(name, text)
 
 
 def test_a_header_the_config_reader_accepts_is_cleared_when_its_values_are_plain(tmp_path):
@@ -108,20 +114,3 @@ def test_a_transformed_line_holding_a_break_goes_to_the_full_scan(monkeypatch):
     assert may_hold_secret("flags.h", HEADER_READ_AS_CONFIG)
 
 
-UNQUOTED = {   # no quotes (no entropy check), no keyword: only each service's own pattern can see them
-    "artifactory.py": "x = AKCp5budTFpbypBqQbGJPz3pGCi28pPivfWczqjfYb9drAmd9LbRZbj6UpKFxJXA8ksWGc9fM\n",
-    "artifactory_ap.py": "x = AP6xxxxxxxxxx\n",
-    "mailchimp.py": "k = 343ea45721923ed956e2b38c31db76aa-us30\n",
-    "stripe_rk.py": "k = rk_live_4eC39HqLyjWDarjtT1zdp7dc\n",
-    "slack_hook.py": "u = https://hooks.slack.com/services/Txxxxxxxx/Bxxxxxxxx/xxxxxxxxxxxxxxxxxxxxxxxx\n",
-    "softlayer.py": "u = https://api.softlayer.com/soap/v3/" + "a" * 64 + "\n",
-    "cloudant.py": "u = https://user:" + "a" * 24 + "@acct.cloudant.com\n",
-    "xox_upper.py": "k = XOXP-123-456-abc\n",
-}
-
-
-@pytest.mark.parametrize("name", sorted(UNQUOTED))
-def test_secrets_behind_the_literal_gated_patterns_are_flagged(tmp_path, name):
-    (tmp_path / name).write_text(UNQUOTED[name])
-    assert has_secret(tmp_path / name), f"detect-secrets itself misses {name}: the plant is wrong"
-    assert may_hold_secret(name, UNQUOTED[name])
