@@ -241,6 +241,7 @@ def _examine(ctx: _ScanContext, rel: str) -> tuple[str | None, SourceFile | None
             return "secret", None, False
     if ctx.prepare is not None and (ctx.prepare_known or sf.sha not in ctx.known_clean):
         sf = replace(sf, prepared=ctx.prepare(sf))   # an unchanged file is rarely re-chunked: not here
+        sf.sha   # hashed here, on a worker, and sent along: the index and the symbol table need it
     return None, sf, prefiltered
 
 
