@@ -119,7 +119,7 @@ class RetrievalConfig(_Section):
     exact_vectors: bool = False              # brute-force vector search (tests, small tenants)
     embed_batch_size: int = Field(32, ge=1)
     embed_threads: int = Field(1, ge=0)      # torch threads while embedding; 0 = torch's default (see docs/retrieval.md)
-    # processes running the full secret scan on files the cheap prefilter cannot clear; 0 = every usable core
+    # processes doing the per-file work of a scan (read, checks, secret scan, chunking, tokens); 0 = every core
     secret_scan_workers: int = Field(0, ge=0)
 
 

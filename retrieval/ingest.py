@@ -28,6 +28,7 @@ import os
 import shutil
 import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 from codetailor.atomic import exclusive, remove_stale_partials
@@ -37,8 +38,8 @@ from codetailor.names import SourceName
 from codetailor.tenants import registry_from_settings
 
 from retrieval.segments import (SegmentWriter, empty_manifest, iter_rows, publish_manifest, read_manifest,
-                                segments_dir, write_segment)
-from retrieval.selection import FileScan, Selection, chunk_params, file_chunks
+                                row_tokens, segments_dir, write_segment)
+from retrieval.selection import FileScan, Selection, SourceFile, chunk_params, file_chunks, is_recent
 from retrieval.symbol_table import drop_source_symbols, update_symbols
 from retrieval.vectors import VecPoint, open_store
 
@@ -130,7 +131,9 @@ def index_source(settings, paths: TenantPaths, root: Path | str, *, source: str 
         gen = published + 1
         old_source_files = new["files"].get(source, {})
         clean = frozenset(f["content_sha"] for f in old_source_files.values())
-        scan = FileScan(root, selection, cfg, progress=progress, known_clean=clean)
+        scan = FileScan(root, selection, cfg, progress=progress, known_clean=clean,
+                        prepare=partial(prepare_chunks, selection=selection, config=cfg, mode=params["mode"]),
+                        prepare_known=rebuild)
         quota = _Quota(cfg, new, source, str(paths.tenant))
         writer = SegmentWriter(seg_root, f"g{gen:06d}", cfg.max_segment_rows)
         done: dict = {}
@@ -144,9 +147,9 @@ def index_source(settings, paths: TenantPaths, root: Path | str, *, source: str 
             update_symbols(paths, source, chunk_pass(), rebuild=rebuild,
                            exclude_deprecated=selection.exclude_deprecated)
             files_entry, changed, selected = done["out"]
-            writer.flush()
+            writer.finish()
         except BaseException:
-            for name, _ in writer.written:
+            for name in writer.abandon():
                 shutil.rmtree(seg_root / name, ignore_errors=True)
             raise
         if not selected:
@@ -242,6 +245,23 @@ def drop_source(settings, paths: TenantPaths, source: str) -> dict:
                   "seconds": round(time.perf_counter() - t0, 3)}
 
 
+def prepare_chunks(sf: SourceFile, *, selection: Selection, config, mode: str) -> list[tuple]:
+    """A file's chunks with their BM25 tokens (space-joined: one string crosses processes faster
+    than a list), before the --since filter (its blame runs in the indexing process). Runs where
+    the scan reads the file, a worker process on a large source."""
+    return [(c, " ".join(row_tokens(c.path, c.symbol, c.text)))
+            for c in file_chunks(sf, selection, config, mode)]
+
+
+def _chunks_with_tokens(sf, selection, cfg, mode) -> list[tuple]:
+    prepared = sf.prepared
+    if prepared is None:   # an unchanged file's content with a changed key: rare, done here
+        prepared = prepare_chunks(sf, selection=selection, config=cfg, mode=mode)
+    if sf.recent_lines is not None:
+        prepared = [(c, t) for c, t in prepared if is_recent(c, sf.recent_lines)]
+    return prepared
+
+
 def _chunk_files(scan, writer, quota, old_source_files, source, selection, cfg, params, rebuild):
     """Stream the scan's files into the segment writer, yielding each file once it is handled (the
     symbol table consumes the same stream). Returns (files entry, changed, selected)."""
@@ -259,15 +279,16 @@ def _chunk_files(scan, writer, quota, old_source_files, source, selection, cfg, 
             continue
         changed += 1
         seen: Counter = Counter()
-        rows, ids = [], []
-        for c in file_chunks(sf, selection, cfg, params["mode"]):
+        rows, ids, tokens = [], [], []
+        for c, toks in _chunks_with_tokens(sf, selection, cfg, params["mode"]):
             seen[c.text] += 1
             cid = chunk_id(source, c.path, c.text, seen[c.text])
             ids.append(cid)
             rows.append({"id": cid, "source": source, "path": c.path, "language": c.language,
                          "start_line": c.start_line, "end_line": c.end_line, "symbol": c.symbol,
                          "deprecated": c.deprecated, "text": c.text})
-        segment, row_numbers = writer.add_file(rows) if rows else (None, [])
+            tokens.append(toks.split())
+        segment, row_numbers = writer.add_file(rows, tokens) if rows else (None, [])
         files_entry[sf.path] = {"sha": key, "content_sha": sf.sha, "segment": segment, "rows": row_numbers,
                                 "ids": ids, "bytes": nbytes}
     return files_entry, changed, selected

@@ -16,17 +16,24 @@ the full scan. Per plugin kind:
 - the high-entropy string detectors: their own quoted-string pattern (its charset
   excludes newlines, so whole-text matches are the per-line ones) and their own
   entropy function and limit;
+- a pattern that starts with a class or an alternation but holds a literal verbatim (`AKC`,
+  `-us`, `cloudant`, ...: `_LITERALS`) runs only on a text holding that literal (lowercased
+  for a case-insensitive pattern, and then only over ASCII text);
 - the case-insensitive service patterns (IBM, Cloudant, Softlayer, AWS secret key)
   cost milliseconds per file each, so each runs only when the lowercased text holds
   a word its pattern cannot match without: a mandatory `(?:key|pwd|password|pass|
   token)` group needs "key", "pw", "pass" or "token" (`_GATES`, applied only when
   the pattern holds the marker verbatim), and then only over the lines holding
   such a word (detect-secrets matches line by line);
-- a plugin of a kind not listed, or a file detect-secrets would first transform
-  (YAML, INI-like config: values get quoted before the entropy check), always goes
-  to the full scan.
+- a file detect-secrets transforms (YAML, INI-like config: values get quoted before
+  the plugins run; the eager INI reader accepts many C headers too) is scanned as
+  those transformed lines as well: the same checks run over each transformed text,
+  and a transformed line holding a line break, or a transformer failing in an
+  unforeseen way, sends the file to the full scan;
+- a plugin of a kind not listed always sends every file to the full scan.
 
-Files that need the full scan can go to a pool of worker processes (`Scanner`).
+A large source runs the whole per-file check, prefilter and full scan included, on every
+core (selection.py, scan_pool.py).
 """
 
 from __future__ import annotations
@@ -34,8 +41,6 @@ from __future__ import annotations
 import io
 import re
 import threading
-from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
@@ -62,6 +67,24 @@ _GATES = (
 )
 
 
+# marker in a pattern -> a literal every match holds verbatim: a text without it skips the regex
+# (Python's re has no fast path for a pattern that starts with a class or an alternation)
+_LITERALS = (
+    (")AKC[", "AKC"), (")AP[", "AP"), ("-us[0-9]", "-us"), ("\\.cloudant\\.com", "cloudant"),
+    ("xox(?:", "xox"), ("hooks\\.slack\\.com", "hooks"), ("api.softlayer.com", "softlayer"),
+    ("k_live_", "k_live_"),
+)
+
+
+def _literal(regex: re.Pattern) -> tuple[str, bool] | None:
+    """(literal, compare lowercased) for a pattern holding one of `_LITERALS`' markers."""
+    for marker, literal in _LITERALS:
+        if marker in regex.pattern:
+            folded = bool(regex.flags & re.IGNORECASE)
+            return (literal.lower() if folded else literal), folded
+    return None
+
+
 def _gate(pattern: str) -> tuple[str, ...]:
     for marker, words in _GATES:
         if marker in pattern:
@@ -71,7 +94,7 @@ def _gate(pattern: str) -> tuple[str, ...]:
 
 @lru_cache(maxsize=1)
 def _prefilter():
-    """(keyword regex, [(gate words, regex)], entropy plugins, complete): `complete` is False when a
+    """(keyword regex, [(gate words, required literal, regex)], entropy plugins, complete): `complete` is False when a
     default plugin is of a kind the prefilter does not model; then every file takes the full scan."""
     from detect_secrets.plugins.keyword import DENYLIST
     from detect_secrets.settings import default_settings, get_plugins
@@ -84,7 +107,7 @@ def _prefilter():
             if kind == "KeywordDetector":
                 continue
             if hasattr(plugin, "denylist"):
-                regexes += [(_gate(r.pattern), re.compile(r.pattern, r.flags | re.MULTILINE))
+                regexes += [(_gate(r.pattern), _literal(r), re.compile(r.pattern, r.flags | re.MULTILINE))
                             for r in plugin.denylist]
             elif hasattr(plugin, "regex") and hasattr(plugin, "entropy_limit"):
                 entropy.append(plugin)
@@ -93,20 +116,27 @@ def _prefilter():
     return keyword, regexes, entropy, complete
 
 
-def _transformed(name: str, text: str) -> bool:
-    """Would detect-secrets rewrite this file's lines before scanning (YAML, INI-like config)?"""
+def _transformed(name: str, text: str) -> list[str] | None:
+    """The texts detect-secrets would scan besides the file's own lines (YAML, INI-like config
+    rewritten with their values quoted), each as its lines joined by newlines; None when that
+    cannot be told safely (a transformer failing in an unforeseen way, a line holding a break)."""
     from detect_secrets.transformers import get_transformed_file
 
     f = io.StringIO(text)
     f.name = name
+    out = []
     for eager in (False, True):
         try:
-            if get_transformed_file(f, use_eager_transformers=eager):
-                return True
+            lines = get_transformed_file(f, use_eager_transformers=eager)
         except Exception:  # a transformer failing in an unforeseen way: be safe
-            return True
+            return None
         f.seek(0)
-    return False
+        if lines:
+            stripped = [line.rstrip("\r\n") for line in lines]
+            if any("\n" in line or "\r" in line for line in stripped):
+                return None   # joining would split a line the detector sees whole
+            out.append("\n".join(stripped))
+    return out
 
 
 def _lines_holding(lowered: str, text: str, words: tuple[str, ...]) -> str:
@@ -126,11 +156,23 @@ def _lines_holding(lowered: str, text: str, words: tuple[str, ...]) -> str:
 def may_hold_secret(name: str, text: str) -> bool:
     """False only when no detect-secrets plugin could report anything in `text` (file `name`)."""
     keyword, regexes, entropy, complete = _prefilter()
+    if not complete or _may_match(text, keyword, regexes, entropy):
+        return True
+    transformed = _transformed(name, text)
+    return transformed is None or any(_may_match(t, keyword, regexes, entropy) for t in transformed)
+
+
+def _may_match(text: str, keyword, regexes, entropy) -> bool:
+    """Could any plugin report a line of `text` (lines joined by newlines)?"""
     lowered = text.lower()
-    if not complete or keyword.search(lowered):
+    if keyword.search(lowered):
         return True
     aligned = len(lowered) == len(text)   # lower() changed no length: offsets agree
-    for gate, regex in regexes:
+    ascii_only = text.isascii()            # case-insensitive matches are then exactly lower()'s
+    for gate, literal, regex in regexes:
+        if literal is not None and (ascii_only or not literal[1]):
+            if literal[0] not in (lowered if literal[1] else text):
+                continue
         if not gate or not aligned:
             if regex.search(text):
                 return True
@@ -144,64 +186,4 @@ def may_hold_secret(name: str, text: str) -> bool:
             value = m.group(2)
             if len(value) > shortest and plugin.calculate_shannon_entropy(value) > plugin.entropy_limit:
                 return True
-    return _transformed(name, text)
-
-
-class Scanner:
-    """Secret checks for a stream of files, in submission order.
-
-    `check(key, path, text)` queues a file; `results()` yields `(key, has_secret)` for queued files
-    whose answer is known, oldest first. Files the prefilter clears answer at once; the rest go to
-    `workers` processes (in this process when workers <= 1 or until a few files needed it)."""
-
-    IN_PROCESS_FIRST = 8   # a small repository is not worth starting processes for
-
-    def __init__(self, workers: int = 1, window: int = 64):
-        self.workers, self.window = workers, window
-        self._queue: deque[tuple[object, bool | Future]] = deque()
-        self._pool: ProcessPoolExecutor | None = None
-        self._full_scans = 0
-        self.prefiltered = 0   # files cleared without the full scan
-
-    def __enter__(self) -> "Scanner":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-
-    def check(self, key, path: Path, text: str, known_clean: bool = False) -> None:
-        """Queue one file. `known_clean`: its content was scanned clean before (a re-index)."""
-        if known_clean:
-            self._queue.append((key, False))
-            return
-        if not may_hold_secret(path.name, text):
-            self.prefiltered += 1
-            self._queue.append((key, False))
-            return
-        self._full_scans += 1
-        if self.workers <= 1 or self._full_scans <= self.IN_PROCESS_FIRST:
-            self._queue.append((key, has_secret(path)))
-            return
-        if self._pool is None:
-            import multiprocessing
-
-            # spawn, not fork: the indexing process may hold threads (torch, tqdm)
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
-        self._queue.append((key, self._pool.submit(has_secret, str(path))))
-
-    def ready(self, drain: bool = False):
-        """(key, has_secret) for the oldest queued files: those already known, or, when the queue
-        is full or `drain` is set, waiting for them."""
-        while self._queue:
-            key, answer = self._queue[0]
-            if isinstance(answer, Future):
-                if not (answer.done() or drain or len(self._queue) >= self.window):
-                    return
-                answer = answer.result()
-            self._queue.popleft()
-            yield key, answer
+    return False

@@ -71,45 +71,97 @@ def iter_rows(directory: Path):
 class SegmentWriter:
     """Rows in, segments of at most `cap` rows out (one file's rows never split, so a file larger
     than the cap makes one larger segment). Each segment is staged then renamed into place;
-    `written` lists (name, rows); names unreferenced by a published manifest are removed later."""
+    `written` lists (name, rows); names unreferenced by a published manifest are removed later.
+
+    A full segment is written by a background thread while the next one fills (its BM25 build
+    takes seconds on a large source, and the scan's worker processes would wait meanwhile): at
+    most two segments are in memory. `finish` waits for every write and raises the first error;
+    `abandon` waits and returns the names to remove."""
 
     def __init__(self, seg_root: Path, prefix: str, cap: int):
         self.seg_root, self.prefix, self.cap = seg_root, prefix, cap
         self.rows: list[dict] = []
-        self.written: list[tuple[str, int]] = []
+        self.tokens: list[list[str] | None] = []
+        self.written: list[tuple[str, int]] = []   # in name order, as each write is started
+        self._writing = None   # the write in flight (a Future)
+        self._pool = None
 
     @property
     def current(self) -> str:
         return f"{self.prefix}-{len(self.written):04d}"
 
-    def add_file(self, rows: list[dict]) -> tuple[str, list[int]]:
-        """Place one file's rows; returns (segment name, row numbers there)."""
+    def add_file(self, rows: list[dict], tokens: list[list[str]] | None = None) -> tuple[str, list[int]]:
+        """Place one file's rows (with their `row_tokens` when already worked out); returns
+        (segment name, row numbers there)."""
         if self.rows and len(self.rows) + len(rows) > self.cap:
-            self.flush()
+            self._start_write()
         start = len(self.rows)
         self.rows.extend(rows)
+        self.tokens.extend(tokens if tokens is not None else [None] * len(rows))
         return self.current, list(range(start, start + len(rows)))
 
-    def flush(self) -> None:
-        if not self.rows:
-            return
-        name = self.current
+    def _start_write(self) -> None:
+        self._wait()   # one write at a time: memory stays at two segments
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="segment-writer")
+        name, rows, tokens = self.current, self.rows, self.tokens
+        self.written.append((name, len(rows)))
+        self.rows, self.tokens = [], []
+        self._writing = self._pool.submit(self._write, name, rows, tokens)
+
+    def _write(self, name: str, rows: list[dict], tokens: list) -> None:
         with staging_dir(self.seg_root / name) as tmp:
-            write_segment(tmp, self.rows)
-        self.written.append((name, len(self.rows)))
-        self.rows = []
+            write_segment(tmp, rows, tokens)
+
+    def _wait(self) -> None:
+        if self._writing is not None:
+            writing, self._writing = self._writing, None
+            writing.result()
+
+    def finish(self) -> None:
+        """Write the last segment; return once every segment is in place."""
+        try:
+            if self.rows:
+                self._start_write()
+            self._wait()
+        finally:
+            self._close()
+
+    def abandon(self) -> list[str]:
+        """After a failure: wait for a write in flight; the names of every segment started."""
+        try:
+            self._wait()
+        except Exception:
+            pass
+        finally:
+            self._close()
+        return [name for name, _ in self.written]
+
+    def _close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
 
-def write_segment(target: Path, rows: list[dict]) -> None:
-    """Write rows (chunk dicts) and their BM25 index into the (staging) directory `target`."""
+def row_tokens(path: str, symbol: str | None, text: str) -> list[str]:
+    """What BM25 indexes for a chunk: its path, symbol and text."""
+    return code_tokens(f"{path} {symbol or ''} {text}")
+
+
+def write_segment(target: Path, rows: list[dict], tokens: list[list[str] | None] | None = None) -> None:
+    """Write rows (chunk dicts) and their BM25 index into the (staging) directory `target`.
+    `tokens`: each row's `row_tokens` where already worked out (None: worked out here)."""
     import bm25s  # lazy: numba must not load before a vLLM engine in the same process
 
     with open(target / "chunks.jsonl", "w", encoding="utf-8") as f:
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
     retriever = bm25s.BM25()
-    retriever.index([code_tokens(f"{r['path']} {r.get('symbol') or ''} {r['text']}") for r in rows],
-                    show_progress=False)
+    tokens = tokens or [None] * len(rows)
+    retriever.index([t if t is not None else row_tokens(r["path"], r.get("symbol"), r["text"])
+                     for r, t in zip(rows, tokens)], show_progress=False)
     retriever.save(str(target / "bm25"), show_progress=False)
 
 

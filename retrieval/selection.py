@@ -18,15 +18,18 @@ import re
 import stat
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from functools import cached_property
+from typing import Callable
 
 from codetailor.errors import CodetailorError, NotFound
 from codetailor.languages import language_of
 
 from retrieval.chunking import Chunk, chunk_text
 from retrieval.git import Git, open_git
-from retrieval.secrets_scan import Scanner
+from retrieval.scan_pool import ordered_map
+from retrieval.secrets_scan import has_secret, may_hold_secret
 
 
 class SelectionError(CodetailorError):
@@ -98,8 +101,9 @@ class SourceFile:
     language: str
     text: str
     recent_lines: frozenset[int] | None = None   # with --since: 1-based lines committed recently
+    prepared: object = field(default=None, compare=False, repr=False)   # FileScan's `prepare` result
 
-    @property
+    @cached_property   # the scan, the index key and the symbol table all ask (frozen: set once)
     def sha(self) -> str:
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
 
@@ -200,15 +204,62 @@ def scan_workers(config) -> int:
     return config.secret_scan_workers or len(os.sched_getaffinity(0))
 
 
+@dataclass
+class _ScanContext:
+    """What the per-file work of one scan needs; sent once to each worker process."""
+    root: Path
+    selection: Selection
+    config: object                 # RetrievalConfig
+    newest: dict[str, int]
+    fixes: Counter
+    cutoff: float | None
+    known_clean: frozenset[str]
+    prepare: Callable[[SourceFile], object] | None
+    prepare_known: bool
+    links: dict[str, bool] = field(default_factory=dict)
+    specs: tuple | None = None
+
+    def matchers(self):
+        if self.specs is None:
+            self.specs = (_spec(self.selection.include), _spec(self.selection.exclude))
+        return self.specs
+
+
+def _examine(ctx: _ScanContext, rel: str) -> tuple[str | None, SourceFile | None, bool]:
+    """One listed file: (skip reason, None, _) or (None, the selected file, cleared by the prefilter).
+    Runs in a worker process on a large scan: everything here depends on the file alone."""
+    inc, exc = ctx.matchers()
+    reason, sf = _check(ctx.root, rel, ctx.selection, ctx.config, inc, exc, ctx.newest, ctx.fixes, ctx.cutoff,
+                        ctx.links)
+    if reason:
+        return reason, None, False
+    prefiltered = False
+    if sf.sha not in ctx.known_clean:
+        if not may_hold_secret(sf.abs_path.name, sf.text):
+            prefiltered = True
+        elif has_secret(sf.abs_path):
+            return "secret", None, False
+    if ctx.prepare is not None and (ctx.prepare_known or sf.sha not in ctx.known_clean):
+        sf = replace(sf, prepared=ctx.prepare(sf))   # an unchanged file is rarely re-chunked: not here
+        sf.sha   # hashed here, on a worker, and sent along: the index and the symbol table need it
+    return None, sf, prefiltered
+
+
 class FileScan:
     """A selection streamed one file at a time: iterate for the selected `SourceFile`s (at most a
-    small window of them in memory); `files_seen` and `skipped` count as the iteration goes."""
+    small window of them in memory); `files_seen` and `skipped` count as the iteration goes.
+
+    The per-file work (read, checks, secret scan, and `prepare` when given) runs on
+    `secret_scan_workers` processes for a large source (scan_pool.py), in order either way."""
 
     def __init__(self, root: Path | str, selection: Selection, config, *, progress: bool = False,
-                 known_clean: frozenset[str] = frozenset()):
+                 known_clean: frozenset[str] = frozenset(), prepare: Callable[[SourceFile], object] | None = None,
+                 prepare_known: bool = False):
         """`config` is a RetrievalConfig. `known_clean`: sha256 hex digests of file contents already
         scanned without finding a secret (a re-index passes its manifest's, so unchanged files are
-        not rescanned)."""
+        not rescanned). `prepare`: a module-level function (or partial of one) run on each selected
+        file where it is read; its result is the file's `prepared` (None for a file in `known_clean`
+        unless `prepare_known`)."""
         root = Path(root)
         if not root.exists():
             raise NotFound(f"path {root} does not exist")
@@ -216,6 +267,7 @@ class FileScan:
             raise SelectionError(f"path {root} is not a directory")
         self.root = root.resolve()
         self.selection, self.config, self.progress, self.known_clean = selection, config, progress, known_clean
+        self.prepare, self.prepare_known = prepare, prepare_known
         self.files_seen = 0
         self.skipped: Counter = Counter()
         self.prefiltered = 0
@@ -233,31 +285,19 @@ class FileScan:
         else:
             newest, fixes = {}, Counter()
         cutoff = time.time() - parse_duration(sel.since) if sel.since else None
-        inc, exc = _spec(sel.include), _spec(sel.exclude)
         if self.progress:
             from tqdm import tqdm
             names = tqdm(names, desc="selecting files", unit="file", leave=False)
-        links: dict[str, bool] = {}
-        with Scanner(scan_workers(cfg)) as scanner:
-            for rel in names:
-                self.files_seen += 1
-                reason, sf = _check(self.root, rel, sel, cfg, inc, exc, newest, fixes, cutoff, links)
-                if reason:
-                    self.skipped[reason] += 1
-                    continue
-                clean = hashlib.sha256(sf.text.encode("utf-8")).hexdigest() in self.known_clean
-                scanner.check(sf, sf.abs_path, sf.text, known_clean=clean)
-                yield from self._finish(scanner.ready(), newest, cutoff)
-            yield from self._finish(scanner.ready(drain=True), newest, cutoff)
-            self.prefiltered = scanner.prefiltered
-
-    def _finish(self, answers, newest, cutoff):
-        for sf, secret in answers:
-            if secret:
-                self.skipped["secret"] += 1
+        ctx = _ScanContext(self.root, sel, cfg, newest, fixes, cutoff, self.known_clean, self.prepare,
+                           self.prepare_known)
+        for reason, sf, prefiltered in ordered_map(_examine, ctx, names, workers=scan_workers(cfg)):
+            self.files_seen += 1
+            if reason:
+                self.skipped[reason] += 1
                 continue
+            self.prefiltered += prefiltered
             if cutoff is not None and sf.path in newest:
-                sf = SourceFile(sf.path, sf.abs_path, sf.language, sf.text, _recent_lines(self.git, sf.path, cutoff))
+                sf = replace(sf, recent_lines=_recent_lines(self.git, sf.path, cutoff))
             yield sf
 
 
@@ -360,8 +400,13 @@ def file_chunks(sf: SourceFile, selection: Selection, config, chunking: str | No
     if selection.exclude_deprecated:
         chunks = [c for c in chunks if not c.deprecated]
     if sf.recent_lines is not None:
-        chunks = [c for c in chunks if any(n in sf.recent_lines for n in range(c.start_line, c.end_line + 1))]
+        chunks = [c for c in chunks if is_recent(c, sf.recent_lines)]
     return chunks
+
+
+def is_recent(chunk: Chunk, recent_lines: frozenset[int]) -> bool:
+    """Does the chunk hold a line committed within --since?"""
+    return any(n in recent_lines for n in range(chunk.start_line, chunk.end_line + 1))
 
 
 def iter_selected_files(root: Path | str, selection: Selection, config):

@@ -74,6 +74,34 @@ def test_code_tokens_split_identifiers():
     assert {"total_amount", "total", "amount", "invoiceledger", "invoice", "ledger", "gettotal", "get"} <= set(toks)
 
 
+def _reference_tokens(text):
+    """The definition, without memo or fast paths: every identifier whole, plus its camel/snake words."""
+    import re
+
+    out = []
+    for ident in re.findall(r"[A-Za-z_][A-Za-z0-9_]*|\d+", text):
+        parts = [m.lower() for piece in ident.split("_") if piece
+                 for m in re.findall(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+\d*|[A-Z]+\d*|\d+", piece)]
+        out += [ident.lower()] if len(ident) > 1 else []
+        out += [p for p in parts if len(p) > 1] if len(parts) > 1 else []
+    return out
+
+
+def test_memoised_tokens_equal_the_definition_and_the_memo_stays_bounded(monkeypatch):
+    import random
+
+    from retrieval import tokens
+
+    monkeypatch.setattr(tokens, "_MEMO_MAX", 50)
+    monkeypatch.setattr(tokens, "_memo", {})
+    rng = random.Random(0)
+    words = ["".join(rng.choice("aZ_09bYxX1q") for _ in range(rng.randint(1, 9))) for _ in range(3000)]
+    for i in range(0, len(words), 7):
+        text = " + ".join(words[i:i + 7]) + "\n\tfoo_bar(ABCDef2)"
+        assert code_tokens(text) == _reference_tokens(text), text
+        assert len(tokens._memo) <= 50
+
+
 def test_segment_scores_match_bm25s(tmp_path):
     import random
 

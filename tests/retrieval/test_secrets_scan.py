@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from codetailor.config import RetrievalConfig
-from retrieval.secrets_scan import Scanner, has_secret, may_hold_secret
+from retrieval.secrets_scan import has_secret, may_hold_secret
 from retrieval.selection import Selection, select_files
 
 PLANTED = {
@@ -23,14 +23,30 @@ PLANTED = {
     "jwt.java": 'class T { String t = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"; }\n',
     "config.yaml": "database:\n  password: s3cr3t-Pa55w0rd-v4lue\n",
 }
+QUOTED_ONLY_WHEN_TRANSFORMED = {   # an unquoted value: only the config transformers' quoting exposes it
+    "values.h": "[section]\napi = Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWprbG1ub3A=\n",
+    "settings.ini": "[db]\nvalue = Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWprbG1ub3A=\n",
+    "values.yaml": "a:\n  b: Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWprbG1ub3A=\n",
+}
+UNQUOTED = {   # no quotes (no entropy check), no keyword: only each service's own pattern can see them
+    "artifactory.py": "x = AKCp5budTFpbypBqQbGJPz3pGCi28pPivfWczqjfYb9drAmd9LbRZbj6UpKFxJXA8ksWGc9fM\n",
+    "artifactory_ap.py": "x = AP6xxxxxxxxxx\n",
+    "mailchimp.py": "k = 343ea45721923ed956e2b38c31db76aa-us30\n",
+    "stripe_rk.py": "k = rk_live_4eC39HqLyjWDarjtT1zdp7dc\n",
+    "slack_hook.py": "u = https://hooks.slack.com/services/Txxxxxxxx/Bxxxxxxxx/xxxxxxxxxxxxxxxxxxxxxxxx\n",
+    "softlayer.py": "u = https://api.softlayer.com/soap/v3/" + "a" * 64 + "\n",
+    "cloudant.py": "u = https://user:" + "a" * 24 + "@acct.cloudant.com\n",
+    "xox_upper.py": "k = XOXP-123-456-abc\n",
+}
 CLEAN = "def add(a, b):\n    \"\"\"Sum two numbers.\"\"\"\n    return a + b\n"
 
 
-@pytest.mark.parametrize("name", sorted(PLANTED))
+@pytest.mark.parametrize("name", sorted(PLANTED) + sorted(QUOTED_ONLY_WHEN_TRANSFORMED) + sorted(UNQUOTED))
 def test_every_planted_secret_is_flagged_and_caught(tmp_path, name):
+    text = (PLANTED | QUOTED_ONLY_WHEN_TRANSFORMED | UNQUOTED)[name]
     p = tmp_path / name
-    p.write_text(PLANTED[name])
-    assert may_hold_secret(name, PLANTED[name])
+    p.write_text(text)
+    assert may_hold_secret(name, text)
     assert has_secret(p), f"detect-secrets itself misses {name}: the plant is wrong"
 
 
@@ -39,12 +55,21 @@ def test_clean_code_skips_the_full_scan():
 
 
 def test_selection_drops_planted_secrets_with_the_worker_pool(tmp_path, monkeypatch):
+    from retrieval import scan_pool
+
     for name, text in PLANTED.items():
         (tmp_path / name).write_text(text)
     for i in range(20):
         (tmp_path / f"clean_{i:02d}.py").write_text(CLEAN.replace("add", f"add_{i}"))
-    monkeypatch.setattr(Scanner, "IN_PROCESS_FIRST", 2)   # most full scans go to the two processes
+    pooled = []
+
+    def every_file_to_the_processes(fn, context, items, **kw):
+        pooled.append(kw["workers"])
+        return scan_pool.ordered_map(fn, context, items, **(kw | {"min_items": 1, "batch": 3}))
+
+    monkeypatch.setattr("retrieval.selection.ordered_map", every_file_to_the_processes)
     r = select_files(tmp_path, Selection(), RetrievalConfig(secret_scan_workers=2))
+    assert pooled == [2]
     assert sorted(f.path for f in r.files) == [f"clean_{i:02d}.py" for i in range(20)]
     assert r.skipped["secret"] == len(PLANTED)
 
@@ -67,3 +92,25 @@ def test_prefilter_never_clears_what_the_full_scan_flags():
             missed.append(str(p))
     assert not missed
     assert flagged < len(sample)   # the prefilter does clear some real files
+
+
+HEADER_READ_AS_CONFIG = "/* SPDX-License-Identifier: GPL-2.0 */\n#ifndef _FLAGS_H\n#define _FLAGS_H\nint width = 80;\n#endif\n"
+
+
+def test_a_header_the_config_reader_accepts_is_cleared_when_its_values_are_plain(tmp_path):
+    from retrieval.secrets_scan import _transformed
+
+    assert _transformed("flags.h", HEADER_READ_AS_CONFIG), "the eager config reader should accept this header"
+    (tmp_path / "flags.h").write_text(HEADER_READ_AS_CONFIG)
+    assert not has_secret(tmp_path / "flags.h")
+    assert not may_hold_secret("flags.h", HEADER_READ_AS_CONFIG)
+
+
+def test_a_transformed_line_holding_a_break_goes_to_the_full_scan(monkeypatch):
+    import detect_secrets.transformers as transformers
+
+    monkeypatch.setattr(transformers, "get_transformed_file",
+                        lambda f, use_eager_transformers=False: ['a = "x\ny"'] if use_eager_transformers else None)
+    assert may_hold_secret("flags.h", HEADER_READ_AS_CONFIG)
+
+
