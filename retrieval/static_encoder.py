@@ -66,6 +66,11 @@ def stdlib_corpus(limit: int = CORPUS_BYTES) -> Iterator[str]:
 
 def token_weights(tokenizer, vocab_size: int, corpus: Iterable[str]) -> np.ndarray:
     """a / (a + p(token)) per token id, p counted over `corpus` (unseen tokens weigh 1)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_str(tokenizer.to_str())   # a copy: every token of a file counts, no padding
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
     counts = np.zeros(vocab_size, dtype=np.float64)
     for text in corpus:
         ids = tokenizer.encode(text, add_special_tokens=False).ids
