@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from codetailor.artifacts import ArtifactError, StaticEncoderRecord
-from codetailor.atomic import sha256_file, staging_dir
-from retrieval.onnx_encoder import TOKENIZER_FILE, EncoderUnavailable
+from codetailor.atomic import sha256_file
+from retrieval.onnx_encoder import TOKENIZER_FILE, EncoderUnavailable, stage_once
 
 VECTORS_FILE = "vectors.npy"
 RECORD_FILE = "static.json"
@@ -108,21 +108,16 @@ def write(directory: Path, model_name: str, vectors: np.ndarray, tokenizer, prio
           versions: dict[str, str]) -> StaticEncoderRecord:
     """Store distilled `vectors` (weights folded in) with `tokenizer` (a tokenizers.Tokenizer) in
     `directory`, which must not exist; a concurrent writer that finished first wins."""
-    try:
-        with staging_dir(directory) as tmp:
-            np.save(tmp / VECTORS_FILE, np.ascontiguousarray(vectors, dtype=np.float32))
-            tokenizer.save(str(tmp / TOKENIZER_FILE))
-            record = StaticEncoderRecord(model=model_name, sha256=sha256_file(tmp / VECTORS_FILE),
-                                         dim=int(vectors.shape[1]), vocab_size=int(vectors.shape[0]),
-                                         max_tokens=MAX_TOKENS, prior=prior, versions=versions,
-                                         created_at=time.time())
-            record.write(tmp / RECORD_FILE)
-    except OSError:
-        existing = read_record(directory)   # another process renamed its distillation into place first
-        if existing is None:
-            raise
-        return existing
-    return record
+    def build(tmp: Path) -> StaticEncoderRecord:
+        np.save(tmp / VECTORS_FILE, np.ascontiguousarray(vectors, dtype=np.float32))
+        tokenizer.save(str(tmp / TOKENIZER_FILE))
+        record = StaticEncoderRecord(model=model_name, sha256=sha256_file(tmp / VECTORS_FILE),
+                                     dim=int(vectors.shape[1]), vocab_size=int(vectors.shape[0]),
+                                     max_tokens=MAX_TOKENS, prior=prior, versions=versions, created_at=time.time())
+        record.write(tmp / RECORD_FILE)
+        return record
+
+    return stage_once(directory, build, read_record)
 
 
 def distill(st_model, model_name: str, directory: Path, dims: int = 256) -> StaticEncoderRecord:
