@@ -132,3 +132,23 @@ def test_an_index_built_static_then_indexed_int8_re_embeds_at_the_new_width(tmp_
     m = read_manifest(paths)
     assert again["chunks_embedded"] == first["chunks"] and m["encoder"].startswith("all-MiniLM-L6-v2+onnx-int8:")
     assert m["dim"] == 384 and m["pending_ids"] == [] and EdgeStore(paths, 384).count() == first["chunks"]
+
+
+def test_a_query_vector_of_another_width_is_refused_and_hybrid_falls_back_to_bm25(tmp_home, tmp_path, registry,
+                                                                                   sample_repo):
+    from retrieval import search
+    from retrieval.search import forget
+    from retrieval.segments import publish_manifest
+    from retrieval.vectors import VectorDimensionMismatch
+
+    settings = _settings(tmp_home, "static", encoder_cache=str(tmp_path / "cache"))
+    _fake(encoder_cache_dir(settings.retrieval, backend="static"))
+    paths, _ = registry.create_tenant("acme")
+    index_source(settings, paths, sample_repo.root)
+    publish_manifest(paths, read_manifest(paths) | {"dim": 384})   # a manifest that lies about the width
+    forget(paths)
+    with pytest.raises(VectorDimensionMismatch, match="384-dimensional vectors, not 16"):
+        search(settings, paths, "freight cost", mode="semantic")
+    hybrid = search(settings, paths, "InvoiceLedger total_amount", mode="hybrid", top_k=2)
+    assert [h.path for h in hybrid] == [h.path for h in search(settings, paths, "InvoiceLedger total_amount",
+                                                                mode="bm25", top_k=2)]
