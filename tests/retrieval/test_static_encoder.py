@@ -93,11 +93,12 @@ def test_the_identity_names_the_vectors_and_a_query_refuses_another_machines(tmp
 
 
 def test_distil_embeds_each_token_reduces_and_weights_by_frequency(tmp_path, monkeypatch):
-    """A tiny random BERT with the real tokenizer: the distillation's shape and its prior."""
+    """A tiny random BERT over a tiny vocabulary: the distillation's shape and its prior."""
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
-    tok = BertTokenizerFast.from_pretrained(str(_minilm_path()))
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "self", "return", "banana", "def", "(", ")", ":"]
+    tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(words + [f"w{i}" for i in range(40)])})
     torch.manual_seed(0)
     bert = BertModel(BertConfig(vocab_size=len(tok), hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
                                 intermediate_size=16))
@@ -109,7 +110,7 @@ def test_distil_embeds_each_token_reduces_and_weights_by_frequency(tmp_path, mon
     record = static_encoder.distill(Model([type("T", (), {"auto_model": bert})()]), "tiny", tmp_path / "s", dims=4)
     enc = StaticEncoder(tmp_path / "s")
     assert record.dim == 4 and enc.vectors.shape == (len(tok), 4) and record.vocab_size == len(tok)
-    weights = static_encoder.token_weights(_tokenizer(), len(tok), ["self self self self return", "self"])
+    weights = static_encoder.token_weights(tok.backend_tokenizer, len(tok), ["self self self self return", "self"])
     self_id, return_id, unseen = (tok.convert_tokens_to_ids(t) for t in ("self", "return", "banana"))
     assert weights[self_id] < weights[return_id] < weights[unseen] == 1.0
     centred = static_encoder.reduce(np.random.default_rng(0).normal(size=(50, 8)) + 3.0, 4)
