@@ -448,6 +448,50 @@ def encoders(home: Path, repo: Path, names: list[str], threads: list[int], cases
     return rows
 
 
+def tree_texts(root: Path, n: int, suffixes=(".c", ".h", ".py")) -> list[str]:
+    """The embedding texts of the first `n` 20-line windows of `root`'s C and Python files in path
+    order, as the indexer cuts files without a syntax grammar."""
+    from retrieval.chunking import chunk_text
+    from retrieval.embed import embedding_text
+
+    texts = []
+    for f in sorted(p for p in root.rglob("*") if p.suffix in suffixes and p.is_file()):
+        rel = str(f.relative_to(root))
+        try:
+            text = f.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        for c in chunk_text(rel, "c", text, "lines", chunk_lines_n=20, overlap=5):
+            texts.append(embedding_text(c.path, None, c.text))
+            if len(texts) == n:
+                return texts
+    return texts
+
+
+def encode_rate(names: list[str], root: Path, n: int) -> list[dict]:
+    """Each encoder's chunks/s on the first `n` windows of `root`, in the indexer's groups of
+    embed_batch_size * 8 texts, model loaded beforehand (no store: the encoder alone)."""
+    from retrieval.embed import embed, prepare
+
+    texts = tree_texts(root, n)
+    rows = []
+    for name in names:
+        settings = load_settings(home=Path(tempfile.mkdtemp(prefix="ct-bench-")), retrieval={"encoder": name})
+        cfg = settings.retrieval
+        encoder = prepare(settings)
+        embed(settings, encoder, texts[:8], cfg.embed_batch_size, threads=cfg.embed_threads)   # load
+        load, t0 = os.getloadavg()[0], time.perf_counter()
+        group = cfg.embed_batch_size * 8
+        for i in range(0, len(texts), group):
+            embed(settings, encoder, texts[i:i + group], cfg.embed_batch_size, threads=cfg.embed_threads)
+        seconds = time.perf_counter() - t0
+        rows.append({"encoder": encoder, "chunks": len(texts), "seconds": round(seconds, 2),
+                     "chunks_per_s": round(len(texts) / seconds, 1), "threads": cfg.embed_threads,
+                     "load_avg_before": load, "load_avg_after": os.getloadavg()[0]})
+        print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repo", default=str(Path(sys.prefix) / "lib/python3.11/site-packages/pathspec"))
@@ -460,10 +504,19 @@ def main() -> None:
     ap.add_argument("--symbol-defs", type=int, default=100000)
     ap.add_argument("--symbol-repo", default=None, help="repository indexed for the table's share (default: --repo)")
     ap.add_argument("--segment-cost", metavar="N,K", help="only: BM25 query time over N chunks, one segment vs K")
-    ap.add_argument("--encoders", metavar="E,E", help="only: index --repo with each encoder (torch, onnx-int8) at "
+    ap.add_argument("--encoders", metavar="E,E", help="only: index --repo with each encoder (torch, onnx-int8, static) at "
                     "each of --embed-threads, embedding rate and hit rates side by side")
     ap.add_argument("--embed-threads", default="1,2", help="with --encoders: thread counts")
+    ap.add_argument("--encode-rate", metavar="N", type=int, help="with --encoders: instead, each encoder's "
+                    "chunks/s on the first N 20-line windows of --repo's C and Python files")
     args = ap.parse_args()
+    if args.encoders and args.encode_rate:
+        report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "repo": args.repo,
+                  "encode_rate": encode_rate(args.encoders.split(","), Path(args.repo), args.encode_rate)}
+        print(json.dumps(report, indent=2))
+        if args.out:
+            Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+        return
     if args.encoders:
         home = Path(tempfile.mkdtemp(prefix="ct-bench-"))
         report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "repo": args.repo,

@@ -346,6 +346,21 @@ class EncoderRecord(Artifact):
     versions: dict[str, str] = {}    # torch, onnx and onnxruntime that made it
     created_at: float | None = None
 
+
+class StaticEncoderRecord(Artifact):
+    """`<encoder_cache>/<model>/static/static.json`: a static encoder distilled from an embedding
+    model (retrieval/static_encoder.py). `sha256` is the vectors file's: it names the distillation
+    in an index's encoder identity, so vectors of two distillations are never compared."""
+
+    model: str                       # retrieval.embedding_model it was distilled from
+    sha256: str
+    dim: int                         # after PCA
+    vocab_size: int                  # rows of the vectors file, one per token id
+    max_tokens: int                  # tokens of a text that count; the rest are cut
+    prior: str                       # the token weighting and the corpus it was counted on
+    versions: dict[str, str] = {}
+    created_at: float | None = None
+
 # -- sync (codetailor/credentials.py, codetailor/sources.py, codetailor/refresh.py) ------------
 
 class CredentialRecord(Artifact):

@@ -92,10 +92,12 @@ class RetrievalConfig(_Section):
     embedding_model: str = "all-MiniLM-L6-v2"  # or a local sentence-transformers path
     # What runs the embedding model (retrieval/embed.py): "torch" (sentence-transformers), "onnx-int8"
     # (an int8 ONNX Runtime export of the same model, made once per machine into encoder_cache: about
-    # 2x torch's chunks/s on CPU, docs/bench-retrieval.md) or "auto" (torch on a CUDA machine, else
-    # onnx-int8 where onnxruntime is installed). The two give different vectors: an index records its
-    # encoder, queries use the index's, and a change of this field re-embeds on the next index run.
-    encoder: Literal["auto", "torch", "onnx-int8"] = "auto"
+    # 2x torch's chunks/s on CPU), "static" (token vectors distilled once per machine from the same
+    # model into encoder_cache: a tokenizer and a sum, 57x int8's chunks/s at its hit@3 on the
+    # retrieval bench; docs/retrieval.md) or "auto" (torch on a CUDA machine, else static).
+    # Each gives different vectors: an index records its encoder, queries use the index's, and a
+    # change of this field re-embeds on the next index run.
+    encoder: Literal["auto", "torch", "onnx-int8", "static"] = "auto"
     encoder_cache: Path | None = None        # exported encoders; None: the user cache dir (per machine)
     vector_store: Literal["edge", "service"] = "edge"
     qdrant_url: str | None = None            # for vector_store=service

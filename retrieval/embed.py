@@ -1,13 +1,15 @@
-"""Sentence embeddings for chunks and queries, by torch or by an int8 ONNX export of the same model.
+"""Sentence embeddings for chunks and queries: by torch, by an int8 ONNX export of the same model, or
+by a static encoder distilled from it (retrieval/static_encoder.py).
 
 An encoder is named by an identity string that says which vector space it produces:
-`<model>+torch`, or `<model>+onnx-int8:<first 16 hex of the export's sha256>`. The index
+`<model>+torch`, `<model>+onnx-int8:<first 16 hex of the export's sha256>` or
+`<model>+static:<first 16 hex of the distilled vectors' sha256>`. The index
 manifest records the identity of the encoder that built its vectors; queries embed with
 that one (whatever the configuration says now), and an index run whose configured encoder
 differs re-embeds every chunk (retrieval/ingest.py), so two vector spaces never meet.
 
-`prepare` makes the configured encoder usable here (the int8 export happens once per
-machine, into `retrieval.encoder_cache`); only indexing and serving start call it. A
+`prepare` makes the configured encoder usable here (the int8 export and the static
+distillation happen once per machine, into `retrieval.encoder_cache`); only indexing and serving start call it. A
 query only loads: an export missing or different here raises EncoderUnavailable.
 Models are loaded once per process.
 """
@@ -23,13 +25,16 @@ from pathlib import Path
 
 import numpy as np
 
+from retrieval import static_encoder
 from retrieval.onnx_encoder import EncoderUnavailable, OnnxEncoder, export, read_record
+from retrieval.static_encoder import StaticEncoder, distill
 
 __all__ = ["EncoderUnavailable", "configured_backend", "dimension", "embed", "embedding_text", "encoder_cache_dir",
            "load_model", "parse_encoder", "prepare", "warm_up"]
 
 _lock = threading.Lock()
-TORCH, ONNX_INT8 = "torch", "onnx-int8"
+TORCH, ONNX_INT8, STATIC = "torch", "onnx-int8", "static"
+_RECORDS = {ONNX_INT8: read_record, STATIC: static_encoder.read_record}   # the backends made once per machine
 
 
 def _resolve(name: str) -> str:
@@ -70,24 +75,17 @@ def embedding_text(path: str, symbol: str | None, text: str) -> str:
 
 # -- which encoder ---------------------------------------------------------------------------------
 
-def _onnxruntime_installed() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("onnxruntime") is not None
-
-
 def configured_backend(cfg) -> str:
-    """`retrieval.encoder` resolved: "auto" is torch on a CUDA machine, else onnx-int8 where
-    onnxruntime is installed, else torch."""
+    """`retrieval.encoder` resolved: "auto" is torch on a CUDA machine, else static: on CPU it
+    embeds tens of times faster than the int8 transformer at the same hit rate on the retrieval
+    bench (docs/bench-retrieval.md), which is what makes a large repository hybrid in minutes."""
     if cfg.encoder != "auto":
         return cfg.encoder
-    if _cuda() or not _onnxruntime_installed():
-        return TORCH
-    return ONNX_INT8
+    return TORCH if _cuda() else STATIC
 
 
-def encoder_cache_dir(cfg, model: str | None = None) -> Path:
-    """Where the int8 export of `model` (default: the configured one) lives on this machine."""
+def encoder_cache_dir(cfg, model: str | None = None, backend: str = ONNX_INT8) -> Path:
+    """Where `backend`'s artifact for `model` (default: the configured one) lives on this machine."""
     from platformdirs import user_cache_dir
 
     root = Path(cfg.encoder_cache) if cfg.encoder_cache else Path(user_cache_dir("codetailor")) / "encoders"
@@ -96,7 +94,7 @@ def encoder_cache_dir(cfg, model: str | None = None) -> Path:
 
     # the model may be a path: a readable slug plus a hash of the full name
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", model.rstrip("/").rsplit("/", 1)[-1])[:60] or "model"
-    return root / f"{slug}-{hashlib.sha256(model.encode()).hexdigest()[:12]}" / ONNX_INT8
+    return root / f"{slug}-{hashlib.sha256(model.encode()).hexdigest()[:12]}" / backend
 
 
 def _identity(model: str, backend: str, sha256: str | None = None) -> str:
@@ -107,22 +105,25 @@ def parse_encoder(identity: str) -> tuple[str, str, str | None]:
     """(model, backend, checksum prefix or None) of an encoder identity."""
     model, _, rest = identity.rpartition("+")
     backend, _, checksum = rest.partition(":")
-    if not model or backend not in (TORCH, ONNX_INT8) or (backend == ONNX_INT8) != bool(checksum):
+    if not model or backend not in (TORCH, ONNX_INT8, STATIC) or (backend != TORCH) != bool(checksum):
         raise EncoderUnavailable(f"unknown encoder {identity!r}")
     return model, backend, checksum or None
 
 
 def prepare(settings) -> str:
-    """The configured encoder's identity, exporting the int8 model into the cache first when this
-    machine has none (seconds, once). For indexing and serving start, never a query."""
+    """The configured encoder's identity, exporting the int8 model (seconds) or distilling the static
+    one (minutes) into the cache first when this machine has none. For indexing and serving start,
+    never a query."""
     cfg = settings.retrieval
-    if configured_backend(cfg) == TORCH:
+    backend = configured_backend(cfg)
+    if backend == TORCH:
         return _identity(cfg.embedding_model, TORCH)
-    directory = encoder_cache_dir(cfg)
-    record = read_record(directory)
+    directory = encoder_cache_dir(cfg, backend=backend)
+    record = _RECORDS[backend](directory)
     if record is None:
-        record = export(load_model(cfg.embedding_model), cfg.embedding_model, directory)
-    return _identity(cfg.embedding_model, ONNX_INT8, record.sha256)
+        make = export if backend == ONNX_INT8 else distill
+        record = make(load_model(cfg.embedding_model), cfg.embedding_model, directory)
+    return _identity(cfg.embedding_model, backend, record.sha256)
 
 
 @lru_cache(maxsize=8)
@@ -130,19 +131,36 @@ def _onnx(directory: str, threads: int) -> OnnxEncoder:
     return OnnxEncoder(Path(directory), threads)
 
 
-def _onnx_for(settings, identity: str, threads: int) -> OnnxEncoder:
-    model, _, checksum = parse_encoder(identity)
-    directory = encoder_cache_dir(settings.retrieval, model)
-    record = read_record(directory)
+@lru_cache(maxsize=4)
+def _static(directory: str, sha256: str) -> StaticEncoder:
+    # keyed by the checksum too: a distillation replaced under the same path is loaded again
+    return StaticEncoder(Path(directory))
+
+
+def _cached_dir(settings, identity: str) -> tuple[Path, object]:
+    """The cache directory of the encoder named `identity` and its record, checked to be the one
+    that built the vectors."""
+    model, backend, checksum = parse_encoder(identity)
+    directory = encoder_cache_dir(settings.retrieval, model, backend)
+    record = _RECORDS[backend](directory)
     if record is None:
         raise EncoderUnavailable(f"the vectors were built by encoder {identity}, which is not exported on this "
                                  f"machine ({directory}): run `codetailor index` here once, or set "
                                  "retrieval.encoder_cache to where it is")
     if not record.sha256.startswith(checksum):
-        raise EncoderUnavailable(f"the vectors were built by encoder {identity}; this machine's export of "
-                                 f"{model} is {record.sha256[:16]} (another onnx/onnxruntime version): re-embed "
+        raise EncoderUnavailable(f"the vectors were built by encoder {identity}; this machine's {backend} "
+                                 f"{model} is {record.sha256[:16]} (other library versions): re-embed "
                                  "the tenant here with `codetailor index --tenant T --embed-pending`")
-    return _onnx(str(directory), threads)
+    return directory, record
+
+
+def _onnx_for(settings, identity: str, threads: int) -> OnnxEncoder:
+    return _onnx(str(_cached_dir(settings, identity)[0]), threads)
+
+
+def _static_for(settings, identity: str) -> StaticEncoder:
+    directory, record = _cached_dir(settings, identity)
+    return _static(str(directory), record.sha256)
 
 
 # -- embedding -------------------------------------------------------------------------------------
@@ -156,6 +174,8 @@ def embed(settings, encoder: str, texts: list[str], batch_size: int = 32, progre
     model, backend, _ = parse_encoder(encoder)
     if backend == ONNX_INT8:
         return _onnx_for(settings, encoder, threads).encode(texts, batch_size)
+    if backend == STATIC:
+        return _static_for(settings, encoder).encode(texts, threads=threads)
     import torch
 
     st = load_model(model)
@@ -182,6 +202,8 @@ def dimension(settings, encoder: str) -> int:
     model, backend, _ = parse_encoder(encoder)
     if backend == ONNX_INT8:
         return _onnx_for(settings, encoder, 1).record.dim
+    if backend == STATIC:
+        return _static_for(settings, encoder).record.dim
     return _torch_dim(load_model(model))
 
 

@@ -43,6 +43,20 @@ def read_record(directory: Path) -> EncoderRecord | None:
     return EncoderRecord.read_or_none(directory / RECORD_FILE)
 
 
+def stage_once(directory: Path, build, read):
+    """`build(tmp)` in a staging directory renamed to `directory` (which must not exist); returns
+    its record. Two indexers may make the same artifact at once: when the other renamed its own
+    into place first, that one's record is returned and this one's is dropped."""
+    try:
+        with staging_dir(directory) as tmp:
+            return build(tmp)
+    except OSError:
+        existing = read(directory)
+        if existing is None:
+            raise
+        return existing
+
+
 @contextlib.contextmanager
 def _quiet():
     """The exporter's tracer warnings and the quantiser's advice are about graphs in general, not
@@ -98,8 +112,9 @@ def export(st_model, model_name: str, directory: Path) -> EncoderRecord:
     tokenizer = st_model.tokenizer
     if "token_type_ids" not in tokenizer(["x"]):
         raise EncoderUnavailable(f"embedding model {model_name!r} takes no token_type_ids: set retrieval.encoder=torch")
-    try:
-        with staging_dir(directory) as tmp, _quiet():
+
+    def build(tmp: Path) -> EncoderRecord:
+        with _quiet():
             fp32 = tmp / "model-fp32.onnx"
             export_float32(st_model, fp32)
             quantize_dynamic(str(fp32), str(tmp / MODEL_FILE), weight_type=QuantType.QInt8)
@@ -115,12 +130,9 @@ def export(st_model, model_name: str, directory: Path) -> EncoderRecord:
                                              "onnxruntime": onnxruntime.__version__},
                                    created_at=time.time())
             record.write(tmp / RECORD_FILE)
-    except OSError:
-        existing = read_record(directory)   # another process renamed its export into place first
-        if existing is None:
-            raise
-        return existing
-    return record
+        return record
+
+    return stage_once(directory, build, read_record)
 
 
 class OnnxEncoder:

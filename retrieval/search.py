@@ -22,7 +22,7 @@ from codetailor.home import TenantPaths
 from retrieval.onnx_encoder import EncoderUnavailable
 from retrieval.segments import Segment, load_segment, manifest_path, read_manifest, segments_dir
 from retrieval.tokens import code_tokens
-from retrieval.vectors import VectorStoreUnavailable, open_store
+from retrieval.vectors import VectorDimensionMismatch, VectorStoreUnavailable, open_store
 
 log = logging.getLogger(__name__)
 Mode = Literal["bm25", "semantic", "hybrid"]
@@ -180,7 +180,7 @@ def search(settings, paths: TenantPaths, query: str, mode: Mode = "hybrid", top_
         lexical = _bm25(state, query, n, exclude)
         try:
             semantic = _semantic(settings, paths, state, query, n, exclude, query_vector)
-        except (VectorStoreUnavailable, EncoderUnavailable) as e:
+        except (VectorStoreUnavailable, VectorDimensionMismatch, EncoderUnavailable) as e:
             degraded_searches += 1
             log.warning("vectors unusable here, answering with BM25 only: %s", e)
             semantic = []

@@ -9,6 +9,11 @@
   partition. The store adds the tenant condition to every read, write and delete
   itself; callers never build filters.
 
+A store is opened with the dimension of the encoder that fills it (the index manifest's `dim`):
+encoders differ (384 for the transformer, the static encoder's PCA width), and a vector of
+another width is refused with `VectorDimensionMismatch` before it reaches the store, as is a
+service collection created for another width, so no collection ever holds two widths.
+
 Points carry the chunk id, the source, the path and the generation that wrote
 them. A search sees only points at or below the published generation, so points
 an unfinished re-index has written stay invisible.
@@ -24,12 +29,23 @@ from dataclasses import dataclass
 from typing import Protocol, Sequence
 
 
-from codetailor.errors import CodetailorError, Unavailable
+from codetailor.errors import CodetailorError, Incompatible, Unavailable
 from codetailor.home import TenantPaths
 
 
 class VectorStoreUnavailable(Unavailable):
     pass
+
+
+class VectorDimensionMismatch(Incompatible):
+    """Vectors of one width offered to a store of another (another encoder's collection)."""
+
+
+def _check_width(where: str, dim: int, vectors) -> None:
+    for v in vectors:
+        if len(v) != dim:
+            raise VectorDimensionMismatch(f"{where} holds {dim}-dimensional vectors, not {len(v)}: it was "
+                                          "made for another encoder; re-index the tenant to rebuild it")
 
 
 @dataclass(frozen=True)
@@ -96,6 +112,7 @@ class EdgeStore:
 
         if not points:
             return
+        _check_width(f"vector store {self.dir}", self.dim, (p.vector for p in points))
         shard = self._shard(create=True)
         shard.update(q.UpdateOperation.upsert_points([
             q.Point(p.chunk_id, [float(x) for x in p.vector],
@@ -121,6 +138,7 @@ class EdgeStore:
         shard = self._shard(create=False)
         if shard is None or limit <= 0:
             return []
+        _check_width(f"vector store {self.dir}", self.dim, [vector])
         res = shard.query(q.QueryRequest(
             limit=limit, query=q.Query.Nearest([float(x) for x in vector]), with_payload=False,
             filter=self._filter(max_generation=max_generation, exclude_paths=exclude_paths),
@@ -197,6 +215,7 @@ class ServiceStore:
         self.client = _client(url, api_key)
         self.collection, self.tenant = collection, str(paths.tenant)
         self.dim, self.hnsw_ef, self.exact = dim, hnsw_ef, exact
+        self._width_checked = False
 
     def _call(self, fn, *args, **kwargs):
         try:
@@ -209,10 +228,25 @@ class ServiceStore:
         except Exception as e:  # connection refused, timeouts: the service is down
             raise VectorStoreUnavailable(f"vector service unavailable: {type(e).__name__}") from None
 
+    def _exists(self) -> bool:
+        """Whether the collection exists; one made for another width is refused (once checked,
+        remembered: a collection's width never changes)."""
+        if not self._call(self.client.collection_exists, self.collection):
+            return False
+        if not self._width_checked:
+            info = self._call(self.client.get_collection, self.collection)
+            width = info.config.params.vectors.size
+            if self.dim and width != self.dim:
+                raise VectorDimensionMismatch(
+                    f"Qdrant collection {self.collection!r} holds {width}-dimensional vectors; this index's "
+                    f"encoder makes {self.dim}: set retrieval.qdrant_collection to another collection for it")
+            self._width_checked = True
+        return True
+
     def _ensure(self) -> None:
         from qdrant_client import models as m
 
-        if self._call(self.client.collection_exists, self.collection):
+        if self._exists():
             return
         self._call(self.client.create_collection, self.collection,
                    vectors_config=m.VectorParams(size=self.dim, distance=m.Distance.COSINE),
@@ -244,6 +278,7 @@ class ServiceStore:
 
         if not points:
             return
+        _check_width(f"Qdrant collection {self.collection!r}", self.dim, (p.vector for p in points))
         self._ensure()
         self._call(self.client.upsert, self.collection, points=[
             m.PointStruct(id=self._point_id(p.chunk_id), vector=[float(x) for x in p.vector],
@@ -254,8 +289,9 @@ class ServiceStore:
     def search(self, vector, limit, max_generation, exclude_paths=()):
         from qdrant_client import models as m
 
-        if limit <= 0 or not self._call(self.client.collection_exists, self.collection):
+        if limit <= 0 or not self._exists():
             return []
+        _check_width(f"Qdrant collection {self.collection!r}", self.dim, [vector])
         res = self._call(self.client.query_points, self.collection, query=[float(x) for x in vector], limit=limit,
                          query_filter=self._tenant_filter(max_generation=max_generation, exclude_paths=exclude_paths),
                          search_params=m.SearchParams(hnsw_ef=self.hnsw_ef, exact=self.exact),

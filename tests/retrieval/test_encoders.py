@@ -35,9 +35,12 @@ def spy(monkeypatch):
     return calls
 
 
-def test_auto_is_int8_on_cpu_and_the_export_is_made_once_with_its_checksum(tmp_home, monkeypatch):
-    settings = _settings(tmp_home, "auto")
-    assert configured_backend(settings.retrieval) == "onnx-int8"      # this machine has no CUDA
+def test_auto_is_static_on_cpu_and_the_int8_export_is_made_once_with_its_checksum(tmp_home, monkeypatch):
+    assert configured_backend(_settings(tmp_home, "auto").retrieval) == "static"      # this machine has no CUDA
+    monkeypatch.setattr(embed_module, "_cuda", lambda: True)
+    assert configured_backend(_settings(tmp_home, "auto").retrieval) == "torch"
+    monkeypatch.undo()
+    settings = _settings(tmp_home, "onnx-int8")
     identity = prepare(settings)
     directory = encoder_cache_dir(settings.retrieval)
     record = read_record(directory)

@@ -68,3 +68,22 @@ def test_existing_ids_per_store_and_tenant(stores):
         s.upsert([VecPoint(i, rng.normal(size=8), "main", "a.py", 1) for i in (1, 2, 3)])
         assert s.existing([2, 3, 4]) == {2, 3}
     assert b.existing([1, 2, 3]) == set()           # another tenant's equal ids are not its points
+
+
+def test_a_store_refuses_vectors_of_another_width_and_keeps_its_points(stores, tmp_path):
+    """Encoders differ in width (the static encoder's PCA): a store never takes two widths."""
+    from retrieval.vectors import VectorDimensionMismatch
+
+    edge, svc, _ = stores
+    rng = np.random.default_rng(2)
+    for s in (edge, svc):
+        s.upsert(_points(rng, 5, 1))
+        with pytest.raises(VectorDimensionMismatch, match="8-dimensional vectors, not 4"):
+            s.upsert([VecPoint(1, rng.normal(size=4), "main", "a.py", 1)])
+        assert s.count() == 5
+    narrow = ServiceStore(":memory:", f"c{tmp_path.name}", Home(tmp_path / "home").tenant("gamma"), 4, exact=True)
+    for call in (lambda: narrow.upsert([VecPoint(1, rng.normal(size=4), "main", "a.py", 1)]),
+                 lambda: narrow.search(rng.normal(size=4), 3, max_generation=1)):
+        with pytest.raises(VectorDimensionMismatch, match="holds 8-dimensional vectors; this index's encoder makes 4"):
+            call()
+    assert svc.count() == 5 and narrow.count() == 0
