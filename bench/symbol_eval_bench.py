@@ -17,7 +17,6 @@ symbols and B in the run with them: B trained with `prompt.symbols` on, A withou
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 import time
@@ -78,10 +77,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from codetailor.config import get_settings
-    from codetailor.model import resolve_base_model
     from codetailor.tenants import registry_from_settings
-    from engine.vllm_engine import VllmEngine
-    from evaluation.evaluate import Plan, run
+    from evaluation.evaluate import Plan, run_plans
     from evaluation.runner import uses_retrieval
 
     settings = get_settings()
@@ -90,21 +87,9 @@ def main() -> None:
     symbols_off = settings.model_copy(update={"prompt": settings.prompt.model_copy(update={"symbols": False})})
     plans = {"off": Plan(symbols_off, paths, args.systems, args.n, args.adapter_off),
              "on": Plan(symbols_on, paths, args.systems, args.n, args.adapter_on)}
-    say("starting the engine")
-    engine = VllmEngine.start(settings, resolve_base_model(settings))
-
-    async def both():
-        try:
-            out = {}
-            for name, plan in plans.items():
-                say(f"evaluating {','.join(plan.systems)} with symbols {name} on {plan.n} held-out tasks")
-                out[name] = await run(plan, engine, progress=False)
-            return out
-        finally:
-            await engine.shutdown()
-
     t0 = time.time()
-    runs = asyncio.run(both())
+    runs = run_plans(settings, plans, on_start=lambda name, plan: say(
+        f"evaluating {','.join(plan.systems)} with symbols {name} on {plan.n} held-out tasks"))
     off, on = runs["off"]["tasks"], runs["on"]["tasks"]
     if [r["id"] for r in off] != [r["id"] for r in on]:
         raise SystemExit("the two runs drew different tasks: nothing to pair")

@@ -13,7 +13,6 @@ held-out exact match of the two adapters is compared task by task (the same task
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import shutil
@@ -54,26 +53,12 @@ def say(message: str) -> None:
 def evaluate_both(settings, paths, result: dict, n: int) -> dict:
     """Evaluate the warm and the cold adapter on the same held-out tasks with one engine; EM of each
     and the paired count of tasks each one alone gets exactly right."""
-    from codetailor.model import resolve_base_model
-    from engine.vllm_engine import VllmEngine
-    from evaluation.evaluate import Plan, public_summary, run
+    from evaluation.evaluate import Plan, public_summary, run_plans
     from evaluation.metrics import exact_match
 
     plans = {kind: Plan(settings, paths, "base,ft", n, result[kind]["adapter_version"]) for kind in ("warm", "cold")}
-    say("starting the engine")
-    engine = VllmEngine.start(settings, resolve_base_model(settings))
-
-    async def both():
-        try:
-            out = {}
-            for kind, plan in plans.items():
-                say(f"evaluating the {kind} adapter on {n} held-out tasks")
-                out[kind] = await run(plan, engine, progress=False)
-            return out
-        finally:
-            await engine.shutdown()
-
-    runs = asyncio.run(both())
+    runs = run_plans(settings, plans, on_start=lambda kind, plan: say(
+        f"evaluating the {kind} adapter on {n} held-out tasks"))
     for kind, r in runs.items():
         s = public_summary(r)
         result[kind]["eval"] = {"exact_match": {k: m.get("exact_match") for k, m in s["systems"].items()},

@@ -16,7 +16,7 @@ import asyncio
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from codetailor.adapters import AdapterStore
 from codetailor.config import Settings
@@ -236,14 +236,26 @@ def evaluate(settings: Settings, paths: TenantPaths, *, systems: Sequence[str] |
     plan = Plan(settings, paths, systems, n, adapter, resume)
     if engine is not None:
         return asyncio.run(run(plan, engine, progress=progress, report_dir=report_dir))
+    return run_plans(settings, {"run": plan}, progress=progress, report_dir=report_dir)["run"]
+
+
+def run_plans(settings: Settings, plans: dict[str, Plan], *, progress: bool = False, report_dir: Path | None = None,
+              on_start: Callable[[str, Plan], None] | None = None) -> dict[str, dict]:
+    """Several runs, in order, through one engine started here and shut down after: the side-by-side
+    comparisons (same tasks, one setting or adapter changed) pay for one engine start."""
     from engine.vllm_engine import VllmEngine
 
-    own = VllmEngine.start(settings, resolve_base_model(settings))
+    engine = VllmEngine.start(settings, resolve_base_model(settings))
 
     async def main():
         try:
-            return await run(plan, own, progress=progress, report_dir=report_dir)
+            out = {}
+            for name, plan in plans.items():
+                if on_start:
+                    on_start(name, plan)
+                out[name] = await run(plan, engine, progress=progress, report_dir=report_dir)
+            return out
         finally:
-            await own.shutdown()
+            await engine.shutdown()
 
     return asyncio.run(main())
