@@ -156,6 +156,7 @@ def main() -> None:
             rate = done["chunks_embedded"] / max(done["embed_seconds"], 1e-9)
             total = out["runs"][-1]["chunks"]
             out["embedding"] = {"chunks_embedded": done["chunks_embedded"], "embed_seconds": done["embed_seconds"],
+                                "vector_index_seconds": done.get("vector_index_seconds"),
                                 "chunks_per_s": round(rate, 2), "vectors_pending": done["vectors_pending"],
                                 "peak_rss_mib": round(rss, 1), "wall_s": round(wall, 1),
                                 "full_hybrid_extrapolated_s": round(out["runs"][-1]["time_to_first_bm25_search_s"]

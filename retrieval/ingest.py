@@ -197,6 +197,7 @@ def index_source(settings, paths: TenantPaths, root: Path | str, *, source: str 
         if embed:
             done = _embed_pending(settings, paths, progress)
             summary.update(chunks_embedded=done["chunks_embedded"], embed_seconds=done["embed_seconds"],
+                           vector_index_seconds=done.get("vector_index_seconds", 0.0),
                            vectors_pending=done["vectors_pending"], encoder=done["encoder"])
     summary["seconds"] = round(time.perf_counter() - t0, 3)
     return summary
@@ -387,7 +388,16 @@ def _embed_pending(settings, paths: TenantPaths, progress: bool, max_seconds: fl
     manifest["pending_ids"] = sorted(pending)   # empty unless stopped by max_seconds
     manifest["updated_at"] = time.time()
     publish_manifest(paths, manifest)
-    return {"generation": gen, "chunks_embedded": done, "embed_seconds": round(time.perf_counter() - t0, 3),
+    embed_seconds = time.perf_counter() - t0
+    # The embedded store has no background optimiser: without this call new vectors stay in
+    # unindexed segments and every query scans all of them (27 ms at 220k vectors instead of about
+    # 1 ms with the HNSW graph). It does only what the optimiser's thresholds call for, so a
+    # small change costs little; the vectors are searchable (exactly) while it runs.
+    t1 = time.perf_counter()
+    if done:
+        store.optimize()
+    return {"generation": gen, "chunks_embedded": done, "embed_seconds": round(embed_seconds, 3),
+            "vector_index_seconds": round(time.perf_counter() - t1, 3),
             "vectors_pending": len(pending), "chunks_to_embed": total, "encoder": encoder}
 
 

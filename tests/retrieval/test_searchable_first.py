@@ -158,3 +158,38 @@ def test_segments_stay_under_the_row_cap(settings, registry, tmp_path):
     assert on_disk == {s["name"] for s in m["segments"]}
     for i in range(10):
         assert search(capped, paths, f"func_{i}", mode="bm25", top_k=1)[0].path == f"m{i:02d}.py"
+
+
+def test_embedding_builds_the_vector_index_only_when_it_added_vectors(settings, registry, sample_repo,
+                                                                      monkeypatch):
+    """The embedded store indexes (HNSW) only when optimised; without that every query scans all vectors."""
+    calls = []
+    monkeypatch.setattr(EdgeStore, "optimize", lambda self: calls.append(self.dir))
+    paths, _ = registry.create_tenant("acme")
+    index_source(settings, paths, sample_repo.root, embed=False)
+    assert calls == []
+    done = embed_pending(settings, paths)
+    assert done["chunks_embedded"] > 0 and len(calls) == 1 and "vector_index_seconds" in done
+    embed_pending(settings, paths)                                    # nothing new: no optimiser pass
+    assert len(calls) == 1
+
+
+def test_the_embedded_store_builds_its_graph_on_optimize(tmp_path):
+    import numpy as np
+
+    from codetailor.home import Home
+    from retrieval.vectors import VecPoint
+
+    # 11,000 × 256 float32 = 11 MB: past the optimiser's indexing threshold (about 10 MB of vectors)
+    store = EdgeStore(Home(tmp_path).tenant("acme"), 256)
+    rows = np.random.default_rng(0).standard_normal((11_000, 256)).astype("float32")
+    for i in range(0, len(rows), 5_500):
+        store.upsert([VecPoint(j, rows[j].tolist(), "main", f"f{j % 7}.py", 1) for j in range(i, i + 5_500)])
+    shard = store._shard(create=False)
+    try:
+        assert shard.info().indexed_vectors_count == 0
+        store.optimize()
+        assert shard.info().indexed_vectors_count == len(rows)
+        assert store.search((rows[42] * 1.01).tolist(), 1, 1)[0][0] == 42
+    finally:
+        close_edge_shards()
