@@ -124,6 +124,7 @@ def main() -> None:
     ap.add_argument("--embed-seconds", type=float, default=120.0)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--json")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary trees and homes (their path is printed)")
     a = ap.parse_args()
     src = Path(a.repo).resolve()
     out = {"repo": str(src), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -166,7 +167,10 @@ def main() -> None:
             out["latency"] = latency(last_home, "bench", a.queries)
         out["load"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if a.keep:
+            print(f"kept {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(out, indent=2))
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=2) + "\n")

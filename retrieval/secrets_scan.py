@@ -11,8 +11,10 @@ the full scan. Per plugin kind:
 
 - regex detectors (AWS, GitHub, private keys, JWT, ...): their own compiled
   patterns, searched over the whole text with `^`/`$` matching at every line;
-- the keyword detector: any of its deny-listed words, case-insensitive (a superset
-  of its assignment patterns);
+- the keyword detector: its own assignment patterns for the file's type (the ones
+  it picks by file name), run only over the lines holding one of its deny-listed
+  words, case-insensitive; most mentions of "secret" or "password" in code are not
+  an assignment of a quoted value and no longer cost the file a full scan;
 - the high-entropy string detectors: their own quoted-string pattern (its charset
   excludes newlines, so whole-text matches are the per-line ones) and their own
   entropy function and limit;
@@ -99,7 +101,7 @@ def _prefilter():
     from detect_secrets.plugins.keyword import DENYLIST
     from detect_secrets.settings import default_settings, get_plugins
 
-    keyword = re.compile("|".join(w.lower() for w in DENYLIST))   # searched in the lowercased text
+    keyword = re.compile("|".join(w.lower() for w in DENYLIST))   # finds candidate lines in the lowercased text
     regexes, entropy, complete = [], [], True
     with _lock, default_settings():
         for plugin in get_plugins():
@@ -153,19 +155,48 @@ def _lines_holding(lowered: str, text: str, words: tuple[str, ...]) -> str:
     return "\n".join(text[a:b] for a, b in sorted(spans))
 
 
+def _keyword_patterns(name: str) -> tuple[re.Pattern, ...]:
+    """The keyword detector's assignment patterns for a file called `name` (it picks them by type)."""
+    from detect_secrets.plugins.keyword import QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP, REGEX_BY_FILETYPE
+    from detect_secrets.util.filetype import determine_file_type
+
+    return tuple(REGEX_BY_FILETYPE.get(determine_file_type(name), QUOTES_REQUIRED_DENYLIST_REGEX_TO_GROUP))
+
+
+def _keyword_may_match(lowered: str, text: str, keyword: re.Pattern, patterns: tuple[re.Pattern, ...]) -> bool:
+    """Could the keyword detector report a line of `text`? Only a line holding a deny-listed word can
+    match one of its patterns; each such line is tried as detect-secrets tries it (right-stripped)."""
+    end = 0
+    for m in keyword.finditer(lowered):
+        if m.start() < end:
+            continue   # this line was tried already
+        start = lowered.rfind("\n", 0, m.start()) + 1
+        end = lowered.find("\n", m.end())
+        end = len(lowered) if end == -1 else end
+        line = text[start:end].rstrip()
+        if "\r" in line or any(p.search(line) for p in patterns):
+            return True   # a lone carriage return splits lines differently there: be safe
+    return False
+
+
 def may_hold_secret(name: str, text: str) -> bool:
     """False only when no detect-secrets plugin could report anything in `text` (file `name`)."""
     keyword, regexes, entropy, complete = _prefilter()
-    if not complete or _may_match(text, keyword, regexes, entropy):
+    if not complete:
+        return True
+    patterns = _keyword_patterns(name)
+    if _may_match(text, keyword, patterns, regexes, entropy):
         return True
     transformed = _transformed(name, text)
-    return transformed is None or any(_may_match(t, keyword, regexes, entropy) for t in transformed)
+    return transformed is None or any(_may_match(t, keyword, patterns, regexes, entropy) for t in transformed)
 
 
-def _may_match(text: str, keyword, regexes, entropy) -> bool:
+def _may_match(text: str, keyword, patterns, regexes, entropy) -> bool:
     """Could any plugin report a line of `text` (lines joined by newlines)?"""
     lowered = text.lower()
-    if keyword.search(lowered):
+    if len(lowered) != len(text) and keyword.search(lowered):
+        return True   # lower() changed a length: line offsets would not agree
+    if _keyword_may_match(lowered, text, keyword, patterns):
         return True
     aligned = len(lowered) == len(text)   # lower() changed no length: offsets agree
     ascii_only = text.isascii()            # case-insensitive matches are then exactly lower()'s

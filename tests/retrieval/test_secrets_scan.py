@@ -22,6 +22,8 @@ PLANTED = {
     "basic_auth.py": 'URL = "https://admin:hunter2secret@db.example.com/prod"\n',
     "jwt.java": 'class T { String t = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"; }\n',
     "config.yaml": "database:\n  password: s3cr3t-Pa55w0rd-v4lue\n",
+    "password.c": 'static const char *db_password = "correct-horse-battery";\n',
+    "secret.go": 'package x\n\nconst apiKey := "correct-horse-battery"\n',
 }
 QUOTED_ONLY_WHEN_TRANSFORMED = {   # an unquoted value: only the config transformers' quoting exposes it
     "values.h": "[section]\napi = Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWprbG1ub3A=\n",
@@ -52,6 +54,23 @@ def test_every_planted_secret_is_flagged_and_caught(tmp_path, name):
 
 def test_clean_code_skips_the_full_scan():
     assert not may_hold_secret("add.py", CLEAN)
+
+
+MENTIONS = {   # deny-listed words that are not an assignment of a quoted value: no full scan needed
+    "auth.py": "def check_password(user, password):\n    return verify(user.secret, password)\n",
+    "crypto.c": "/* the secret key is derived below */\nint derive_key(struct secret *s, u8 *passwd);\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(MENTIONS))
+def test_a_mention_of_a_secret_word_is_cleared_without_the_full_scan(tmp_path, name):
+    (tmp_path / name).write_text(MENTIONS[name])
+    assert not has_secret(tmp_path / name)
+    assert not may_hold_secret(name, MENTIONS[name])
+
+
+def test_a_lone_carriage_return_on_a_keyword_line_goes_to_the_full_scan():
+    assert may_hold_secret("a.py", "x = 1\rpassword_hint = 2\n")
 
 
 def test_selection_drops_planted_secrets_with_the_worker_pool(tmp_path, monkeypatch):

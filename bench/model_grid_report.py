@@ -1,0 +1,118 @@
+"""The model grid, pooled: per base model and system, exact match, edit similarity, internal-API usage
+and CQI (with its paired-bootstrap 95 % interval) over the held-out tasks of every repository that
+bench/model_grid.sh evaluated, and each customised system against the other model on the same tasks.
+
+Tasks are pooled, not averaged per repository: each task counts once, and the bootstrap resamples tasks
+within each repository (a stratified resample, so every replicate keeps each repository's share).
+
+    .venv/bin/python bench/model_grid_report.py /tmp/grid/out --out /tmp/grid/report.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import publish  # noqa: E402
+from bench.machine import record  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_runs(out: Path, home_root: Path) -> dict[tuple[str, str, str], list[dict]]:
+    """(model, template, repo) -> task rows of the evaluation records the grid's eval steps made."""
+    from codetailor.artifacts import EvaluationRecord
+    from codetailor.home import Home
+
+    runs: dict[tuple[str, str, str], list[dict]] = {}
+    for f in sorted(out.glob("*-eval*.json")):
+        model, repo, *rest = f.stem.split("-", 2)
+        template = "native" if f.stem.endswith("-native") else "text"
+        summary = json.loads(f.read_text())
+        paths = Home(home_root / f"grid-{model}").tenant(summary["tenant"])
+        rec = EvaluationRecord.read(paths.evals_dir / f"{summary['eval_id']}.json")
+        runs[(model, template, repo)] = rec.tasks
+    return runs
+
+
+def stratified(sizes: list[int], samples: int, seed: int) -> np.ndarray:
+    """Bootstrap rows over the concatenation of groups of `sizes`, each group resampled within itself."""
+    rng = np.random.default_rng(seed)
+    parts, start = [], 0
+    for n in sizes:
+        parts.append(start + rng.integers(0, n, size=(samples, n)))
+        start += n
+    return np.concatenate(parts, axis=1)
+
+
+def metrics(rows: list[dict], system: str, idx: np.ndarray, scale: float) -> dict:
+    from evaluation.cqi import cqi_of_gain, interval
+
+    em = np.array([r["exact_match"][system] for r in rows], float)
+    u = np.array([r["usefulness"][system] for r in rows], float)
+    es = 2 * u - em
+    calls = np.array([r["api_calls"][system] for r in rows], float)   # [in prediction, in reference]
+    out = {"n": len(rows), "exact_match": em.mean(), "edit_similarity": es.mean()}
+    lo, hi = interval(em[idx].mean(axis=1))
+    out.update(exact_match_low=lo, exact_match_high=hi)
+    if calls[:, 1].sum():
+        out["api_usage"] = calls[:, 0].sum() / calls[:, 1].sum()
+    if system != "base":
+        d = u - np.array([r["usefulness"]["base"] for r in rows], float)
+        lo, hi = interval(d[idx].mean(axis=1))
+        out.update(cqi=cqi_of_gain(d.mean(), scale), cqi_low=cqi_of_gain(lo, scale),
+                   cqi_high=cqi_of_gain(hi, scale))
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out_dir", type=Path, help="the grid's output folder (its eval steps' JSON)")
+    ap.add_argument("--home-root", type=Path, default=ROOT / ".home")
+    ap.add_argument("--samples", type=int, default=2000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+
+    from codetailor.config import get_settings
+    from evaluation.cqi import interval
+
+    scale = get_settings().evaluation.cqi_scale
+    runs = load_runs(args.out_dir, args.home_root)
+    result: dict = {"repositories": sorted({k[2] for k in runs}), "cells": {}, "versus": {}}
+    for (model, template) in sorted({k[:2] for k in runs}):
+        repos = sorted(r for m, t, r in runs if (m, t) == (model, template))
+        rows = [row for r in repos for row in runs[(model, template, r)]]
+        idx = stratified([len(runs[(model, template, r)]) for r in repos], args.samples, args.seed)
+        systems = list(rows[0]["exact_match"])
+        result["cells"][f"{model}/{template}"] = {
+            "repositories": {r: len(runs[(model, template, r)]) for r in repos},
+            "systems": {s: metrics(rows, s, idx, scale) for s in systems}}
+    # The same task under both models (text template): paired difference of exact match.
+    common = [r for r in result["repositories"] if ("smollm2", "text", r) in runs and ("qwen", "text", r) in runs]
+    if common:
+        pairs = []
+        for repo in common:
+            a = {row["id"]: row for row in runs[("smollm2", "text", repo)]}
+            pairs += [(repo, a[row["id"]], row) for row in runs[("qwen", "text", repo)] if row["id"] in a]
+        sizes = [sum(1 for p in pairs if p[0] == repo) for repo in common]
+        idx = stratified(sizes, args.samples, args.seed)
+        for system in pairs[0][1]["exact_match"]:
+            if system not in pairs[0][2]["exact_match"]:
+                continue
+            d = np.array([q["exact_match"][system] - s["exact_match"][system] for _, s, q in pairs], float)
+            lo, hi = interval(d[idx].mean(axis=1))
+            result["versus"][system] = {"n": len(d), "qwen_minus_smollm2_exact_match": round(d.mean(), 4),
+                                        "low": round(lo, 4), "high": round(hi, 4)}
+    result["machine"] = record()
+    publish(result, args.out)
+
+
+if __name__ == "__main__":
+    main()
