@@ -125,7 +125,11 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--json")
     ap.add_argument("--keep", action="store_true", help="keep the temporary trees and homes (their path is printed)")
+    ap.add_argument("--latency-home", help="only time queries over the tenant `bench` of this (kept) home")
     a = ap.parse_args()
+    if a.latency_home:
+        print(json.dumps(latency(Path(a.latency_home), "bench", a.queries), indent=2))
+        return
     src = Path(a.repo).resolve()
     out = {"repo": str(src), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "machine": f"{platform.machine()}, {os.cpu_count()} cores", "runs": []}

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/selection_bench.py [--repo PATH] [--workers 0] [--json out.json]
     .venv/bin/python bench/selection_bench.py --check-prefilter 3   # every 3rd .py: prefilter vs full scan
+    .venv/bin/python bench/selection_bench.py --check-prefilter 8 --pattern '*.[ch]' --repo linux-source-6.1
 
 Default tree: a copy of this Python's standard library (public code nobody here wrote).
 Reports files/s and how many files the secret prefilter cleared without the full
@@ -25,10 +26,10 @@ from pathlib import Path
 sys.path.insert(0, os.environ.get("SELECTION_BENCH_CODE", str(Path(__file__).resolve().parents[1])))
 
 
-def check_prefilter(root: Path, step: int) -> None:
+def check_prefilter(root: Path, step: int, pattern: str) -> None:
     from retrieval.secrets_scan import has_secret, may_hold_secret
 
-    files = sorted(p for p in root.rglob("*.py") if "site-packages" not in p.parts)[::step]
+    files = sorted(p for p in root.rglob(pattern) if "site-packages" not in p.parts and p.is_file())[::step]
     t_pre = t_full = 0.0
     flagged = secrets = missed = 0
     for p in files:
@@ -53,10 +54,11 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=0, help="secret_scan_workers (0: every usable core)")
     ap.add_argument("--json")
     ap.add_argument("--check-prefilter", type=int, metavar="STEP",
-                    help="instead: run the prefilter and the full scan on every STEP-th .py file and compare")
+                    help="instead: run the prefilter and the full scan on every STEP-th file and compare")
+    ap.add_argument("--pattern", default="*.py", help="files --check-prefilter takes (a glob)")
     a = ap.parse_args()
     if a.check_prefilter:
-        return check_prefilter(Path(a.repo), a.check_prefilter)
+        return check_prefilter(Path(a.repo), a.check_prefilter, a.pattern)
 
     from codetailor.config import RetrievalConfig
     from retrieval.selection import Selection, select_files
