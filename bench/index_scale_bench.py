@@ -2,7 +2,8 @@
 and hybrid latency over the resulting index (real chunks; the vectors embedded in the time given).
 
     .venv/bin/python bench/index_scale_bench.py --repo PATH [--sizes 1000,4000,0] [--embed-seconds 120]
-        [--queries 200] [--json out.json]
+        [--queries 200] [--json out.json] [--keep]
+    .venv/bin/python bench/index_scale_bench.py --repo PATH --latency-home KEPT/home-N --queries 200
 
 For each size N (0 = the whole tree) the first N files of the tree (sorted walk) are copied to a
 temporary folder, a fresh home gets a tenant, and `codetailor index --defer-embedding --json` runs as
