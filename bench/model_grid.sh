@@ -1,8 +1,8 @@
 #!/bin/sh
 # The model grid (docs/models.md, "Choosing the default"): for each base model and each repository,
 # index, train a time-budgeted adapter and evaluate base/rag/ft/ft+rag on the same held-out tasks;
-# Qwen also base/rag in its native template. Every eval appends finished tasks as it goes, so a killed
-# grid is continued by running this script again (`eval --resume`; finished steps are skipped).
+# Qwen's base model also in its native template. Every eval appends finished tasks as it goes, so a
+# killed grid is continued by running this script again (`eval --resume`; finished steps are skipped).
 # bench/model_grid_report.py pools the runs per model and system.
 #
 #   flock /tmp/codetailor-heavy.lock sh bench/model_grid.sh /tmp/grid /tmp/grid/out
@@ -46,5 +46,5 @@ done
 export CODETAILOR_HOME="$ROOT/.home/grid-qwen" CODETAILOR_MODEL__BASE=$QWEN
 for repo in $REPOS; do
     CODETAILOR_PROMPT__TEMPLATE=native step "qwen-$repo-eval-native" \
-        $CT eval --tenant "$repo" --systems base,rag --n "$N" --resume --json --quiet
+        $CT eval --tenant "$repo" --systems base --n "$N" --resume --json --quiet
 done
