@@ -78,6 +78,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--markdown", action="store_true", help="also print the docs' tables (stderr)")
     args = ap.parse_args()
 
     from codetailor.config import get_settings
@@ -112,6 +113,29 @@ def main() -> None:
                                         "low": round(lo, 4), "high": round(hi, 4)}
     result["machine"] = record()
     publish(result, args.out)
+    if args.markdown:
+        print(markdown(result), file=sys.stderr)
+
+
+def markdown(result: dict) -> str:
+    """The grid as docs/models.md shows it: one row per model, template and system."""
+    lines = ["| model / template | system | n | exact match (95 % CI) | edit similarity | internal-API usage | CQI (95 % CI) |",
+             "|---|---|---|---|---|---|---|"]
+    for cell, one in result["cells"].items():
+        for system in ("base", "rag", "ft", "ft+rag"):
+            m = one["systems"].get(system)
+            if m is None:
+                continue
+            cqi = "5 (reference)" if system == "base" else f"{m['cqi']:.2f} ({m['cqi_low']:.2f}–{m['cqi_high']:.2f})"
+            api = f"{m['api_usage']:.3f}" if "api_usage" in m else "—"
+            lines.append(f"| {cell} | {system} | {m['n']} | {m['exact_match']:.3f} ({m['exact_match_low']:.3f}–"
+                         f"{m['exact_match_high']:.3f}) | {m['edit_similarity']:.3f} | {api} | {cqi} |")
+    if result["versus"]:
+        lines += ["", "| system | n | EM qwen − smollm2 (95 % CI) |", "|---|---|---|"]
+        for system, v in result["versus"].items():
+            lines.append(f"| {system} | {v['n']} | {v['qwen_minus_smollm2_exact_match']:+.3f} "
+                         f"({v['low']:+.3f} – {v['high']:+.3f}) |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
