@@ -32,7 +32,7 @@ def load_runs(out: Path, home_root: Path) -> dict[tuple[str, str, str], list[dic
 
     runs: dict[tuple[str, str, str], list[dict]] = {}
     for f in sorted(out.glob("*-eval*.json")):
-        model, repo, *rest = f.stem.split("-", 2)
+        model, repo, _ = f.stem.split("-", 2)   # <model>-<repo>-eval[-native]
         template = "native" if f.stem.endswith("-native") else "text"
         summary = json.loads(f.read_text())
         paths = Home(home_root / f"grid-{model}").tenant(summary["tenant"])
@@ -56,7 +56,7 @@ def metrics(rows: list[dict], system: str, idx: np.ndarray, scale: float) -> dic
 
     em = np.array([r["exact_match"][system] for r in rows], float)
     u = np.array([r["usefulness"][system] for r in rows], float)
-    es = 2 * u - em
+    es = 2 * u - em   # usefulness is (EM + edit similarity) / 2 (evaluation/cqi.py)
     calls = np.array([r["api_calls"][system] for r in rows], float)   # [in prediction, in reference]
     out = {"n": len(rows), "exact_match": em.mean(), "edit_similarity": es.mean()}
     lo, hi = interval(em[idx].mean(axis=1))

@@ -141,15 +141,19 @@ def _transformed(name: str, text: str) -> list[str] | None:
     return out
 
 
+def _line_at(text: str, i: int) -> tuple[int, int]:
+    """Start and end (before its newline) of the line of `text` holding offset `i`."""
+    end = text.find("\n", i)
+    return text.rfind("\n", 0, i) + 1, len(text) if end == -1 else end
+
+
 def _lines_holding(lowered: str, text: str, words: tuple[str, ...]) -> str:
     """The lines of `text` whose lowercase form holds one of `words`, joined by newlines."""
     spans = set()
     for w in words:
         i = lowered.find(w)
         while i != -1:
-            start = lowered.rfind("\n", 0, i) + 1
-            end = lowered.find("\n", i)
-            end = len(lowered) if end == -1 else end
+            start, end = _line_at(lowered, i)
             spans.add((start, end))
             i = lowered.find(w, end)
     return "\n".join(text[a:b] for a, b in sorted(spans))
@@ -170,9 +174,7 @@ def _keyword_may_match(lowered: str, text: str, keyword: re.Pattern, patterns: t
     for m in keyword.finditer(lowered):
         if m.start() < end:
             continue   # this line was tried already
-        start = lowered.rfind("\n", 0, m.start()) + 1
-        end = lowered.find("\n", m.end())
-        end = len(lowered) if end == -1 else end
+        start, end = _line_at(lowered, m.start())
         line = text[start:end].rstrip()
         if "\r" in line or any(p.search(line) for p in patterns):
             return True   # a lone carriage return splits lines differently there: be safe
@@ -194,11 +196,11 @@ def may_hold_secret(name: str, text: str) -> bool:
 def _may_match(text: str, keyword, patterns, regexes, entropy) -> bool:
     """Could any plugin report a line of `text` (lines joined by newlines)?"""
     lowered = text.lower()
-    if len(lowered) != len(text) and keyword.search(lowered):
-        return True   # lower() changed a length: line offsets would not agree
-    if _keyword_may_match(lowered, text, keyword, patterns):
-        return True
     aligned = len(lowered) == len(text)   # lower() changed no length: offsets agree
+    keyword_hit = (_keyword_may_match(lowered, text, keyword, patterns) if aligned
+                   else keyword.search(lowered))   # offsets disagree: any deny-listed word is a hit
+    if keyword_hit:
+        return True
     ascii_only = text.isascii()            # case-insensitive matches are then exactly lower()'s
     for gate, literal, regex in regexes:
         if literal is not None and (ascii_only or not literal[1]):
