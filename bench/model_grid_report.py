@@ -82,11 +82,10 @@ def main() -> None:
     args = ap.parse_args()
 
     from codetailor.config import get_settings
-    from evaluation.cqi import interval
 
     scale = get_settings().evaluation.cqi_scale
     runs = load_runs(args.out_dir, args.home_root)
-    result: dict = {"repositories": sorted({k[2] for k in runs}), "cells": {}, "versus": {}}
+    result: dict = {"repositories": sorted({k[2] for k in runs}), "cells": {}}
     for (model, template) in sorted({k[:2] for k in runs}):
         repos = sorted(r for m, t, r in runs if (m, t) == (model, template))
         rows = [row for r in repos for row in runs[(model, template, r)]]
@@ -95,26 +94,38 @@ def main() -> None:
         result["cells"][f"{model}/{template}"] = {
             "repositories": {r: len(runs[(model, template, r)]) for r in repos},
             "systems": {s: metrics(rows, s, idx, scale) for s in systems}}
-    # The same task under both models (text template): paired difference of exact match.
-    common = [r for r in result["repositories"] if ("smollm2", "text", r) in runs and ("qwen", "text", r) in runs]
-    if common:
-        pairs = []
-        for repo in common:
-            a = {row["id"]: row for row in runs[("smollm2", "text", repo)]}
-            pairs += [(repo, a[row["id"]], row) for row in runs[("qwen", "text", repo)] if row["id"] in a]
-        sizes = [sum(1 for p in pairs if p[0] == repo) for repo in common]
-        idx = stratified(sizes, args.samples, args.seed)
-        for system in pairs[0][1]["exact_match"]:
-            if system not in pairs[0][2]["exact_match"]:
-                continue
-            d = np.array([q["exact_match"][system] - s["exact_match"][system] for _, s, q in pairs], float)
-            lo, hi = interval(d[idx].mean(axis=1))
-            result["versus"][system] = {"n": len(d), "qwen_minus_smollm2_exact_match": round(d.mean(), 4),
-                                        "low": round(lo, 4), "high": round(hi, 4)}
+    # The same task under both models (text template), and under Qwen's two templates: paired
+    # differences of exact match.
+    result["versus"] = paired(runs, ("smollm2", "text"), ("qwen", "text"), result["repositories"], args)
+    result["templates"] = paired(runs, ("qwen", "text"), ("qwen", "native"), result["repositories"], args)
     result["machine"] = record()
     publish(result, args.out)
     if args.markdown:
         print(markdown(result), file=sys.stderr)
+
+
+def paired(runs: dict, a: tuple[str, str], b: tuple[str, str], repositories: list[str], args) -> dict:
+    """Per system both cells ran: mean of b − a exact match over the tasks both answered, with a
+    bootstrap interval stratified by repository."""
+    from evaluation.cqi import interval
+
+    common = [r for r in repositories if (*a, r) in runs and (*b, r) in runs]
+    pairs = []
+    for repo in common:
+        first = {row["id"]: row for row in runs[(*a, repo)]}
+        pairs += [(repo, first[row["id"]], row) for row in runs[(*b, repo)] if row["id"] in first]
+    if not pairs:
+        return {}
+    idx = stratified([sum(1 for p in pairs if p[0] == repo) for repo in common], args.samples, args.seed)
+    out = {}
+    for system in pairs[0][1]["exact_match"]:
+        if system not in pairs[0][2]["exact_match"]:
+            continue
+        d = np.array([y["exact_match"][system] - x["exact_match"][system] for _, x, y in pairs], float)
+        lo, hi = interval(d[idx].mean(axis=1))
+        out[system] = {"n": len(d), "exact_match_difference": round(d.mean(), 4),
+                       "low": round(lo, 4), "high": round(hi, 4)}
+    return out
 
 
 def markdown(result: dict) -> str:
@@ -130,11 +141,12 @@ def markdown(result: dict) -> str:
             api = f"{m['api_usage']:.3f}" if "api_usage" in m else "—"
             lines.append(f"| {cell} | {system} | {m['n']} | {m['exact_match']:.3f} ({m['exact_match_low']:.3f}–"
                          f"{m['exact_match_high']:.3f}) | {m['edit_similarity']:.3f} | {api} | {cqi} |")
-    if result["versus"]:
-        lines += ["", "| system | n | EM qwen − smollm2 (95 % CI) |", "|---|---|---|"]
-        for system, v in result["versus"].items():
-            lines.append(f"| {system} | {v['n']} | {v['qwen_minus_smollm2_exact_match']:+.3f} "
-                         f"({v['low']:+.3f} – {v['high']:+.3f}) |")
+    for key, title in (("versus", "EM qwen − smollm2"), ("templates", "EM qwen native − text")):
+        if result.get(key):
+            lines += ["", f"| system | n | {title} (95 % CI) |", "|---|---|---|"]
+            for system, v in result[key].items():
+                lines.append(f"| {system} | {v['n']} | {v['exact_match_difference']:+.3f} "
+                             f"({v['low']:+.3f} – {v['high']:+.3f}) |")
     return "\n".join(lines)
 
 
