@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, Sequence
 
 import numpy as np
@@ -20,6 +20,7 @@ from codetailor.errors import CodetailorError, NotFound
 from codetailor.home import TenantPaths
 
 from retrieval.onnx_encoder import EncoderUnavailable
+from retrieval.postings import Postings
 from retrieval.segments import Segment, load_segment, manifest_path, read_manifest, segments_dir
 from retrieval.tokens import code_tokens
 from retrieval.vectors import VectorDimensionMismatch, VectorStoreUnavailable, open_store
@@ -56,6 +57,7 @@ class _State:
     manifest: dict
     segments: list[Segment]
     by_id: dict[int, tuple[int, int]]   # live chunk id -> (segment index, row)
+    postings: Postings                  # the segments' BM25 columns joined, for searching
 
 
 _cache: dict[str, _State] = {}
@@ -86,7 +88,7 @@ def load_state(paths: TenantPaths) -> _State:
                     cached.manifest["segments"] == manifest["segments"]:
                 # the embedder republished the same generation (a shorter pending list):
                 # segments and tombstones are unchanged, keep them loaded
-                state = _State(stamp, manifest, cached.segments, cached.by_id)
+                state = _State(stamp, manifest, cached.segments, cached.by_id, cached.postings)
                 with _cache_lock:
                     _cache[str(paths.index_dir)] = state
                 return state
@@ -99,7 +101,10 @@ def load_state(paths: TenantPaths) -> _State:
             for ri, row in enumerate(seg.rows):
                 if seg.live[ri]:
                     by_id[row["id"]] = (si, ri)
-        state = _State(stamp, manifest, segs, by_id)
+        postings = Postings(segs)
+        # the joined table answers every query: the segments' own bm25s copies would only double memory
+        segs = [replace(seg, bm25=None) for seg in segs]
+        state = _State(stamp, manifest, segs, by_id, postings)
         with _cache_lock:
             _cache[str(paths.index_dir)] = state
         return state
@@ -117,17 +122,8 @@ def forget(paths: TenantPaths) -> None:
 
 
 def _bm25(state: _State, query: str, n: int, exclude: Sequence[str]) -> list[tuple[int, float]]:
-    tokens = code_tokens(query)
-    out: list[tuple[float, int, int]] = []
-    for si, seg in enumerate(state.segments):
-        scores = seg.scores(tokens, exclude)
-        if not len(scores):
-            continue
-        k = min(n, len(scores))
-        top = np.argpartition(-scores, k - 1)[:k]
-        out.extend((float(scores[i]), si, int(i)) for i in top if scores[i] > 0)
-    out.sort(key=lambda x: -x[0])
-    return [(state.segments[si].rows[ri]["id"], s) for s, si, ri in out[:n]]
+    return [(state.segments[si].rows[ri]["id"], score)
+            for score, si, ri in state.postings.top(code_tokens(query), n, exclude)]
 
 
 def _semantic(settings, paths: TenantPaths, state: _State, query: str, n: int,

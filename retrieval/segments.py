@@ -169,7 +169,7 @@ def write_segment(target: Path, rows: list[dict], tokens: list[list[str] | None]
 class Segment:
     name: str
     rows: list[dict]
-    bm25: object
+    bm25: object | None         # None once a search state has joined it into its Postings
     live: np.ndarray            # 1.0 for live rows, 0.0 for tombstoned ones
     rows_by_path: dict[str, list[int]]
 
