@@ -20,32 +20,39 @@ from retrieval.segments import Segment
 
 class Postings:
     def __init__(self, segments: Sequence[Segment]):
-        self.offsets = np.zeros(len(segments) + 1, dtype=np.int64)
+        # Built without sorting: each segment's columns are already in token order, so every
+        # posting goes straight to its place (global column start + what earlier segments put
+        # there). Within a column, rows end up in segment order, i.e. ascending global rows.
         self.vocab: dict[str, int] = {}
-        token_ids, rows, values, live = [], [], [], []
+        self.offsets = np.zeros(len(segments) + 1, dtype=np.int64)
         self.rows_by_path: dict[str, list[int]] = {}
+        columns = []   # per segment: (global token of each local column, local indptr)
         for si, seg in enumerate(segments):
-            offset = int(self.offsets[si])
+            indptr = np.asarray(seg.bm25.scores["indptr"], dtype=np.int64)
             to_global = np.empty(len(seg.bm25.vocab_dict), dtype=np.int64)
             for token, local in seg.bm25.vocab_dict.items():
                 to_global[local] = self.vocab.setdefault(token, len(self.vocab))
-            sc = seg.bm25.scores
-            indptr = np.asarray(sc["indptr"], dtype=np.int64)
-            token_ids.append(np.repeat(to_global[:len(indptr) - 1], np.diff(indptr)))
-            rows.append(np.asarray(sc["indices"], dtype=np.int64) + offset)
-            values.append(np.asarray(sc["data"], dtype=np.float32))
-            live.append(seg.live)
+            columns.append((to_global[:len(indptr) - 1], indptr))
+            offset = int(self.offsets[si])
             for path, local_rows in seg.rows_by_path.items():
                 self.rows_by_path.setdefault(path, []).extend(r + offset for r in local_rows)
             self.offsets[si + 1] = offset + len(seg.rows)
         self.n_rows = int(self.offsets[-1])
-        tokens = np.concatenate(token_ids) if token_ids else np.zeros(0, dtype=np.int64)
-        order = np.argsort(tokens, kind="stable")
-        self.rows = (np.concatenate(rows)[order] if rows else tokens).astype(np.int32)
-        self.values = np.concatenate(values)[order] if values else np.zeros(0, dtype=np.float32)
+        counts = np.zeros(len(self.vocab), dtype=np.int64)
+        for tokens, indptr in columns:
+            counts[tokens] += np.diff(indptr)   # a token appears once per segment's columns
         self.indptr = np.zeros(len(self.vocab) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(tokens, minlength=len(self.vocab)), out=self.indptr[1:])
-        self.live = np.concatenate(live) if live else np.zeros(0, dtype=np.float32)
+        np.cumsum(counts, out=self.indptr[1:])
+        self.rows = np.empty(int(self.indptr[-1]), dtype=np.int32)
+        self.values = np.empty(int(self.indptr[-1]), dtype=np.float32)
+        filled = self.indptr[:-1].copy()
+        for seg, offset, (tokens, indptr) in zip(segments, self.offsets, columns):
+            sizes = np.diff(indptr)
+            dest = np.repeat(filled[tokens] - indptr[:-1], sizes) + np.arange(int(indptr[-1]))
+            self.rows[dest] = np.asarray(seg.bm25.scores["indices"]) + offset
+            self.values[dest] = seg.bm25.scores["data"]
+            filled[tokens] += sizes
+        self.live = np.concatenate([seg.live for seg in segments]) if segments else np.zeros(0, np.float32)
 
     def scores(self, tokens: list[str], exclude_paths: Sequence[str] = ()) -> np.ndarray:
         """BM25 score of every global row (0 for tombstoned rows and rows of excluded paths).
