@@ -399,7 +399,10 @@ def symbols(settings, registry, n_defs: int, cursors: int, repo: Path) -> dict:
 
 
 def segment_cost(n: int, k: int, queries: int = 100) -> dict:
-    """BM25 time per query over n stdlib windows as one segment and as k equal segments."""
+    """BM25 time per query over n stdlib windows as one segment and as k equal segments: each
+    segment scored on its own (the write side's `Segment.scores`) against the joined table
+    searches read (retrieval/postings.py)."""
+    from retrieval.postings import Postings, top_rows
     from retrieval.segments import load_segment, write_segment
     from retrieval.tokens import code_tokens
 
@@ -418,10 +421,13 @@ def segment_cost(n: int, k: int, queries: int = 100) -> dict:
         t = time.perf_counter()
         for q in qs:
             for seg in segs:
-                scores = seg.scores(q, ())
-                top = min(50, len(scores))
-                np.argpartition(-scores, top - 1)[:top]
+                top_rows(seg.scores(q, ()), 50)
         out[f"{name}_segment_ms_per_query"] = round((time.perf_counter() - t) * 1000 / len(qs), 2)
+        joined = Postings(segs)
+        t = time.perf_counter()
+        for q in qs:
+            joined.top(q, 50)
+        out[f"{name}_joined_ms_per_query"] = round((time.perf_counter() - t) * 1000 / len(qs), 2)
     shutil.rmtree(work, ignore_errors=True)
     out["load"] = os.getloadavg()[0]
     return out

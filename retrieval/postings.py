@@ -29,9 +29,10 @@ class Postings:
         columns = []   # per segment: (global token of each local column, local indptr)
         for si, seg in enumerate(segments):
             indptr = np.asarray(seg.bm25.scores["indptr"], dtype=np.int64)
-            to_global = np.empty(len(seg.bm25.vocab_dict), dtype=np.int64)
-            for token, local in seg.bm25.vocab_dict.items():
-                to_global[local] = self.vocab.setdefault(token, len(self.vocab))
+            local_vocab, vocab = seg.bm25.vocab_dict, self.vocab
+            to_global = np.empty(len(local_vocab), dtype=np.int64)
+            to_global[np.fromiter(local_vocab.values(), np.int64, len(local_vocab))] = \
+                [vocab.setdefault(token, len(vocab)) for token in local_vocab]
             columns.append((to_global[:len(indptr) - 1], indptr))
             offset = int(self.offsets[si])
             for path, local_rows in seg.rows_by_path.items():
