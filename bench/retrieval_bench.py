@@ -158,7 +158,9 @@ def latency(settings, registry, n: int, queries: int) -> dict:
     t = time.perf_counter()
     store.optimize()
     optimize = time.perf_counter() - t
-    m = empty_manifest() | {"generation": 1, "dim": 384, "embedding_model": settings.retrieval.embedding_model,
+    # "encoder" only names what built the vectors; every query here brings its own vector
+    m = empty_manifest() | {"generation": 1, "dim": 384, "encoder": "synthetic-gaussian-mixture",
+                            "embedding_model": settings.retrieval.embedding_model,
                             "segments": [{"name": "g000001", "rows": n}]}
     m["files"]["main"] = {}
     for i, r in enumerate(rows):
