@@ -46,7 +46,7 @@ and FIM tokens), where the code after the cursor follows the prefix instead:
     <|repo_name|>{repo}\n
     <|file_sep|>{path}{DEFINITIONS_MARK}\n{signatures}\n          (optional)
     <|file_sep|>{snippet path}:{start}-{end}\n{snippet text}\n   (worst ... best)
-    <|file_sep|>{path}\n<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>
+    <|file_sep|>{path}\n<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}\n<|fim_middle|>
 
 Each template names the special tokens that end a completion in its family
 (resolved to ids against the model's tokenizer, see codetailor.model), so the
@@ -205,13 +205,21 @@ def render(parts: PromptParts, template: Template = TEXT) -> str:
     for s in reversed(parts.snippets):  # best-ranked last
         out.append(template.piece(_header(s), s.text))
     if template.is_fim:
-        out.append(f"{template.file_open(parts.path)}{parts.prefix}{template.fim[1]}{parts.suffix}{template.fim[2]}")
+        out.append(f"{template.file_open(parts.path)}{parts.prefix}{template.fim[1]}{_fim_suffix(parts.suffix)}"
+                   f"{template.fim[2]}")
         return "".join(out)
     if parts.suffix:
         out.append(template.piece(f"{parts.path}{SUFFIX_MARK}", parts.suffix))
     out.append(f"{template.file_open(parts.path)}{parts.prefix}")
     # The first piece carries no trailing newline: "<repo_name>repo" then "<file_sep>".
     return "".join(out)
+
+
+def _fim_suffix(suffix: str) -> str:
+    """The suffix as a FIM model saw it in training: file text, so its last line ends with a newline.
+    Without it Qwen2.5-Coder reads the suffix as unfinished and continues it instead of filling the
+    middle (tests/engine/test_qwen_generate.py)."""
+    return suffix + "\n" if suffix else ""
 
 
 def parse(text: str, template: Template = TEXT) -> PromptParts:
@@ -224,6 +232,7 @@ def parse(text: str, template: Template = TEXT) -> PromptParts:
         if not text.endswith(fim_middle) or text.count(fim_prefix) != 1:
             raise ValueError("not a codetailor fill-in-the-middle prompt")
         text, _, suffix = text[: -len(fim_middle)].rpartition(fim_suffix)
+        suffix = suffix[:-1] if suffix.endswith("\n") else suffix   # the newline _fim_suffix adds
         text = text.replace(fim_prefix, "", 1)
     pieces = text[len(template.repo_name):].split(template.file_sep)
     repo, files = pieces[0], pieces[1:]
@@ -291,7 +300,7 @@ def build(
     # 2. The suffix, then snippets in rank order, while they fit.
     suffix = parts.suffix
     if suffix:
-        cost = count(suffix) if template.is_fim else count(template.piece(f"{parts.path}{SUFFIX_MARK}", suffix))
+        cost = count(_fim_suffix(suffix)) if template.is_fim else count(template.piece(f"{parts.path}{SUFFIX_MARK}", suffix))
         if cost <= left:
             left -= cost
         else:

@@ -52,11 +52,11 @@ BEFORE = {
     ("qwen2.5-coder/native", 40): ("<|repo_name|>acme\n<|file_sep|>lib/second.py:1-2\nX = 2\n<|file_sep|>"
                                    "lib/best.py:10-12\ndef best():\n    return 1\n<|file_sep|>app/io.py\n"
                                    "<|fim_prefix|>import os\n\ndef load(path):\n    with open(path) as f:\n"
-                                   "        return f.re<|fim_suffix|>ad()\n\ndef save(p):\n    pass<|fim_middle|>",
-                                   0, 0, 31),
+                                   "        return f.re<|fim_suffix|>ad()\n\ndef save(p):\n    pass\n<|fim_middle|>",
+                                   0, 0, 32),
     ("qwen2.5-coder/native", 24): ("<|repo_name|>acme\n<|file_sep|>app/io.py\n<|fim_prefix|>import os\n\n"
                                    "def load(path):\n    with open(path) as f:\n        return f.re<|fim_suffix|>"
-                                   "ad()\n\ndef save(p):\n    pass<|fim_middle|>", 2, 0, 20),
+                                   "ad()\n\ndef save(p):\n    pass\n<|fim_middle|>", 2, 0, 21),
 }
 
 
@@ -88,7 +88,7 @@ def test_definitions_come_first_in_the_native_layout():
     text = render(parts(DEFS), QWEN)
     assert text.startswith(f"<|repo_name|>acme\n<|file_sep|>app/io.py{DEFINITIONS_MARK}\n{COMPACT}"
                            "<|file_sep|>lib/second.py:1-2\n")
-    assert text.endswith(f"<|fim_prefix|>{PREFIX}<|fim_suffix|>{SUFFIX}<|fim_middle|>")
+    assert text.endswith(f"<|fim_prefix|>{PREFIX}<|fim_suffix|>{SUFFIX}\n<|fim_middle|>")
 
 
 @pytest.mark.parametrize("template", [SMOL, QWEN])

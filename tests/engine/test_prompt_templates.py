@@ -29,7 +29,7 @@ def test_qwen_native_layout_puts_snippets_in_repository_tokens_and_the_suffix_af
     assert text == ("<|repo_name|>acme\n"
                     "<|file_sep|>lib/second.py:1-2\nX = 2\n"
                     "<|file_sep|>lib/best.py:10-12\ndef best():\n    return 1\n"
-                    "<|file_sep|>app/io.py\n<|fim_prefix|>" + prefix + "<|fim_suffix|>" + suffix + "<|fim_middle|>")
+                    "<|file_sep|>app/io.py\n<|fim_prefix|>" + prefix + "<|fim_suffix|>" + suffix + "\n<|fim_middle|>")
     assert "(after cursor)" not in text and "<repo_name>" not in text
 
 
@@ -86,7 +86,7 @@ def test_healing_takes_the_partial_word_off_the_prefix_in_either_layout():
         kept, partial = template.heal(prefix)
         assert (kept, partial) == (prefix[: -len(" op")], " op")
         text = render(PromptParts("a.py", kept, suffix), template)
-        assert text.endswith(("    with<|fim_suffix|>" + suffix + "<|fim_middle|>") if template.is_fim else "    with")
+        assert text.endswith(("    with<|fim_suffix|>" + suffix + "\n<|fim_middle|>") if template.is_fim else "    with")
 
 
 def test_family_from_tokens():

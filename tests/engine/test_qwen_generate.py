@@ -50,20 +50,24 @@ def _complete(engine, template, typed, *, heal=True, stops=True, max_tokens=24):
     return built, partial, asyncio.run(engine.generate(req))
 
 
-@pytest.mark.xfail(strict=True, reason="measured 2026-11-30: behind the <|repo_name|>/<|file_sep|> header the "
-                   "0.5B Instruct continues the suffix ('print(add(3, 4))...') instead of filling the middle and "
-                   "emits no stop token in 24; the bare file-level FIM prompt fills it (environment notes). The "
-                   "native template's header needs rework before it can be a default")
-def test_native_fim_fills_the_middle_and_stops_at_a_family_token(qwen):
+def test_native_fim_fills_the_middle(qwen):
+    # The suffix ends with a newline, as file text does: without it the model reads the suffix as
+    # unfinished and continues it ('print(add(3, 4))...') instead of filling the middle.
     engine, template = qwen
-    built, partial, r = _complete(engine, template, "", heal=False)
-    assert built.text.endswith("<|fim_prefix|>def add(a, b):\n    <|fim_suffix|>\n\n\nprint(add(1, 2))<|fim_middle|>")
+    built, _, r = _complete(engine, template, "", heal=False)
+    assert built.text.endswith("<|fim_prefix|>def add(a, b):\n    <|fim_suffix|>\n\n\nprint(add(1, 2))\n<|fim_middle|>")
+    assert r.text.strip().startswith("return a + b"), r.text
+
+
+@pytest.mark.xfail(strict=True, reason="the 0.5B Instruct fills the middle but then writes on (the suffix's lines, "
+                   "then prose) with no family token in 24; its completions end where they start to repeat the "
+                   "code after the cursor (codetailor/completion.py) or at max_tokens")
+def test_native_fim_stops_at_a_family_token(qwen):
+    engine, template = qwen
+    _, _, r = _complete(engine, template, "", heal=False)
     # Without the template's stop ids the model writes on past the middle; greedy, so the stopped
     # completion is where the free one emitted a family token (not shown in the text).
     _, _, free = _complete(engine, template, "", heal=False, stops=False)
-    print(repr(r.text), r.finish_reason, r.completion_tokens, "|", repr(free.text), free.finish_reason,
-          free.completion_tokens)
-    assert r.text.strip().startswith("return a + b"), r.text
     assert r.finish_reason == "stop" and "<|" not in r.text
     assert free.text.startswith(r.text) and free.completion_tokens > r.completion_tokens
 
