@@ -300,7 +300,7 @@ def build(
     # 2. The suffix, then snippets in rank order, while they fit.
     suffix = parts.suffix
     if suffix:
-        cost = count(_fim_suffix(suffix)) if template.is_fim else count(template.piece(f"{parts.path}{SUFFIX_MARK}", suffix))
+        cost = count(_fim_suffix(suffix) if template.is_fim else template.piece(f"{parts.path}{SUFFIX_MARK}", suffix))
         if cost <= left:
             left -= cost
         else:

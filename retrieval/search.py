@@ -14,7 +14,6 @@ import threading
 from dataclasses import dataclass, replace
 from typing import Literal, Sequence
 
-import numpy as np
 
 from codetailor.errors import CodetailorError, NotFound
 from codetailor.home import TenantPaths
