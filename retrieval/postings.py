@@ -6,7 +6,9 @@ lookups, slicing posting lists, a scatter-add over the segment's rows, a top-n) 
 at 100k chunks in six segments that repetition is about a third of a query. `Postings` joins the
 segments' precomputed score columns into one column-compressed table over global row numbers when
 a manifest is loaded, so a query does each step once. Scores are unchanged: each row keeps the
-value its own segment computed (its own IDF), the same sums `Segment.scores` makes.
+value its own segment computed (its own IDF): the same sums as bm25s' own scoring of that segment,
+but one np.bincount over the gathered posting lists instead of np.add.at per token (about 5x faster
+on long posting lists). A table of one segment is that segment scored alone.
 """
 
 from __future__ import annotations

@@ -173,28 +173,6 @@ class Segment:
     live: np.ndarray            # 1.0 for live rows, 0.0 for tombstoned ones
     rows_by_path: dict[str, list[int]]
 
-    def scores(self, tokens: list[str], exclude_paths) -> np.ndarray:
-        """BM25 score of every row (0 for tombstoned and excluded rows).
-
-        Same sums as bm25s' get_scores (each query token adds its precomputed column), but
-        one np.bincount over the gathered posting lists instead of np.add.at per token:
-        ~5x faster on long posting lists, which is most of a query's time at 100k chunks."""
-        vocab = self.bm25.vocab_dict
-        ids = [vocab[t] for t in tokens if t in vocab]
-        n = len(self.rows)
-        if not ids:
-            return np.zeros(n, dtype=np.float32)
-        sc = self.bm25.scores
-        indptr = sc["indptr"]
-        uniq, counts = np.unique(np.asarray(ids, dtype=np.int64), return_counts=True)
-        idx = [sc["indices"][indptr[t]:indptr[t + 1]] for t in uniq]
-        val = [sc["data"][indptr[t]:indptr[t + 1]] * c for t, c in zip(uniq, counts)]
-        out = np.bincount(np.concatenate(idx), weights=np.concatenate(val), minlength=n).astype(np.float32)
-        out *= self.live
-        for p in exclude_paths or ():
-            out[self.rows_by_path.get(p, [])] = 0.0
-        return out
-
 
 def load_segment(directory: Path, tombstones: list[int]) -> Segment:
     import bm25s

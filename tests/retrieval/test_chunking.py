@@ -107,6 +107,7 @@ def test_segment_scores_match_bm25s(tmp_path):
 
     import numpy as np
 
+    from retrieval.postings import Postings
     from retrieval.segments import load_segment, write_segment
 
     rng = random.Random(3)
@@ -115,9 +116,10 @@ def test_segment_scores_match_bm25s(tmp_path):
              "text": " ".join(rng.choice(words) for _ in range(rng.randint(1, 30)))} for i in range(300)]
     write_segment(tmp_path, rows)
     seg = load_segment(tmp_path, tombstones=[3, 5])
+    table = Postings([seg])
     for _ in range(20):
         q = [rng.choice(words) for _ in range(rng.randint(1, 8))] + ["unknown_token"]
-        ours = seg.scores(q, exclude_paths=["p1.py"])
+        ours = table.scores(q, exclude_paths=["p1.py"])
         mask = seg.live.copy()
         mask[seg.rows_by_path["p1.py"]] = 0
         ref = seg.bm25.get_scores([t for t in q if t in seg.bm25.vocab_dict], weight_mask=mask)

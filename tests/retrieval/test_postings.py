@@ -26,8 +26,8 @@ def _segments(tmp_path, sizes, seed=0):
 
 
 def _reference(segs, query, exclude):
-    # each segment scored alone (Segment.scores is checked against bm25s in test_chunking.py)
-    return np.concatenate([seg.scores(query, exclude) for seg in segs])
+    # each segment in a table of its own (a one-segment table is checked against bm25s in test_chunking.py)
+    return np.concatenate([Postings([seg]).scores(query, exclude) for seg in segs])
 
 
 @pytest.mark.parametrize("sizes", [[200], [150, 90, 300], [1, 120]])
