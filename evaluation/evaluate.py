@@ -73,10 +73,10 @@ class Plan:
         # NotFound with the fix when the model is not fetched; ConfigError when no template fits it.
         self.template = prompt_template(settings, resolve_base_model(settings))
         self.identity = resuming.identity(self)
-        # With resume: the unfinished run to continue (refused here when one exists but differs).
-        self.resume_from = resuming.choose(paths, self.identity) if resume else None
-        if resume and self.resume_from is None:
-            _say(f"no unfinished evaluation of tenant {paths.tenant!r} to resume: starting a new run")
+        # With resume: the unfinished run made with these settings, if any (its tasks are compared in run()).
+        self.resume_from, note = resuming.choose(paths, self.identity) if resume else (None, "")
+        if note:
+            _say(note)
 
 
 def _say(message: str) -> None:
@@ -116,12 +116,16 @@ async def run(plan: Plan, engine: EngineClient, *, progress: bool = True, report
     if not tasks:
         raise EvaluationError(f"the {len(data.heldout)} held-out files of {paths.tenant!r} hold no code lines "
                               "to complete")
-    path = plan.resume_from or records.start_partial(paths, PartialEvaluationHeader(
+    path = plan.resume_from
+    if path is not None and not resuming.same_tasks(records.header_of(path), tasks):
+        _say(f"not resuming evaluation {path.stem} of tenant {paths.tenant!r}: its held-out tasks differ from "
+             "the ones cut now (the held-out files or their text changed since); starting a new run")
+        path = None
+    path = path or records.start_partial(paths, PartialEvaluationHeader(
         run_id=records.new_run_id(), tenant=str(paths.tenant), started_at=time.time(), plan=plan.identity,
         task_ids=[t.id for t in tasks], tasks_sha256=resuming.tasks_sha256(tasks)))
     with records.open_partial(path, resuming.busy(path.stem)) as partial:
-        resuming.check_tasks(partial, tasks)
-        if plan.resume_from:
+        if path == plan.resume_from:
             _say(f"resuming evaluation {partial.header.run_id}: {len(partial.done)} of {len(tasks)} tasks done")
         todo = [t for t in tasks if t.id not in partial.done]
         adapter = await _generate(plan, engine, todo, partial, t0, progress)
@@ -147,6 +151,8 @@ async def run(plan: Plan, engine: EngineClient, *, progress: bool = True, report
     }
     records.save(paths, result)
     records.remove_partial(partial)  # after the record: a kill in between leaves a run to resume
+    for stale in resuming.superseded(paths, plan.identity, partial.path):
+        records.remove_idle_partial(stale)
     store = AdapterStore(paths)
     if adapter:
         records.record_in_adapter(store, plan.version, result)

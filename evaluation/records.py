@@ -90,10 +90,10 @@ def partial_runs(paths: TenantPaths) -> list[tuple[Path, PartialEvaluationHeader
     """The tenant's unfinished runs, newest first, with their headers."""
     d = paths.partial_evals_dir
     files = sorted(d.glob("*.jsonl"), reverse=True) if d.is_dir() else []
-    return [(p, _header(p)) for p in files if not p.name.startswith(".")]
+    return [(p, header_of(p)) for p in files if not p.name.startswith(".")]
 
 
-def _header(path: Path) -> PartialEvaluationHeader:
+def header_of(path: Path) -> PartialEvaluationHeader:
     with open(path, "rb") as f:
         first = f.readline()
     return PartialEvaluationHeader.from_dict(_whole_lines(first, path)[0][0], source=str(path))
@@ -180,3 +180,20 @@ def _completion(fields: dict) -> Completion:
 def remove_partial(run: PartialRun) -> None:
     with contextlib.suppress(FileNotFoundError):
         run.path.unlink()
+
+
+def remove_idle_partial(path: Path) -> bool:
+    """Remove an unfinished run no process is continuing (one that is, holds its lock: kept)."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        path.unlink(missing_ok=True)   # under the lock: nobody opens it to continue in between
+        return True
+    finally:
+        os.close(fd)

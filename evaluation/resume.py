@@ -1,4 +1,4 @@
-"""`codetailor eval --resume`: which unfinished run to continue, and whether it may be.
+"""`codetailor eval --resume`: which unfinished run to continue.
 
 Decoding is greedy, so a completion is a function of its prompt and the weights; tasks are a
 function of the seed, the held-out files and their text (evaluation/tasks.py draws them from a
@@ -6,7 +6,8 @@ seeded generator over sorted paths). A killed run's completions are therefore th
 would make, as long as everything that shapes a prompt or a request is unchanged: `identity`
 lists that, a run's header records it, and a run is continued only when both agree. The tasks
 themselves are compared once they are cut (after the engine starts: see evaluate.py), by id and
-by text.
+by text. A run that cannot be continued is left alone and a new one started, saying why: a kept
+run is never mixed into another's record, and `--resume` never blocks a grid of runs.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from codetailor.errors import Busy, Incompatible
+from codetailor.artifacts import PartialEvaluationHeader
+from codetailor.errors import Busy
 from codetailor.hardware import choose_dtypes, detect
 from codetailor.home import TenantPaths
 from codetailor.model import model_checksum, resolve_base_model
@@ -26,10 +28,6 @@ from evaluation.tasks import Task
 
 if TYPE_CHECKING:
     from evaluation.evaluate import Plan
-
-
-class CannotResume(Incompatible):
-    """The unfinished run was made with other settings, adapter or tasks than this one would use."""
 
 
 class RunInProgress(Busy):
@@ -70,31 +68,35 @@ def differences(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
             for k in sorted(set(recorded) | set(current)) if recorded.get(k) != current.get(k)]
 
 
-def choose(paths: TenantPaths, current: dict[str, Any]) -> Path | None:
-    """The newest unfinished run of the tenant made with `current`; None when it has none. Refused
-    when it has some but none fits, saying how the newest differs."""
+def choose(paths: TenantPaths, current: dict[str, Any]) -> tuple[Path | None, str]:
+    """The newest unfinished run of the tenant made with `current` (None when it has none), and
+    what to tell the user. Runs made with other settings are left where they are: they are
+    not this run, and another invocation with their settings may still continue them."""
     runs = records.partial_runs(paths)
     for path, header in runs:
         if header.plan == current:
-            return path
+            return path, ""
     if not runs:
-        return None
+        return None, f"no unfinished evaluation of tenant {paths.tenant!r} to resume: starting a new run"
     header = runs[0][1]
-    raise CannotResume(f"cannot resume evaluation {header.run_id} of tenant {paths.tenant!r}: "
-                       f"{'; '.join(differences(header.plan, current))} (run without --resume to start anew)")
+    others = f" (and {len(runs) - 1} older)" if len(runs) > 1 else ""
+    return None, (f"not resuming evaluation {header.run_id}{others} of tenant {paths.tenant!r}: "
+                  f"{'; '.join(differences(header.plan, current))}; starting a new run")
+
+
+def superseded(paths: TenantPaths, current: dict[str, Any], finished: Path) -> list[Path]:
+    """Unfinished runs made with `current` other than `finished`: a record of those settings now
+    exists, so they would only ever be resumed into a second copy of it."""
+    return [p for p, h in records.partial_runs(paths) if h.plan == current and p != finished]
 
 
 def tasks_sha256(tasks: Sequence[Task]) -> str:
     return hashlib.sha256(json.dumps([t.as_dict() for t in tasks], sort_keys=True).encode()).hexdigest()
 
 
-def check_tasks(run: records.PartialRun, tasks: Sequence[Task]) -> None:
-    """The tasks cut now must be the run's: the same ids in the same order, over the same text."""
-    h = run.header
-    if h.task_ids != [t.id for t in tasks] or h.tasks_sha256 != tasks_sha256(tasks):
-        raise CannotResume(f"cannot resume evaluation {h.run_id} of tenant {h.tenant!r}: its held-out tasks "
-                           "differ from the ones cut now (the held-out files or their text changed since; "
-                           "run without --resume to start anew)")
+def same_tasks(header: PartialEvaluationHeader, tasks: Sequence[Task]) -> bool:
+    """The tasks cut now are the run's: the same ids in the same order, over the same text."""
+    return header.task_ids == [t.id for t in tasks] and header.tasks_sha256 == tasks_sha256(tasks)
 
 
 def busy(run_id: str):

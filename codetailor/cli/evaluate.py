@@ -23,8 +23,8 @@ def register(sub) -> None:
     e.add_argument("--adapter", metavar="VERSION", help="adapter version to evaluate (default the latest)")
     e.add_argument("--report", type=Path, metavar="DIR", help="write report.md and PNG plots into DIR")
     e.add_argument("--resume", action="store_true",
-                   help="continue the tenant's newest unfinished run made with the same settings (refused if "
-                        "it differs), or start one; every run keeps its finished tasks as it goes")
+                   help="continue the tenant's newest unfinished run made with the same settings, or start one "
+                        "(saying why none fits); every run keeps its finished tasks as it goes")
     e.add_argument("--quiet", action="store_true", help="no progress bars")
 
     acts = add_group(sub, "adapters", "list, activate (guarded by the CQI), roll back adapter versions")

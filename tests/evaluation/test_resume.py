@@ -3,6 +3,9 @@ uninterrupted run gives, asking the engine only for the tasks left."""
 
 from __future__ import annotations
 
+import asyncio
+import sys
+
 import pytest
 
 from codetailor.artifacts import ArtifactError
@@ -11,7 +14,7 @@ from codetailor.config import get_settings
 from codetailor.home import Home
 from codetailor.tenants import Registry
 from evaluation import evaluate, public_summary, records
-from evaluation.resume import CannotResume, RunInProgress, busy
+from evaluation.resume import RunInProgress, busy
 from tests.evaluation.fake_engine import OracleEngine
 from tests.evaluation.helpers import add_adapter, fake_model_dir, tenant
 from tests.evaluation.test_pipeline import env, repo  # noqa: F401  (the same tenant and files)
@@ -99,14 +102,39 @@ def test_resume_without_a_partial_run_starts_one(env, capsys):
     assert result["n"] == 24 and records.partial_runs(paths) == []
 
 
-def test_changed_held_out_text_is_refused(env, repo):  # noqa: F811
+def test_changed_held_out_text_starts_a_new_run(env, repo, capsys):  # noqa: F811
     settings, paths, files = env
     add_adapter(paths, extra=HELDOUT)
-    interrupt(settings, paths, files)
+    old, _ = interrupt(settings, paths, files)
     held = repo / "pkg" / "mod1.py"
     held.write_text(held.read_text().replace("round(count * price, 2)", "round(count * price, 3)"))
-    with pytest.raises(CannotResume, match="held-out tasks differ"):
-        evaluate(settings, paths, systems="ft", engine=OracleEngine(files), progress=False, resume=True)
+    files = {**files, "pkg/mod1.py": held.read_text()}
+    engine = OracleEngine(files)
+    result = evaluate(settings, paths, systems="ft", engine=engine, progress=False, resume=True)
+    assert "its held-out tasks differ" in capsys.readouterr().err
+    assert len(engine.requests) == 24 * 2 and result["runs"] == 1     # nothing of the old run mixed in
+    assert not old.exists()          # its settings now have a record: retired, never to be mixed in
+
+
+def test_a_finished_run_retires_the_unfinished_runs_it_supersedes(env):
+    settings, paths, files = env
+    add_adapter(paths, extra=HELDOUT)
+    interrupt(settings, paths, files)                                   # idle, same settings
+    held, _ = interrupt_again(settings, paths, files, "ft")
+    other, _ = interrupt_again(settings, paths, files, "base")
+    with records.open_partial(held, busy(held.stem)):                  # another process is continuing it
+        evaluate(settings, paths, systems="ft", engine=OracleEngine(files), progress=False)
+    # same settings and idle: gone; held by a process, or made with other settings: kept
+    assert {p for p, _ in records.partial_runs(paths)} == {held, other}
+
+
+def interrupt_again(settings, paths, files, systems: str):
+    """Kill a new run of `systems` (earlier unfinished runs exist); its partial file and header."""
+    before = {p for p, _ in records.partial_runs(paths)}
+    with pytest.raises(RuntimeError, match="engine died"):
+        evaluate(settings, paths, systems=systems, engine=DyingEngine(files, 2), progress=False)
+    [(path, header)] = [(p, h) for p, h in records.partial_runs(paths) if p not in before]
+    return path, header
 
 
 def test_a_run_in_progress_is_not_opened_twice(env):
@@ -124,8 +152,8 @@ def test_a_run_in_progress_is_not_opened_twice(env):
     (["--systems", "base"], {}, 'systems was ["base", "ft"], now ["base"]'),
     ([], {"CODETAILOR_PROMPT__BUDGET_TOKENS": "1024"}, "prompt.budget_tokens was 2048, now 1024"),
 ])
-def test_cli_refuses_to_resume_a_different_run(tmp_home, tmp_path, repo, monkeypatch, capsys,  # noqa: F811
-                                               argv, setting, says):
+def test_cli_resume_with_other_settings_starts_anew_and_says_why(tmp_home, tmp_path, repo, monkeypatch,  # noqa: F811
+                                                                 capsys, argv, setting, says):
     monkeypatch.setenv("CODETAILOR_MODEL__BASE", str(fake_model_dir(tmp_path)))
     monkeypatch.setenv("CODETAILOR_EVALUATION__N", "24")
     get_settings.cache_clear()
@@ -134,10 +162,16 @@ def test_cli_refuses_to_resume_a_different_run(tmp_home, tmp_path, repo, monkeyp
     Registry(Home(settings.home), pepper="test").add_source(paths.tenant, "main", str(repo))
     add_adapter(paths, extra=HELDOUT)
     files = {p.relative_to(repo).as_posix(): p.read_text() for p in repo.rglob("*.py")}
-    interrupt(settings, paths, files)
+    old, _ = interrupt(settings, paths, files)
     for k, v in setting.items():
         monkeypatch.setenv(k, v)
     get_settings.cache_clear()
-    code = main(["eval", "--tenant", "acme", "--systems", "ft", *argv, "--resume", "--quiet"])
+    evaluate_module = sys.modules["evaluation.evaluate"]
+    engine = OracleEngine(files)
+    monkeypatch.setattr(evaluate_module, "run_plans", lambda settings, plans, **kw: {
+        name: asyncio.run(evaluate_module.run(plan, engine, progress=False)) for name, plan in plans.items()})
+    code = main(["eval", "--tenant", "acme", "--systems", "ft", *argv, "--resume", "--quiet", "--json"])
     err = capsys.readouterr().err
-    assert code == 9 and err.count("\n") == 1 and "cannot resume evaluation" in err and says in err
+    assert code == 0 and "not resuming evaluation" in err and says in err and "starting a new run" in err
+    assert len(engine.requests) == len(asked_tasks(engine)) * (1 if argv == ["--systems", "base"] else 2)
+    assert [p for p, _ in records.partial_runs(paths)] == [old]       # kept for a run with its settings
