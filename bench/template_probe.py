@@ -6,7 +6,8 @@
 The same held-out tasks (evaluation.tasks, the product's task cutter) go through one in-process engine
 once per template of the model's family (text and native), generic model, no retrieval, greedy; they are
 scored with the product's scorer (evaluation.scoring). Prints exact match, edit similarity and identifier
-match per template with the tasks' count, as JSON. A probe: with n around 40 one task is 2.5 points, so
+match per template with the tasks' count, each task's exact match per template, and the paired
+difference between templates with its bootstrap interval, as JSON. A probe: with n around 40 one task is 2.5 points, so
 only a large gap means anything; the default template is decided at n >= 200 (docs/models.md).
 The model comes from the home in CODETAILOR_HOME (fetched there with `codetailor model fetch NAME`).
 """
@@ -36,6 +37,23 @@ def repo_files(repo: Path) -> dict[str, str]:
             out[str(p.relative_to(repo))] = p.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             continue
+    return out
+
+
+def paired(exact: dict[str, list[float]], samples: int = 10_000, seed: int = 0) -> dict:
+    """Each later template minus the first on the same tasks: mean exact-match difference with its
+    paired-bootstrap 95 % interval (pool several repositories' `tasks` for a decision)."""
+    import numpy as np
+
+    from evaluation.cqi import interval, resampled_tasks
+
+    names = list(exact)
+    out = {}
+    for name in names[1:]:
+        d = np.array(exact[name], float) - np.array(exact[names[0]], float)
+        lo, hi = interval(d[resampled_tasks(len(d), samples, seed)].mean(axis=1))
+        out[f"{name} - {names[0]}"] = {"n": len(d), "exact_match_difference": round(float(d.mean()), 4),
+                                       "low": round(lo, 4), "high": round(hi, 4)}
     return out
 
 
@@ -69,7 +87,7 @@ def main() -> None:
     apis = internal_apis(files)
     tasks = make_tasks(files, heldout, apis, n=args.n, seed=args.seed)
     family = prompt_template(settings, path).family
-    layouts = sorted(l for f, l in TEMPLATES if f == family)
+    layouts = sorted((l for f, l in TEMPLATES if f == family), key=lambda l: (l != "text", l))   # text first: the reference
     if args.templates:
         layouts = [l for l in args.templates.split(",") if l in layouts]
 
@@ -79,6 +97,7 @@ def main() -> None:
     out = {"model": args.model, "repo": str(args.repo), "files": len(files), "heldout_files": len(heldout),
            "n": len(tasks), "budget": args.budget, "dtype": args.dtype, "machine": platform.machine(),
            "cpus": os.cpu_count(), "load_before": os.getloadavg()[0], "templates": {}}
+    exact: dict[str, list[float]] = {}   # template -> exact match per task, in task order
     try:
         for layout in layouts:
             t = prompt_template(load_settings(home=home, model={"base": args.model},
@@ -89,6 +108,7 @@ def main() -> None:
             seconds = time.perf_counter() - t0
             scores = scoring.score_all(tasks, done, apis)["base"]
             summary = scoring.summarise(scores)
+            exact[t.name] = [s.exact_match for s in scores]
             out["templates"][t.name] = {
                 "exact_match": round(summary["exact_match"], 3), "edit_similarity": round(summary["edit_similarity"], 3),
                 "identifier_match": round(summary["identifier_match"], 3) if summary["identifier_match"] is not None else None,
@@ -98,6 +118,9 @@ def main() -> None:
     finally:
         engine.close()
     out["load_after"] = os.getloadavg()[0]
+    out["paired"] = paired(exact)
+    out["tasks"] = [{"id": t.id, "exact_match": {name: em[i] for name, em in exact.items()}}
+                    for i, t in enumerate(tasks)]
     print(json.dumps(out, indent=2))
 
 
